@@ -1,0 +1,131 @@
+"""The `tweetkit` command: a click group whose subcommands load on first use.
+
+Each subcommand lives in tweetkit/commands/<name>.py as a thin click wrapper over
+pure functions; this module only knows their names, so `tweetkit normalize --help`
+never imports torch.  Exit status: 0 success, 1 an error with a one-line message
+(bad input, missing model, ...), 2 a usage error, 141 a closed output pipe.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+
+import click
+
+from tweetkit import __version__
+from tweetkit.errors import TweetkitError
+
+COMMANDS = {
+    "langid": "tweetkit.commands.langid",
+    "normalize": "tweetkit.commands.normalize",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(COMMANDS[name]).command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tweetkit")
+def group() -> None:
+    """Build language models of social-media text.
+
+    \b
+    Data commands read JSONL (files, .gz, or stdin) and write JSONL on stdout:
+      zcat dump.jsonl.gz | tweetkit langid --keep en | tweetkit normalize > corpus.jsonl
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors, quiet broken pipes, standard exit codes."""
+    command = (argv if argv is not None else sys.argv[1:])[:1]
+    prog = "tweetkit" + (f" {command[0]}" if command and command[0] in COMMANDS else "")
+    try:
+        group.main(args=argv, prog_name="tweetkit", standalone_mode=False)
+    except click.exceptions.Abort:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except TweetkitError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.  Point stdout
+        # at /dev/null so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+# --- options every data command shares ---------------------------------------------------
+
+
+def data_options(*, field_help: str = "JSON field holding the tweet text.", dropped: bool = False, workers: bool = False):
+    """Decorator adding the streaming I/O flags; the command receives `stream: StreamOptions`."""
+
+    def decorate(func):
+        options = [
+            click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True)),
+            click.option("-o", "--output", default="-", show_default="stdout", help="Write JSONL here (.gz compresses)."),
+            click.option("--field", default="text", show_default=True, help=field_help),
+            click.option(
+                "--on-error",
+                type=click.Choice(["fail", "skip"]),
+                default="fail",
+                show_default=True,
+                help="Bad lines (not JSON, not an object, no text field, bad UTF-8): stop with an error, or count and skip them.",
+            ),
+            click.option("--rejects", type=click.Path(dir_okay=False), help="With --on-error skip: write bad lines here, byte for byte."),
+            click.option("--progress/--no-progress", default=None, help="Progress and summary on stderr [default: when stderr is a terminal]."),
+            click.option("-q", "--quiet", is_flag=True, help="No progress, no summary."),
+        ]
+        if dropped:
+            options.append(
+                click.option("--dropped", type=click.Path(dir_okay=False), help="Write every dropped record here, with its 'reason'.")
+            )
+        if workers:
+            options.append(
+                click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes; output order is kept.")
+            )
+
+        def wrapper(**kwargs):
+            from tweetkit.io import StreamOptions
+
+            progress = kwargs.pop("progress")
+            stream = StreamOptions(
+                inputs=kwargs.pop("inputs"),
+                output=kwargs.pop("output"),
+                field=kwargs.pop("field"),
+                on_error=kwargs.pop("on_error"),
+                rejects=kwargs.pop("rejects"),
+                dropped=kwargs.pop("dropped", None),
+                progress=sys.stderr.isatty() if progress is None else progress,
+                quiet=kwargs.pop("quiet"),
+                workers=kwargs.pop("workers", 1),
+            )
+            if stream.rejects and stream.on_error != "skip":
+                raise click.UsageError("--rejects needs --on-error skip")
+            return func(stream=stream, **kwargs)
+
+        functools.update_wrapper(wrapper, func)  # keeps the command's own click params
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate

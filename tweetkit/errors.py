@@ -1,0 +1,21 @@
+"""One error hierarchy for the whole tool.
+
+The CLI turns any TweetkitError into a single line on stderr and exit status 1;
+click's own usage errors keep exit status 2.
+"""
+
+
+class TweetkitError(Exception):
+    """An error the user can act on; printed as one line, never as a traceback."""
+
+
+class BadRecord(TweetkitError):
+    """An input line that cannot be used, located by file and line number."""
+
+    def __init__(self, source: str, lineno: int, reason: str):
+        self.source, self.lineno, self.reason = source, lineno, reason
+        super().__init__(f"{source}:{lineno}: {reason}")
+
+
+class ConfigError(TweetkitError):
+    """Inconsistent options or a missing/unusable model, tokenizer or file."""

@@ -1,0 +1,307 @@
+"""Streaming JSONL in and out, shared by every data command.
+
+A data command is a *transform*: a callable that takes a list of parsed records
+(dicts whose `--field` is known to be a string) and returns, for each, either the
+record to write or a `Drop(reason)`.  Everything else lives here: reading files,
+stdin and .gz, classifying bad lines, `--on-error fail|skip`, the rejects and
+dropped files, order-preserving worker processes, progress and the summary.
+
+Nothing is lost silently: every input line is written, dropped for a counted
+reason (and optionally written to `--dropped`), or rejected for a counted reason
+(and optionally written, byte for byte, to `--rejects`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import multiprocessing
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+
+import orjson
+
+from tweetkit.errors import BadRecord, ConfigError
+
+STDIN = "-"
+BATCH_LINES = 512  # lines per unit of work: big enough to amortise IPC, small enough for latency
+
+
+class Drop(NamedTuple):
+    """A transform's answer for a record it does not keep."""
+
+    reason: str
+    info: dict | None = None  # extra fields for the --dropped file (e.g. dup_of)
+
+
+Transform = Callable[[list], list]  # list[dict] -> list[dict | Drop]
+
+
+# --- JSON ------------------------------------------------------------------------------
+
+
+def loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson refuses integers beyond 64 bits and NaN/Infinity, which Python's json
+        # (and many tweet dumps) accept; only lines neither parser reads are bad.
+        return json.loads(raw)
+
+
+def dumps(record: Any) -> bytes:
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # e.g. an integer beyond 64 bits, read by the json fallback
+        return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def parse_record(raw: bytes, text_field: str | None) -> dict:
+    """Parse one line into a record, or raise ValueError with the reason it is bad."""
+    try:
+        record = loads(raw)
+    except ValueError:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
+        raise ValueError("invalid JSON") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"not a JSON object (got {type(record).__name__})")
+    if text_field is not None:
+        if text_field not in record:
+            raise ValueError(f"missing field '{text_field}'")
+        if not isinstance(record[text_field], str):
+            raise ValueError(f"field '{text_field}' is not a string")
+    return record
+
+
+def bad_reason_key(reason: str) -> str:
+    """The counter key of a reason: the detail after a parenthesis or 'at byte' is dropped."""
+    return reason.split(" (")[0].split(" at byte")[0]
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def _open_binary(path: str) -> IO[bytes]:
+    if path == STDIN:
+        stream: IO[bytes] = sys.stdin.buffer
+    else:
+        try:
+            stream = open(path, "rb")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    # Sniff the gzip magic rather than trusting the name, so `zcat`-less pipes and
+    # misnamed files both work.
+    peek = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
+    if peek == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+    return stream
+
+
+def source_name(path: str) -> str:
+    return "<stdin>" if path == STDIN else path
+
+
+def read_batches(paths: Sequence[str], batch_lines: int = BATCH_LINES) -> Iterator[tuple[str, list]]:
+    """Yield (source name, [(line number, raw bytes), ...]) batches; blank lines are skipped."""
+    for path in paths or [STDIN]:
+        name = source_name(path)
+        stream = _open_binary(path)
+        batch: list = []
+        try:
+            for lineno, raw in enumerate(stream, 1):
+                if not raw.strip():
+                    continue
+                batch.append((lineno, raw))
+                if len(batch) >= batch_lines:
+                    yield name, batch
+                    batch = []
+        except (OSError, EOFError) as exc:  # truncated or corrupt .gz
+            raise ConfigError(f"{name}: cannot read: {exc}") from None
+        finally:
+            if path != STDIN:
+                stream.close()
+        if batch:
+            yield name, batch
+
+
+def iter_records(paths: Sequence[str], text_field: str | None = None) -> Iterator[tuple[str, int, dict]]:
+    """(source, line, record) for every line; a bad line raises BadRecord.
+
+    For commands that consume a corpus rather than transform it (train-bpe, stats).
+    """
+    for name, batch in read_batches(paths):
+        for lineno, raw in batch:
+            try:
+                yield name, lineno, parse_record(raw, text_field)
+            except ValueError as exc:
+                raise BadRecord(name, lineno, str(exc)) from None
+
+
+# --- processing ------------------------------------------------------------------------
+
+# Outcome kinds of one input line, in input order.
+KEPT, DROPPED, BAD = 0, 1, 2
+
+
+def process_batch(transform: Transform, text_field: str | None, batch: list) -> list[tuple]:
+    """Parse and transform one batch; return (kind, lineno, payload, reason) per line.
+
+    Payloads are serialised bytes so that worker processes send back compact strings.
+    """
+    outcomes: list = [None] * len(batch)
+    good_index, good_records = [], []
+    for i, (lineno, raw) in enumerate(batch):
+        try:
+            good_records.append(parse_record(raw, text_field))
+            good_index.append(i)
+        except ValueError as exc:
+            outcomes[i] = (BAD, lineno, raw, str(exc))
+    if good_records:
+        results = transform(good_records)
+        for i, record, result in zip(good_index, good_records, results):
+            lineno = batch[i][0]
+            if isinstance(result, Drop):
+                dropped = dict(record)
+                dropped["reason"] = result.reason
+                if result.info:
+                    dropped.update(result.info)
+                outcomes[i] = (DROPPED, lineno, dumps(dropped), result.reason)
+            else:
+                outcomes[i] = (KEPT, lineno, dumps(result), None)
+    return outcomes
+
+
+_worker_transform: Transform | None = None
+_worker_field: str | None = None
+
+
+def _worker_init(make_transform: Callable[[], Transform], text_field: str | None) -> None:
+    global _worker_transform, _worker_field
+    _worker_transform, _worker_field = make_transform(), text_field
+
+
+def _worker_run(item: tuple[str, list]) -> tuple[str, list]:
+    name, batch = item
+    return name, process_batch(_worker_transform, _worker_field, batch)  # type: ignore[arg-type]
+
+
+@dataclass
+class StreamOptions:
+    """The flags every data command shares (see cli.data_options)."""
+
+    inputs: Sequence[str] = ()
+    output: str = STDIN
+    field: str = "text"
+    on_error: str = "fail"  # fail: stop at the first bad line; skip: count it and go on
+    rejects: str | None = None  # bad lines, byte for byte
+    dropped: str | None = None  # records a command drops, with their reason
+    progress: bool = False
+    quiet: bool = False
+    workers: int = 1
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    written: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    rejected: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {
+            "read": self.read,
+            "written": self.written,
+            "dropped": dict(self.dropped),
+            "rejected": dict(self.rejected),
+        }
+
+    def summary(self, command: str) -> str:
+        parts = [f"{self.read:,} read", f"{self.written:,} written"]
+        for label, counter in (("dropped", self.dropped), ("rejected", self.rejected)):
+            if counter:
+                detail = ", ".join(f"{reason}: {n:,}" for reason, n in counter.most_common())
+                parts.append(f"{sum(counter.values()):,} {label} ({detail})")
+        return f"tweetkit {command}: " + ", ".join(parts)
+
+
+def open_output(path: str | None) -> IO[bytes]:
+    if path is None or path == STDIN:
+        return sys.stdout.buffer
+    try:
+        if path.endswith(".gz"):
+            return gzip.open(path, "wb")  # type: ignore[return-value]
+        return open(path, "wb")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def run_stream(
+    command: str,
+    options: StreamOptions,
+    make_transform: Callable[[], Transform],
+    text_field: str | None = "text",
+) -> Counts:
+    """Run a transform over the inputs and write its output; return the counts.
+
+    `make_transform` is called once per process (so a model loads once per worker)
+    and must be picklable when `options.workers > 1`.
+    """
+    from tqdm import tqdm
+
+    counts = Counts()
+    out = open_output(options.output)
+    rejects = open_output(options.rejects) if options.rejects else None
+    dropped = open_output(options.dropped) if options.dropped else None
+    bar = tqdm(
+        unit=" rec",
+        file=sys.stderr,
+        disable=not options.progress or options.quiet,
+        dynamic_ncols=True,
+        desc=command,
+    )
+    pool = None
+    try:
+        batches = read_batches(options.inputs)
+        if options.workers > 1:
+            context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+            pool = context.Pool(options.workers, _worker_init, (make_transform, text_field))
+            # imap keeps input order; a few batches in flight per worker keeps them busy.
+            results: Iterable = pool.imap(_worker_run, batches, chunksize=1)
+        else:
+            transform = make_transform()
+            results = ((name, process_batch(transform, text_field, batch)) for name, batch in batches)
+        for name, outcomes in results:
+            counts.read += len(outcomes)
+            for kind, lineno, payload, reason in outcomes:
+                if kind == KEPT:
+                    out.write(payload)
+                    counts.written += 1
+                elif kind == DROPPED:
+                    counts.dropped[reason] += 1
+                    if dropped is not None:
+                        dropped.write(payload)
+                else:
+                    if options.on_error == "fail":
+                        raise BadRecord(name, lineno, reason)
+                    counts.rejected[bad_reason_key(reason)] += 1
+                    if rejects is not None:
+                        rejects.write(payload)
+            bar.update(len(outcomes))
+        out.flush()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+        for stream in (rejects, dropped):
+            if stream is not None:
+                stream.close()
+        if out is not sys.stdout.buffer:
+            out.close()
+    if not options.quiet and (options.progress or counts.rejected):
+        print(counts.summary(command), file=sys.stderr)
+    return counts
