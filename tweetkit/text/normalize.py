@@ -41,6 +41,8 @@ SPANNING_RE = re.compile(r"\d[ *\-.)]*\s[\s*\-.)(]*\d|\.\s+\.|[\x1c-\x1f]")
 REPEAT_RE = re.compile(r"(.)\1\1\1", re.S)  # a superset of what HANG rewrites
 LONG_TEXT = 200  # characters; shorter inputs run without the regex timeout's overhead
 
+_spanning = SPANNING_RE.search
+
 CACHE_LIMIT = 1 << 20  # chunks; cleared when full so memory stays bounded on endless streams
 
 
@@ -162,16 +164,19 @@ class TweetNormalizer:
             self._demojize = demojize
         self.lexicon = lexicon or None
         self._chunks: dict[str, str] = {}
+        self._cached = self._chunks.get  # bound once: this runs for every chunk of every tweet
         self._chars: dict[str, str] = {}
 
     def normalize_token(self, token: str) -> str:
         # Same branch order as TweetNormalizer.normalizeToken: a lone "’" or "…" is
         # a single character, so it reaches demojize and its own branch never runs.
-        if token.startswith("@"):
+        first = token[0]
+        if first == "@":
             return "@USER"
-        lowered = token.lower()
-        if lowered.startswith("http") or lowered.startswith("www"):
-            return "HTTPURL"
+        if first in "hHwW":
+            lowered = token.lower()
+            if lowered.startswith("http") or lowered.startswith("www"):
+                return "HTTPURL"
         if len(token) == 1:
             name = self._chars.get(token)
             if name is None:
@@ -207,12 +212,12 @@ class TweetNormalizer:
         text = tweet.replace("’", "'").replace("…", "...")
         if "&" in text:  # TweetTokenizer decodes HTML entities before anything else
             text = _replace_html_entities(text)
-        spanning = SPANNING_RE.search(text) is not None
+        spanning = _spanning(text) is not None
         if spanning:
             joined = " ".join([self.normalize_token(t) for t in self._tokens(text)])
         else:
             chunks = text.split()
-            parts = list(map(self._chunks.get, chunks))
+            parts = list(map(self._cached, chunks))
             try:
                 miss = parts.index(None)
                 while True:
