@@ -76,12 +76,14 @@ def split_leading_token(chunk: str) -> tuple[str, str] | None:
         return chunk, ""
     if "@" in chunk[1:]:  # an email address may start anywhere before its "@"
         return None
-    if REPEAT_RE.search(chunk):  # HANG would rewrite the chunk first
-        return None
     first = chunk[0]
     if first == "#" or (first in "hH" and chunk[:4].lower() == "http"):
         # URLs are the regex's first alternative and nothing before hashtags matches a
-        # "#", so their match at position 0 is exactly the first token.
+        # "#", so their match at position 0 is exactly the first token, unless HANG
+        # first shortens a run inside it.  (Below, HANG cannot move the split point:
+        # it never touches letters, and a run cannot cross a word/non-word boundary.)
+        if REPEAT_RE.search(chunk):
+            return None
         match = (HASHTAG_RE if first == "#" else URL_RE).match(chunk)
         if match is None:
             return None
