@@ -19,6 +19,7 @@ from tweetkit import __version__
 from tweetkit.errors import TweetkitError
 
 COMMANDS = {
+    "dedup": "tweetkit.commands.dedup",
     "langid": "tweetkit.commands.langid",
     "normalize": "tweetkit.commands.normalize",
 }

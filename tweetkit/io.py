@@ -34,6 +34,7 @@ class Drop(NamedTuple):
 
     reason: str
     info: dict | None = None  # extra fields for the --dropped file (e.g. dup_of)
+    write: bool = True  # False: count only (records another process is responsible for)
 
 
 Transform = Callable[[list], list]  # list[dict] -> list[dict | Drop]
@@ -165,7 +166,9 @@ def process_batch(transform: Transform, text_field: str | None, batch: list) -> 
         results = transform(good_records)
         for i, record, result in zip(good_index, good_records, results):
             lineno = batch[i][0]
-            if isinstance(result, Drop):
+            if isinstance(result, Drop) and not result.write:
+                outcomes[i] = (DROPPED, lineno, None, result.reason)
+            elif isinstance(result, Drop):
                 dropped = dict(record)
                 dropped["reason"] = result.reason
                 if result.info:
@@ -283,7 +286,7 @@ def run_stream(
                     counts.written += 1
                 elif kind == DROPPED:
                     counts.dropped[reason] += 1
-                    if dropped is not None:
+                    if dropped is not None and payload is not None:
                         dropped.write(payload)
                 else:
                     if options.on_error == "fail":
