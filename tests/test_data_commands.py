@@ -12,6 +12,7 @@ DATA_COMMANDS = [
     ("normalize", []),
     ("langid", []),
     ("dedup", []),
+    ("split", ["--tag-only"]),
 ]
 WITH_WORKERS = {"normalize", "langid"}
 
@@ -95,7 +96,7 @@ def test_usage_errors_exit_2(command, tmp_path):
     name, extra = command
     assert run_cli([name, "--no-such-flag"]).exit_code == 2
     assert run_cli([name, "--rejects", str(tmp_path / "r")]).exit_code == 2  # needs --on-error skip
-    missing = run_cli([name, str(tmp_path / "missing.jsonl")])
+    missing = run_cli([name, *extra, str(tmp_path / "missing.jsonl")])
     assert missing.exit_code == 1 and "missing.jsonl" in missing.stderr
 
 

@@ -22,6 +22,8 @@ COMMANDS = {
     "dedup": "tweetkit.commands.dedup",
     "langid": "tweetkit.commands.langid",
     "normalize": "tweetkit.commands.normalize",
+    "split": "tweetkit.commands.split",
+    "stats": "tweetkit.commands.stats",
 }
 
 

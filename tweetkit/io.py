@@ -37,7 +37,14 @@ class Drop(NamedTuple):
     write: bool = True  # False: count only (records another process is responsible for)
 
 
-Transform = Callable[[list], list]  # list[dict] -> list[dict | Drop]
+class Routed(NamedTuple):
+    """A transform's answer for a record to write to a named output (see run_stream's routes)."""
+
+    route: str
+    record: dict
+
+
+Transform = Callable[[list], list]  # list[dict] -> list[dict | Drop | Routed]
 
 
 # --- JSON ------------------------------------------------------------------------------
@@ -130,19 +137,6 @@ def read_batches(paths: Sequence[str], batch_lines: int = BATCH_LINES) -> Iterat
             yield name, batch
 
 
-def iter_records(paths: Sequence[str], text_field: str | None = None) -> Iterator[tuple[str, int, dict]]:
-    """(source, line, record) for every line; a bad line raises BadRecord.
-
-    For commands that consume a corpus rather than transform it (train-bpe, stats).
-    """
-    for name, batch in read_batches(paths):
-        for lineno, raw in batch:
-            try:
-                yield name, lineno, parse_record(raw, text_field)
-            except ValueError as exc:
-                raise BadRecord(name, lineno, str(exc)) from None
-
-
 # --- processing ------------------------------------------------------------------------
 
 # Outcome kinds of one input line, in input order.
@@ -174,6 +168,8 @@ def process_batch(transform: Transform, text_field: str | None, batch: list) -> 
                 if result.info:
                     dropped.update(result.info)
                 outcomes[i] = (DROPPED, lineno, dumps(dropped), result.reason)
+            elif isinstance(result, Routed):
+                outcomes[i] = (KEPT, lineno, dumps(result.record), result.route)
             else:
                 outcomes[i] = (KEPT, lineno, dumps(result), None)
     return outcomes
@@ -214,21 +210,14 @@ class Counts:
     written: int = 0
     dropped: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
+    routed: Counter = field(default_factory=Counter)  # written, per named output
 
-    def as_dict(self) -> dict:
-        return {
-            "read": self.read,
-            "written": self.written,
-            "dropped": dict(self.dropped),
-            "rejected": dict(self.rejected),
-        }
-
-    def summary(self, command: str) -> str:
-        parts = [f"{self.read:,} read", f"{self.written:,} written"]
-        for label, counter in (("dropped", self.dropped), ("rejected", self.rejected)):
+    def summary(self, command: str, kept_label: str = "written") -> str:
+        parts = [f"{self.read:,} read", f"{self.written:,} {kept_label}"]
+        for label, counter in (("routed", self.routed), ("dropped", self.dropped), ("rejected", self.rejected)):
             if counter:
                 detail = ", ".join(f"{reason}: {n:,}" for reason, n in counter.most_common())
-                parts.append(f"{sum(counter.values()):,} {label} ({detail})")
+                parts.append(f"{label} ({detail})" if label == "routed" else f"{sum(counter.values()):,} {label} ({detail})")
         return f"tweetkit {command}: " + ", ".join(parts)
 
 
@@ -248,16 +237,19 @@ def run_stream(
     options: StreamOptions,
     make_transform: Callable[[], Transform],
     text_field: str | None = "text",
+    routes: dict[str, str] | None = None,
 ) -> Counts:
     """Run a transform over the inputs and write its output; return the counts.
 
     `make_transform` is called once per process (so a model loads once per worker)
-    and must be picklable when `options.workers > 1`.
+    and must be picklable when `options.workers > 1`.  With `routes` (name -> path),
+    records the transform returns as Routed(name, record) go to that path.
     """
     from tqdm import tqdm
 
     counts = Counts()
-    out = open_output(options.output)
+    out = open_output(options.output) if not routes else None
+    routed = {name: open_output(path) for name, path in (routes or {}).items()}
     rejects = open_output(options.rejects) if options.rejects else None
     dropped = open_output(options.dropped) if options.dropped else None
     bar = tqdm(
@@ -282,7 +274,11 @@ def run_stream(
             counts.read += len(outcomes)
             for kind, lineno, payload, reason in outcomes:
                 if kind == KEPT:
-                    out.write(payload)
+                    if reason is None:
+                        out.write(payload)
+                    else:
+                        routed[reason].write(payload)
+                        counts.routed[reason] += 1
                     counts.written += 1
                 elif kind == DROPPED:
                     counts.dropped[reason] += 1
@@ -295,16 +291,49 @@ def run_stream(
                     if rejects is not None:
                         rejects.write(payload)
             bar.update(len(outcomes))
-        out.flush()
+        if out is not None:
+            out.flush()
     finally:
         bar.close()
         if pool is not None:
             pool.terminate()
-        for stream in (rejects, dropped):
+        for stream in (rejects, dropped, *routed.values()):
             if stream is not None:
                 stream.close()
-        if out is not sys.stdout.buffer:
+        if out is not None and out is not sys.stdout.buffer:
             out.close()
     if not options.quiet and (options.progress or counts.rejected):
         print(counts.summary(command), file=sys.stderr)
     return counts
+
+
+def consume_records(command: str, options: StreamOptions, text_field: str | None = "text") -> Iterator[dict]:
+    """Yield the good records of the inputs, for commands that read a corpus rather than
+    transform it (stats, train-bpe); bad lines follow --on-error like everywhere else."""
+    from tqdm import tqdm
+
+    counts = Counts()
+    rejects = open_output(options.rejects) if options.rejects else None
+    bar = tqdm(unit=" rec", file=sys.stderr, disable=not options.progress or options.quiet, dynamic_ncols=True, desc=command)
+    try:
+        for name, batch in read_batches(options.inputs):
+            for lineno, raw in batch:
+                counts.read += 1
+                try:
+                    record = parse_record(raw, text_field)
+                except ValueError as exc:
+                    if options.on_error == "fail":
+                        raise BadRecord(name, lineno, str(exc)) from None
+                    counts.rejected[bad_reason_key(str(exc))] += 1
+                    if rejects is not None:
+                        rejects.write(raw)
+                    continue
+                counts.written += 1
+                yield record
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        if rejects is not None:
+            rejects.close()
+    if not options.quiet and (options.progress or counts.rejected):
+        print(counts.summary(command, kept_label="used"), file=sys.stderr)
