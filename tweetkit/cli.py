@@ -24,6 +24,7 @@ COMMANDS = {
     "normalize": "tweetkit.commands.normalize",
     "split": "tweetkit.commands.split",
     "stats": "tweetkit.commands.stats",
+    "train-bpe": "tweetkit.commands.train_bpe",
 }
 
 

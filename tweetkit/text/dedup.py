@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_RT_PREFIX = re.compile(r"^\s*RT\s+@\w+:?", re.IGNORECASE)
-_NOISE = re.compile(r"https?://\S+|www\.\S+|HTTPURL|@\w+")
+# One pass: a leading "RT @user:", links, and mentions (but not the "@" of "@https://...").
+_NOISE = re.compile(r"^\s*(?i:RT)\s+@\w+:?|https?://\S+|www\.\S+|HTTPURL|@(?!https?://|www\.)\w+")
 _NON_WORD = re.compile(r"[\W_]+")  # punctuation, symbols, emoji and whitespace
 
 _MASK64 = (1 << 64) - 1
@@ -28,7 +28,7 @@ _MASK64 = (1 << 64) - 1
 
 def dedup_key(text: str) -> str:
     """The normalised text duplicates share: words only, lower-cased, single spaces."""
-    text = _NOISE.sub(" ", _RT_PREFIX.sub(" ", text))
+    text = _NOISE.sub(" ", text)
     return " ".join(_NON_WORD.sub(" ", text).casefold().split())
 
 
@@ -71,25 +71,36 @@ class MinHasher:
     def word_hashes(self, words: list[str]) -> np.ndarray:
         cache = self._word_hashes
         hashes = list(map(cache.get, words))
-        for i, h in enumerate(hashes):
-            if h is None:
-                if len(cache) > 1 << 21:  # bounded: a stream has endless rare words
-                    cache.clear()
-                hashes[i] = cache[words[i]] = key_hash(words[i])
+        try:
+            miss = hashes.index(None)
+            if len(cache) > 1 << 21:  # bounded: a stream has endless rare words
+                cache.clear()
+            while True:
+                hashes[miss] = cache[words[miss]] = key_hash(words[miss])
+                miss = hashes.index(None, miss + 1)
+        except ValueError:  # no (more) new words
+            pass
         return np.array(hashes, dtype=np.uint64)
 
     def shingle_batch(self, word_lists: list[list[str]]) -> list[np.ndarray]:
-        """Per tweet, the 64-bit hashes of its words and adjacent word pairs (unsorted,
-        may repeat: MinHash and Jaccard below do not care).  Every list needs 2+ words."""
+        """Per tweet, the sorted unique 64-bit hashes of its words and adjacent word
+        pairs, computed for the whole batch at once.  Every list needs 2+ words."""
         lengths = np.array([len(words) for words in word_lists])
         hashes = self.word_hashes([w for words in word_lists for w in words])
+        owner = np.repeat(np.arange(len(word_lists)), lengths)
         with np.errstate(over="ignore"):
             pairs = hashes[:-1] * np.uint64(0x9E3779B97F4A7C15) ^ (hashes[1:] >> np.uint64(1))
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        # Pair j joins words j and j+1: the pair starting at a tweet's last word is
-        # not a pair of that tweet, so tweet i's pairs are pairs[start_i : end_i - 1].
-        return [np.concatenate([hashes[a:b], pairs[a : b - 1]]) for a, b in zip(starts.tolist(), ends.tolist())]
+        # Pair j joins words j and j+1; it belongs to a tweet unless word j is its last.
+        same_tweet = owner[:-1] == owner[1:]
+        values = np.concatenate([hashes, pairs[same_tweet]])
+        owners = np.concatenate([owner, owner[:-1][same_tweet]])
+        order = np.lexsort((values, owners))
+        values, owners = values[order], owners[order]
+        first = np.ones(len(values), dtype=bool)
+        first[1:] = (values[1:] != values[:-1]) | (owners[1:] != owners[:-1])
+        values, owners = values[first], owners[first]
+        bounds = np.searchsorted(owners, np.arange(1, len(word_lists)))
+        return np.split(values, bounds)
 
     def signatures(self, shingle_sets: list[np.ndarray]) -> np.ndarray:
         """(len(shingle_sets), num_perm) MinHash signatures, computed in one pass."""
@@ -155,10 +166,11 @@ class Deduplicator:
             shingles, band_keys = near
             # A band entry is one kept index, or a list of them once bands collide
             # (rare; an int costs far less memory than a one-element list).
-            hits = [hit for hit in map(self.bands.get, band_keys) if hit is not None]
-            shingles = np.unique(shingles)
-            if hits:
+            shared_bands = self.bands.keys() & band_keys  # set intersection, in C
+            if shared_bands:
+                hits = [self.bands[band_key] for band_key in shared_bands]
                 # Verify with the real Jaccard similarity: LSH candidates are only hints.
+                # Candidates are tried oldest first, so dup_of names the earliest twin.
                 mine = set(shingles.tolist())
                 candidates = sorted({i for hit in hits for i in ((hit,) if isinstance(hit, int) else hit)})
                 for candidate in candidates:

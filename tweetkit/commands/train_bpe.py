@@ -1,0 +1,97 @@
+"""tweetkit train-bpe: train (or extend) a subword tokenizer; writes a fast HF tokenizer directory."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from tweetkit.cli import data_options
+from tweetkit.errors import ConfigError
+
+
+@click.command(
+    "train-bpe",
+    epilog="""\b
+Examples:
+  tweetkit train-bpe corpus.jsonl -o tok/ --vocab-size 64000
+  tweetkit train-bpe corpus.jsonl -o tok/ --algorithm unigram --backend sentencepiece
+  tweetkit train-bpe corpus.jsonl -o tok-ext/ --extend path/to/base-model --vocab-size 5000
+  tweetkit train-bpe corpus.jsonl -o tok/ --report-overlap vinai/bertweet-base""",
+)
+@data_options()
+@click.option("--vocab-size", type=click.IntRange(min=16), default=32000, show_default=True, help="Vocabulary size (with --extend: the most new pieces to add).")
+@click.option("--algorithm", type=click.Choice(["bpe", "unigram"]), default="bpe", show_default=True)
+@click.option("--backend", type=click.Choice(["hf", "sentencepiece"]), default="hf", show_default=True, help="Library that trains; the output is the same kind of fast HF tokenizer.")
+@click.option("--user-symbols", default="", help="Comma-separated extra words to keep as single pieces.")
+@click.option("--all-emoji-names", is_flag=True, help="Make every known emoji name atomic, not only those in the corpus.")
+@click.option("--max-sentences", type=click.IntRange(min=1), help="Train on a uniform sample of this many tweets (reservoir, --seed).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--extend", "base", help="A tokenizer directory or model name/path: add new pieces, keeping every old id.")
+@click.option("--report-overlap", "other", help="Also report the share of pieces shared with this tokenizer.")
+@click.option("--model-max-length", type=click.IntRange(min=1), default=128, show_default=True)
+def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_names, max_sentences, seed, base, other, model_max_length):
+    """Train a subword tokenizer on tweets, or extend an existing one.
+
+    Writes DIR (-o) with tokenizer.json and tokenizer_config.json, loadable with
+    transformers.AutoTokenizer as a fast tokenizer.  @USER, HTTPURL and the emoji
+    names found in the corpus stay single pieces.  Prints a JSON summary on stdout.
+    """
+    from tweetkit import tokenizers as tk
+    from tweetkit.io import consume_records
+
+    if stream.output == "-":
+        raise click.UsageError("give the output directory with -o DIR")
+    directory = stream.output
+    start = time.perf_counter()
+    texts = (record[stream.field] for record in consume_records("train-bpe", stream, text_field=stream.field))
+    corpus = tk.sample_corpus(texts, max_sentences, seed)
+    if not corpus.texts:
+        raise ConfigError("no tweets to train on (empty input)")
+    summary: dict = {"tweets_read": corpus.seen, "tweets_trained_on": len(corpus.texts)}
+    log = (lambda message: None) if stream.quiet else (lambda message: print(f"tweetkit train-bpe: {message}", file=sys.stderr))
+
+    if base:
+        base_tokenizer = tk.load_tokenizer(base)
+        before = tk.pieces_per_tweet(base_tokenizer, corpus.texts)
+        log(f"extending {base} ({len(base_tokenizer.get_vocab()):,} pieces) on {len(corpus.texts):,} tweets")
+        backend_tokenizer, added = tk.extend_tokenizer(base_tokenizer, corpus.texts, vocab_size)
+        tk.save_extended(base_tokenizer, backend_tokenizer, directory)
+        result = tk.load_tokenizer(directory)
+        after = tk.pieces_per_tweet(result, corpus.texts)
+        summary.update(
+            base=base,
+            old_vocab_size=len(base_tokenizer.get_vocab()),
+            new_vocab_size=len(result.get_vocab()),
+            added_pieces=len(added),
+            pieces_per_tweet_before=before["pieces_per_tweet_mean"],
+            pieces_per_tweet_after=after["pieces_per_tweet_mean"],
+            pieces_per_tweet_drop=round(1 - after["pieces_per_tweet_mean"] / before["pieces_per_tweet_mean"], 4) if before["pieces_per_tweet_mean"] else 0.0,
+            unknown_share_before=before["unknown_share"],
+            unknown_share_after=after["unknown_share"],
+        )
+    else:
+        atomic = list(tk.PLACEHOLDERS)
+        atomic += sorted(tk.known_emoji_names()) if all_emoji_names else sorted(corpus.emoji_names)
+        atomic += [s.strip() for s in user_symbols.split(",") if s.strip()]
+        atomic = list(dict.fromkeys(atomic))
+        train = tk.train_hf if backend == "hf" else tk.train_sentencepiece
+        log(f"training {algorithm} ({backend}) on {len(corpus.texts):,} tweets, {len(atomic):,} atomic words")
+        trained = train(corpus.texts, algorithm, max(len(tk.SPECIAL_TOKENS) + 1, vocab_size - len(atomic)))
+        final = tk.with_roberta_template(tk.add_whole_word_pieces(trained, atomic))
+        tk.save_fast_tokenizer(final, directory, model_max_length)
+        result = tk.load_tokenizer(directory)
+        summary.update(
+            algorithm=algorithm,
+            backend=backend,
+            vocab_size=len(result.get_vocab()),
+            atomic_words=len(atomic),
+            **tk.pieces_per_tweet(result, corpus.texts),
+        )
+    if other:
+        summary["overlap"] = {"other": other, **tk.vocabulary_overlap(result, tk.load_tokenizer(other))}
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    summary["output"] = directory
+    sys.stdout.write(json.dumps(summary) + "\n")
