@@ -210,7 +210,12 @@ def save_fast_tokenizer(tokenizer, directory: str, model_max_length: int = 128) 
 
 def pieces_per_tweet(tokenizer, texts: list[str], limit: int = 100_000) -> dict:
     """Pieces per tweet (no special tokens) and the share of unknown pieces."""
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    from tokenizers import Tokenizer
+
+    # A copy without the padding/truncation some tokenizer.json files switch on.
+    backend = Tokenizer.from_str(getattr(tokenizer, "backend_tokenizer", tokenizer).to_str())
+    backend.no_padding()
+    backend.no_truncation()
     sample = texts[:limit]
     encodings = backend.encode_batch(sample, add_special_tokens=False)
     lengths = sorted(len(e.ids) for e in encodings)
