@@ -22,6 +22,7 @@ COMMANDS = {
     "dedup": "tweetkit.commands.dedup",
     "langid": "tweetkit.commands.langid",
     "normalize": "tweetkit.commands.normalize",
+    "pretrain": "tweetkit.commands.pretrain",
     "split": "tweetkit.commands.split",
     "stats": "tweetkit.commands.stats",
     "train-bpe": "tweetkit.commands.train_bpe",

@@ -1,0 +1,237 @@
+"""Masked language modelling as RoBERTa did it, on packed rows of tweets.
+
+Tweets are tokenized once (cached as memory-mapped arrays), wrapped as <s> tweet </s>
+and packed into rows of at most max_length tokens.  Inside a row, attention is
+block-diagonal and position ids restart for every tweet, so a packed row computes
+exactly what the tweets would compute one by one, without padding.  Masking is
+dynamic: drawn anew each time a row is seen, from (seed, epoch, row).  The vocabulary
+projection runs only at masked positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tweetkit.errors import ConfigError
+
+
+# --- tokenised corpora -----------------------------------------------------------------
+
+
+class TokenizedCorpus:
+    """Flat token array plus offsets: tweet i is tokens[offsets[i]:offsets[i+1]]."""
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray):
+        self.tokens, self.offsets = tokens, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()[:16]
+
+
+def corpus_key(paths, field: str, tokenizer) -> str:
+    parts = [tokenizer_fingerprint(tokenizer), field]
+    for path in paths:
+        stat = os.stat(path)
+        parts.append(f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:24]
+
+
+def tokenize_corpus(paths, tokenizer, stream_options, cache_dir: str, log=print) -> TokenizedCorpus:
+    """Tokenize the text field of JSONL files once; later runs memory-map the cache.
+
+    The cache key covers the files (path, size, mtime), the field and the tokenizer,
+    so a changed input or tokenizer is tokenized again."""
+    from tweetkit.io import consume_records
+
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ConfigError(f"cannot read {path}: no such file")
+    key = corpus_key(paths, stream_options.field, tokenizer)
+    base = os.path.join(cache_dir, key)
+    if os.path.exists(base + ".offsets.npy"):
+        return TokenizedCorpus(np.load(base + ".tokens.npy", mmap_mode="r"), np.load(base + ".offsets.npy", mmap_mode="r"))
+    log(f"tokenizing {', '.join(paths)} (cached in {cache_dir})")
+    backend = tokenizer.backend_tokenizer
+    chunks, lengths, pending = [], [], []
+
+    def flush():
+        for encoding in backend.encode_batch(pending, add_special_tokens=False):
+            chunks.append(np.asarray(encoding.ids, dtype=np.int32))
+            lengths.append(len(encoding.ids))
+        pending.clear()
+
+    options = stream_options.__class__(**{**stream_options.__dict__, "inputs": list(paths)})
+    for record in consume_records("pretrain", options, text_field=options.field):
+        pending.append(record[options.field])
+        if len(pending) >= 4096:
+            flush()
+    flush()
+    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    os.makedirs(cache_dir, exist_ok=True)
+    for name, array in (("tokens", tokens), ("offsets", offsets)):  # offsets last: it marks completion
+        partial = f"{base}.{name}.partial.npy"
+        np.save(partial, array)
+        os.replace(partial, f"{base}.{name}.npy")
+    return TokenizedCorpus(tokens, offsets)
+
+
+def pack_rows(lengths: np.ndarray, max_length: int) -> list[tuple[int, int]]:
+    """Greedy packing in corpus order: [first, last) tweet ranges whose <s> x </s>
+    sequences (each cut to max_length) fit in max_length tokens."""
+    rows, start, used = [], 0, 0
+    for i, length in enumerate(np.minimum(lengths + 2, max_length).tolist()):
+        if used + length > max_length and i > start:
+            rows.append((start, i))
+            start, used = i, 0
+        used += length
+    if len(lengths) > start:
+        rows.append((start, len(lengths)))
+    return rows
+
+
+# --- the model's forward on masked positions only ---------------------------------------
+
+
+def split_mlm_model(model):
+    """(encoder, head) of an HF masked-LM model (RoBERTa-, BERT-family)."""
+    encoder = getattr(model, model.base_model_prefix)
+    head = getattr(model, "lm_head", None) or getattr(model, "cls", None)
+    if head is None:
+        raise ConfigError(f"{type(model).__name__}: no masked-LM head found")
+    return encoder, head
+
+
+class MaskedPositionsLM(torch.nn.Module):
+    """Forward that projects to the vocabulary only where tokens are masked.
+
+    A module of its own so DDP wraps it (DDP syncs gradients through forward)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.encoder, self.head = split_mlm_model(model)
+
+    def forward(self, input_ids, attention_mask, position_ids, masked_positions):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_positions)
+        return self.head(selected)
+
+
+# --- the task --------------------------------------------------------------------------
+
+
+class MLMTask:
+    def __init__(self, train: TokenizedCorpus, validation: TokenizedCorpus | None, tokenizer, max_length: int, mask_prob: float, seed: int, position_offset: int):
+        self.train_data, self.validation_data = train, validation
+        self.max_length, self.mask_prob, self.seed = max_length, mask_prob, seed
+        self.position_offset = position_offset  # RoBERTa counts positions from pad_token_id + 1
+        self.bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+        self.eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        self.pad, self.mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
+        if None in (self.bos, self.eos, self.pad, self.mask_id):
+            raise ConfigError("the tokenizer needs <s>/[CLS], </s>/[SEP], pad and mask tokens for MLM")
+        self.vocab_size = len(tokenizer)
+        self.special_ids = sorted(set(tokenizer.all_special_ids))
+        self.train_rows = pack_rows(train.lengths(), max_length)
+        self.validation_rows = pack_rows(validation.lengths(), max_length) if validation is not None else []
+        self.block_diagonal = True  # False only to measure what the mask costs (bench/pretrain.py)
+
+    def wrap(self, model):
+        return MaskedPositionsLM(model)
+
+    def num_examples(self) -> int:
+        return len(self.train_rows)
+
+    def _row(self, corpus: TokenizedCorpus, first: int, last: int):
+        ids, segments, positions = [], [], []
+        for segment, tweet in enumerate(range(first, last), start=1):
+            body = corpus.tokens[corpus.offsets[tweet] : corpus.offsets[tweet + 1]][: self.max_length - 2]
+            sequence = [self.bos, *body.tolist(), self.eos]
+            ids += sequence
+            segments += [segment] * len(sequence)
+            positions += range(self.position_offset, self.position_offset + len(sequence))
+        return ids, segments, positions
+
+    def collate(self, indices: list[int], epoch: int, corpus=None, rows=None) -> dict:
+        corpus = self.train_data if corpus is None else corpus
+        rows = self.train_rows if rows is None else rows
+        built = [self._row(corpus, *rows[i]) for i in indices]
+        width = max(len(ids) for ids, _, _ in built)
+        batch = len(built)
+        input_ids = torch.full((batch, width), self.pad, dtype=torch.long)
+        segments = torch.zeros((batch, width), dtype=torch.long)
+        positions = torch.full((batch, width), self.position_offset, dtype=torch.long)
+        for b, (ids, seg, pos) in enumerate(built):
+            input_ids[b, : len(ids)] = torch.tensor(ids)
+            segments[b, : len(seg)] = torch.tensor(seg)
+            positions[b, : len(pos)] = torch.tensor(pos)
+        labels = torch.full_like(input_ids, -100)
+        special = torch.isin(input_ids, torch.tensor(self.special_ids))
+        for b, row_index in enumerate(indices):
+            # Dynamic masking: a fresh draw each epoch, the same draw for the same
+            # (seed, epoch, row) whatever the process count or batch composition.
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + row_index)
+            draw = torch.rand(width, generator=generator)
+            chosen = (draw < self.mask_prob) & ~special[b]
+            kind = torch.rand(width, generator=generator)
+            random_ids = torch.randint(len(self.special_ids), self.vocab_size, (width,), generator=generator)
+            labels[b, chosen] = input_ids[b, chosen]
+            input_ids[b, chosen & (kind < 0.8)] = self.mask_id  # 80% <mask>
+            swap = chosen & (kind >= 0.8) & (kind < 0.9)  # 10% a random token, 10% unchanged
+            input_ids[b, swap] = random_ids[swap]
+        if self.block_diagonal:
+            attention = (segments[:, :, None] == segments[:, None, :]) & (segments[:, :, None] > 0)
+        else:
+            attention = (segments[:, :, None] > 0) & (segments[:, None, :] > 0)
+        attention |= torch.eye(width, dtype=torch.bool)[None]  # padding attends to itself: no empty rows
+        flat_labels = labels.reshape(-1)
+        masked = torch.nonzero(flat_labels != -100, as_tuple=False).squeeze(1)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention[:, None, :, :],
+            "position_ids": positions,
+            "masked_positions": masked,
+            "labels": flat_labels.index_select(0, masked),
+            "count": int(masked.numel()),
+            "tokens": int((segments > 0).sum()),
+        }
+
+    def loss(self, module, batch: dict):
+        device = next(module.parameters()).device
+        logits = module(
+            batch["input_ids"].to(device),
+            batch["attention_mask"].to(device),
+            batch["position_ids"].to(device),
+            batch["masked_positions"].to(device),
+        )
+        return F.cross_entropy(logits.float(), batch["labels"].to(device), reduction="sum"), batch["count"]
+
+    def evaluate(self, module) -> dict:
+        if not self.validation_rows:
+            return {}
+        total, count, correct = 0.0, 0, 0
+        for start in range(0, len(self.validation_rows), 32):
+            indices = list(range(start, min(start + 32, len(self.validation_rows))))
+            batch = self.collate(indices, epoch=0, corpus=self.validation_data, rows=self.validation_rows)
+            if batch["count"] == 0:
+                continue
+            device = next(module.parameters()).device
+            logits = module(batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["position_ids"].to(device), batch["masked_positions"].to(device)).float()
+            labels = batch["labels"].to(device)
+            total += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += int((logits.argmax(-1) == labels).sum())
+            count += batch["count"]
+        return {"validation_loss": round(total / max(count, 1), 6), "validation_masked_accuracy": round(correct / max(count, 1), 6)}

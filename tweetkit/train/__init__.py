@@ -1,0 +1,1 @@
+"""The one training core that pretrain and finetune share (see loop.train)."""

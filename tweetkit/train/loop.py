@@ -1,0 +1,182 @@
+"""The training loop shared by pretrain and finetune.
+
+A task supplies the data and the loss; this loop owns everything else: global batch
+and gradient accumulation, DDP, precision, AdamW with warm-up and linear decay,
+clipping, metrics, checkpoints and resume.
+
+Determinism: the data order is a function of (seed, epoch), a sequence's masking or
+sampling a function of (seed, epoch, index), and dropout is reseeded every step from
+(seed, step, rank).  So a run resumed from a checkpoint continues exactly as the
+uninterrupted run would, and the global batch (hence the loss) does not depend on
+the number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from typing import Protocol
+
+import torch
+
+from tweetkit.train import checkpoint
+from tweetkit.train.config import TrainConfig
+from tweetkit.train.distributed import Dist
+
+
+class Task(Protocol):
+    def num_examples(self) -> int: ...
+
+    def collate(self, indices: list[int], epoch: int) -> dict: ...  # a micro-batch, deterministic
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, int]: ...  # (sum of losses, how many)
+
+    def evaluate(self, module) -> dict: ...  # validation metrics; {} when there is no validation set
+
+    def wrap(self, model) -> torch.nn.Module: ...  # the module whose forward the loss calls
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to `peak`, then linear decay to 0 at `total` (a pure function of the step)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * max(0.0, (total - step) / max(1, total - warmup))
+
+
+def make_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+def autocast(config: TrainConfig, device: torch.device):
+    if config.precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def emit(record: dict) -> None:
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, log=print) -> dict:
+    """Train `model` on `task`; return the last metrics.  `on_save(model, directory)` lets
+    the caller add files (tokenizer, config) to each checkpoint."""
+    from tqdm import tqdm
+
+    world, rank = dist.world, dist.rank
+    if config.batch_size % world:
+        raise ValueError(f"--batch-size {config.batch_size} must be a multiple of the {world} processes")
+    per_rank = config.batch_size // world
+    micro = min(config.micro_batch_size or per_rank, per_rank)
+    examples = task.num_examples()
+    steps_per_epoch = max(1, examples // config.batch_size)  # full global batches only
+    total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    warmup = config.warmup_steps or int(config.warmup_ratio * total)
+    if config.precision == "fp16" and dist.device.type != "cuda":
+        raise ValueError("--precision fp16 needs a GPU; use bf16 on the CPU")
+
+    model.to(dist.device)
+    module = task.wrap(model)  # what the loss calls: DDP must wrap it, since DDP syncs in forward
+    ddp_model = module
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(module, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+    optimizer = make_optimizer(model, config)
+    scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
+
+    step, seen_tokens, elapsed_before = 0, 0, 0.0
+    found = checkpoint.latest(config.output_dir) if config.resume else None
+    if found:
+        state = checkpoint.load_state(found)
+        from safetensors.torch import load_file
+
+        weights = load_file(os.path.join(found, "model.safetensors"))
+        model.load_state_dict(weights, strict=False)
+        if hasattr(model, "tie_weights"):
+            model.tie_weights()
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step, seen_tokens, elapsed_before = state["step"], state["tokens"] // world, state["elapsed"]
+        log(f"resumed from {found} at step {step}")
+
+    bar = tqdm(total=total, initial=step, file=sys.stderr, disable=not dist.is_main or not sys.stderr.isatty(), desc="train", dynamic_ncols=True)
+    start = time.perf_counter()
+    metrics: dict = {}
+    module.train()
+    while step < total:
+        epoch, index = divmod(step, steps_per_epoch)
+        order = epoch_order(examples, config.seed, epoch)
+        chosen = order[index * config.batch_size : (index + 1) * config.batch_size][rank::world]
+        batches = [task.collate(chosen[i : i + micro], epoch) for i in range(0, len(chosen), micro)]
+        # Normalise by the global count (masked tokens, examples) so that every process
+        # count gives the same gradient: DDP averages, hence the factor `world`.
+        global_count = dist.all_reduce_sum(sum(b["count"] for b in batches))
+        torch.manual_seed(config.seed * 7_919 + step * world + rank)  # dropout, reproducible on resume
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr_at(step, total, warmup, config.lr)
+        loss_sum = 0.0
+        for i, batch in enumerate(batches):
+            sync = i == len(batches) - 1 or world == 1
+            context = ddp_model.no_sync() if (world > 1 and not sync) else nullcontext()
+            with context:
+                with autocast(config, dist.device):
+                    losses, _ = task.loss(ddp_model, batch)
+                scaler.scale(losses.float() / global_count * world).backward()
+            loss_sum += float(losses.detach())
+            seen_tokens += int(batch.get("tokens", 0))
+        if config.max_grad_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        loss = dist.all_reduce_sum(loss_sum) / max(global_count, 1)
+        tokens = dist.all_reduce_sum(seen_tokens)
+        elapsed = elapsed_before + time.perf_counter() - start
+        metrics = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(loss, 6), "lr": param_group["lr"], "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1), "elapsed_s": round(elapsed, 2)}
+        if config.eval_every and step % config.eval_every == 0 and step < total:
+            metrics.update(evaluate(module, task))
+            module.train()
+        if dist.is_main and (step % config.log_every == 0 or step == total or "validation_loss" in metrics):
+            emit(metrics)
+        if config.save_every and step % config.save_every == 0 and step < total:
+            save(model, optimizer, scaler, config, dist, step, tokens, elapsed, on_save)
+    bar.close()
+    final = evaluate(module, task)
+    if final and dist.is_main:
+        metrics.update(final)
+        emit({"step": step, **final})
+    save(model, optimizer, scaler, config, dist, step, dist.all_reduce_sum(seen_tokens), elapsed_before + time.perf_counter() - start, on_save)
+    return metrics
+
+
+def evaluate(module, task: Task) -> dict:
+    module.eval()
+    with torch.no_grad():
+        return task.evaluate(module)
+
+
+def save(model, optimizer, scaler, config, dist: Dist, step, tokens, elapsed, on_save) -> None:
+    if dist.is_main:  # only rank 0 writes; `tokens` is the global count
+        state = {"step": step, "tokens": tokens, "elapsed": elapsed, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+        path = checkpoint.save(config.output_dir, step, state, model)
+        config.save(path)
+        if on_save is not None:
+            on_save(model, path)
+    dist.barrier()
