@@ -24,7 +24,7 @@ Examples:
 @data_options()
 @click.option("--vocab-size", type=click.IntRange(min=16), default=32000, show_default=True, help="Vocabulary size (with --extend: the most new pieces to add).")
 @click.option("--algorithm", type=click.Choice(["bpe", "unigram"]), default="bpe", show_default=True)
-@click.option("--backend", type=click.Choice(["hf", "sentencepiece"]), default="hf", show_default=True, help="Library that trains; the output is the same kind of fast HF tokenizer.")
+@click.option("--backend", type=click.Choice(["sentencepiece", "hf"]), default="sentencepiece", show_default=True, help="Library that trains (sentencepiece: faster in bench/train_bpe.py); the output is the same kind of fast HF tokenizer.")
 @click.option("--user-symbols", default="", help="Comma-separated extra words to keep as single pieces.")
 @click.option("--all-emoji-names", is_flag=True, help="Make every known emoji name atomic, not only those in the corpus.")
 @click.option("--max-sentences", type=click.IntRange(min=1), help="Train on a uniform sample of this many tweets (reservoir, --seed).")
