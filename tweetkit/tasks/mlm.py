@@ -183,11 +183,13 @@ class MLMTask:
         for b, row_index in enumerate(indices):
             # Dynamic masking: a fresh draw each epoch, the same draw for the same
             # (seed, epoch, row) whatever the process count or batch composition.
+            # Draws are max_length long whatever the batch width, so they do not shift
+            # with the padding of the batch the row happens to be in.
             generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + row_index)
-            draw = torch.rand(width, generator=generator)
+            draw = torch.rand(self.max_length, generator=generator)[:width]
             chosen = (draw < self.mask_prob) & ~special[b]
-            kind = torch.rand(width, generator=generator)
-            random_ids = torch.randint(len(self.special_ids), self.vocab_size, (width,), generator=generator)
+            kind = torch.rand(self.max_length, generator=generator)[:width]
+            random_ids = torch.randint(len(self.special_ids), self.vocab_size, (self.max_length,), generator=generator)[:width]
             labels[b, chosen] = input_ids[b, chosen]
             input_ids[b, chosen & (kind < 0.8)] = self.mask_id  # 80% <mask>
             swap = chosen & (kind >= 0.8) & (kind < 0.9)  # 10% a random token, 10% unchanged
