@@ -20,8 +20,11 @@ from tweetkit.errors import TweetkitError
 
 COMMANDS = {
     "dedup": "tweetkit.commands.dedup",
+    "evaluate": "tweetkit.commands.evaluate",
+    "finetune": "tweetkit.commands.finetune",
     "langid": "tweetkit.commands.langid",
     "normalize": "tweetkit.commands.normalize",
+    "predict": "tweetkit.commands.predict",
     "pretrain": "tweetkit.commands.pretrain",
     "split": "tweetkit.commands.split",
     "stats": "tweetkit.commands.stats",

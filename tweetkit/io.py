@@ -66,8 +66,11 @@ def dumps(record: Any) -> bytes:
         return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
-def parse_record(raw: bytes, text_field: str | None) -> dict:
-    """Parse one line into a record, or raise ValueError with the reason it is bad."""
+def parse_record(raw: bytes, text_field: str | None, field_type: type = str, required: Sequence[str] = ()) -> dict:
+    """Parse one line into a record, or raise ValueError with the reason it is bad.
+
+    The text field must hold a string (field_type=list: a list of strings, as the
+    `tokens` of tagging data); `required` names further fields that must exist."""
     try:
         record = loads(raw)
     except ValueError:
@@ -81,8 +84,15 @@ def parse_record(raw: bytes, text_field: str | None) -> dict:
     if text_field is not None:
         if text_field not in record:
             raise ValueError(f"missing field '{text_field}'")
-        if not isinstance(record[text_field], str):
+        value = record[text_field]
+        if field_type is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"field '{text_field}' is not a list of strings")
+        elif not isinstance(value, str):
             raise ValueError(f"field '{text_field}' is not a string")
+    for name in required:
+        if name not in record:
+            raise ValueError(f"missing field '{name}'")
     return record
 
 
@@ -143,7 +153,7 @@ def read_batches(paths: Sequence[str], batch_lines: int = BATCH_LINES) -> Iterat
 KEPT, DROPPED, BAD = 0, 1, 2
 
 
-def process_batch(transform: Transform, text_field: str | None, batch: list) -> list[tuple]:
+def process_batch(transform: Transform, text_field: str | None, batch: list, field_type: type = str) -> list[tuple]:
     """Parse and transform one batch; return (kind, lineno, payload, reason) per line.
 
     Payloads are serialised bytes so that worker processes send back compact strings.
@@ -152,7 +162,7 @@ def process_batch(transform: Transform, text_field: str | None, batch: list) -> 
     good_index, good_records = [], []
     for i, (lineno, raw) in enumerate(batch):
         try:
-            good_records.append(parse_record(raw, text_field))
+            good_records.append(parse_record(raw, text_field, field_type))
             good_index.append(i)
         except ValueError as exc:
             outcomes[i] = (BAD, lineno, raw, str(exc))
@@ -175,18 +185,18 @@ def process_batch(transform: Transform, text_field: str | None, batch: list) -> 
     return outcomes
 
 
-_worker_transform: Transform | None = None
-_worker_field: str | None = None
+_worker: tuple = ()  # (transform, text field, field type) of this worker process
 
 
-def _worker_init(make_transform: Callable[[], Transform], text_field: str | None) -> None:
-    global _worker_transform, _worker_field
-    _worker_transform, _worker_field = make_transform(), text_field
+def _worker_init(make_transform: Callable[[], Transform], text_field: str | None, field_type: type) -> None:
+    global _worker
+    _worker = (make_transform(), text_field, field_type)
 
 
 def _worker_run(item: tuple[str, list]) -> tuple[str, list]:
     name, batch = item
-    return name, process_batch(_worker_transform, _worker_field, batch)  # type: ignore[arg-type]
+    transform, text_field, field_type = _worker
+    return name, process_batch(transform, text_field, batch, field_type)
 
 
 @dataclass
@@ -238,6 +248,7 @@ def run_stream(
     make_transform: Callable[[], Transform],
     text_field: str | None = "text",
     routes: dict[str, str] | None = None,
+    field_type: type = str,
 ) -> Counts:
     """Run a transform over the inputs and write its output; return the counts.
 
@@ -264,12 +275,12 @@ def run_stream(
         batches = read_batches(options.inputs)
         if options.workers > 1:
             context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-            pool = context.Pool(options.workers, _worker_init, (make_transform, text_field))
+            pool = context.Pool(options.workers, _worker_init, (make_transform, text_field, field_type))
             # imap keeps input order; a few batches in flight per worker keeps them busy.
             results: Iterable = pool.imap(_worker_run, batches, chunksize=1)
         else:
             transform = make_transform()
-            results = ((name, process_batch(transform, text_field, batch)) for name, batch in batches)
+            results = ((name, process_batch(transform, text_field, batch, field_type)) for name, batch in batches)
         for name, outcomes in results:
             counts.read += len(outcomes)
             for kind, lineno, payload, reason in outcomes:
@@ -307,7 +318,7 @@ def run_stream(
     return counts
 
 
-def consume_records(command: str, options: StreamOptions, text_field: str | None = "text") -> Iterator[dict]:
+def consume_records(command: str, options: StreamOptions, text_field: str | None = "text", field_type: type = str, required: Sequence[str] = ()) -> Iterator[dict]:
     """Yield the good records of the inputs, for commands that read a corpus rather than
     transform it (stats, train-bpe); bad lines follow --on-error like everywhere else."""
     from tqdm import tqdm
@@ -320,7 +331,7 @@ def consume_records(command: str, options: StreamOptions, text_field: str | None
             for lineno, raw in batch:
                 counts.read += 1
                 try:
-                    record = parse_record(raw, text_field)
+                    record = parse_record(raw, text_field, field_type, required)
                 except ValueError as exc:
                     if options.on_error == "fail":
                         raise BadRecord(name, lineno, str(exc)) from None

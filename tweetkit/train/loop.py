@@ -69,13 +69,16 @@ def autocast(config: TrainConfig, device: torch.device):
 
 
 def emit(record: dict) -> None:
+    # Scalars only: per-class tables and confusion matrices belong to `evaluate`.
+    record = {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
     sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()
 
 
-def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, log=print) -> dict:
+def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, on_evaluate=None, log=print) -> dict:
     """Train `model` on `task`; return the last metrics.  `on_save(model, directory)` lets
-    the caller add files (tokenizer, config) to each checkpoint."""
+    the caller add files (tokenizer, config) to each checkpoint; `on_evaluate(step,
+    metrics)` sees every validation result and returns True to stop early."""
     from tqdm import tqdm
 
     world, rank = dist.world, dist.rank
@@ -119,7 +122,8 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, log=
     module.train()
     while step < total:
         epoch, index = divmod(step, steps_per_epoch)
-        order = epoch_order(examples, config.seed, epoch)
+        # A task may order its examples itself (length buckets); else a plain shuffle.
+        order = task.order(epoch) if hasattr(task, "order") else epoch_order(examples, config.seed, epoch)
         chosen = order[index * config.batch_size : (index + 1) * config.batch_size][rank::world]
         batches = [task.collate(chosen[i : i + micro], epoch) for i in range(0, len(chosen), micro)]
         # Normalise by the global count (masked tokens, examples) so that every process
@@ -150,18 +154,27 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, log=
         tokens = dist.all_reduce_sum(seen_tokens)
         elapsed = elapsed_before + time.perf_counter() - start
         metrics = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(loss, 6), "lr": param_group["lr"], "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1), "elapsed_s": round(elapsed, 2)}
+        stop = False
         if config.eval_every and step % config.eval_every == 0 and step < total:
-            metrics.update(evaluate(module, task))
+            results = evaluate(module, task)
+            metrics.update(results)
             module.train()
-        if dist.is_main and (step % config.log_every == 0 or step == total or "validation_loss" in metrics):
+            stop = bool(on_evaluate and results and on_evaluate(step, results))
+        if dist.is_main and (step % config.log_every == 0 or step == total or stop or (config.eval_every and step % config.eval_every == 0)):
             emit(metrics)
         if config.save_every and step % config.save_every == 0 and step < total:
             save(model, optimizer, scaler, config, dist, step, tokens, elapsed, on_save)
+        if stop:
+            log(f"early stop at step {step}")
+            break
     bar.close()
-    final = evaluate(module, task)
-    if final and dist.is_main:
+    final = {} if stop else evaluate(module, task)
+    if final:
         metrics.update(final)
-        emit({"step": step, **final})
+        if dist.is_main:
+            emit({"step": step, **final})
+        if on_evaluate:
+            on_evaluate(step, final)
     save(model, optimizer, scaler, config, dist, step, dist.all_reduce_sum(seen_tokens), elapsed_before + time.perf_counter() - start, on_save)
     return metrics
 

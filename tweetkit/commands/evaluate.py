@@ -1,0 +1,125 @@
+"""tweetkit evaluate: score predictions (or predict, then score) with the official metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def detect_kind(record: dict, gold_field: str, pred_field: str) -> str:
+    """What a record of gold and predicted values scores as (tagging is known from pred_tags)."""
+    if isinstance(record.get(pred_field), list):
+        return "multilabel"
+    if isinstance(record.get(pred_field), float) and not isinstance(record.get(gold_field), str):
+        return "regression"
+    return "classification"
+
+
+def score(kind: str, gold: list, pred: list, positive_label=None) -> dict:
+    from tweetkit import metrics as scorers
+    from tweetkit.tasks.supervised import score_sequences
+
+    if kind == "tagging":
+        return scorers.tagging_metrics(gold, pred)
+    return score_sequences(kind, gold, pred, None, positive_label)
+
+
+def print_report(result: dict, kind: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stderr)
+    headline = Table(title=f"{kind}: {result.get('count', 0):,} examples")
+    names = [k for k, v in result.items() if isinstance(v, float)]
+    for name in names:
+        headline.add_column(name, justify="right")
+    headline.add_row(*[f"{result[n]:.4f}" for n in names])
+    console.print(headline)
+    if "per_class" in result:
+        table = Table(title="per class")
+        for column in ("label", "precision", "recall", "f1", "support"):
+            table.add_column(column, justify="right")
+        for label, values in result["per_class"].items():
+            table.add_row(label, *(f"{values[m]:.4f}" for m in ("precision", "recall", "f1")), str(values["support"]))
+        console.print(table)
+    if "confusion_matrix" in result:
+        labels, matrix = result["confusion_matrix"]["labels"], result["confusion_matrix"]["matrix"]
+        table = Table(title="confusion matrix (rows: gold, columns: predicted)")
+        table.add_column("")
+        for label in labels:
+            table.add_column(label, justify="right")
+        for label, row in zip(labels, matrix):
+            table.add_row(label, *map(str, row))
+        console.print(table)
+
+
+@click.command(
+    "evaluate",
+    epilog="""\b
+Examples:
+  tweetkit evaluate predicted.jsonl                      # records with label and pred
+  tweetkit evaluate --model sent/ semeval2017/test.jsonl # predict, then score
+  tweetkit evaluate --model irony/ --positive-label irony irony/test.jsonl
+  tweetkit evaluate --model ner/ wnut17/test.jsonl       # tokens/tags: entity F1""",
+)
+@click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--model", "model_path", help="Predict with this fine-tuned model first.")
+@click.option("--gold-field", default=None, help="[default: label, or tags for tagging]")
+@click.option("--pred-field", default=None, help="[default: pred, or pred_tags for tagging]")
+@click.option("--text-field", default=None, help="Input of --model [default: text, or tokens for tagging].")
+@click.option("--positive-label", help="Also report the F1 of this class as f1_pos (SemEval-2018 3A: irony).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
+def command(inputs, model_path, gold_field, pred_field, text_field, positive_label, batch_size, device, on_error, quiet):
+    """Score a task: one JSON object on stdout, tables and a confusion matrix on stderr.
+
+    Classification: accuracy, macro_f1, macro_recall (SemEval-2017 AvgRec), f1_pn,
+    per_class, confusion_matrix, f1_pos with --positive-label.  Tagging: seqeval
+    entity F1 for BIO tags and token accuracy.  Multi-label: micro/macro F1, Jaccard.
+    Regression: Pearson, Spearman.
+    """
+    from tweetkit.errors import ConfigError
+    from tweetkit.io import StreamOptions, consume_records
+
+    loaded = None
+    if model_path:
+        from tweetkit.models import load_model
+
+        loaded = load_model(model_path, device)
+    tagging = loaded is not None and loaded.kind == "tagging"
+    gold_field = gold_field or ("tags" if tagging else "label")
+    if loaded is not None:
+        text_field = text_field or ("tokens" if tagging else "text")
+        pred_field = "pred_tags" if tagging else "pred"
+    options = StreamOptions(inputs=inputs, on_error=on_error, quiet=True)
+    input_field = text_field if loaded is not None else None
+    records = list(consume_records("evaluate", options, input_field, list if tagging else str, required=[] if loaded is None and gold_field == "label" else [gold_field]))
+    if not records:
+        raise ConfigError("nothing to evaluate (empty input)")
+    if loaded is not None:
+        from tweetkit.models import predict
+
+        outputs = predict(loaded, [r[text_field] for r in records], batch_size)
+        for record, output in zip(records, outputs):
+            record[pred_field] = output if tagging else output[0]
+        kind = loaded.kind
+    else:
+        if pred_field is None:
+            pred_field = "pred_tags" if "pred_tags" in records[0] else "pred"
+            if "pred_tags" in records[0] and gold_field == "label":
+                gold_field = "tags"
+        missing = next((i for i, r in enumerate(records) if pred_field not in r or gold_field not in r), None)
+        if missing is not None:
+            raise ConfigError(f"record {missing + 1} has no '{pred_field}' or '{gold_field}' field")
+        kind = "tagging" if pred_field == "pred_tags" else detect_kind(records[0], gold_field, pred_field)
+    try:
+        result = score(kind, [r[gold_field] for r in records], [r[pred_field] for r in records], positive_label)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    sys.stdout.write(json.dumps({"task": kind, **result}) + "\n")
+    if not quiet:
+        print_report(result, kind)

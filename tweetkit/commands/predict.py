@@ -1,0 +1,53 @@
+"""tweetkit predict: streaming inference with a fine-tuned model, JSONL in and out."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from tweetkit.cli import data_options
+
+
+class PredictStep:
+    """The transform: one call per input batch (a window of lines), sorted by length inside."""
+
+    def __init__(self, loaded, field: str, batch_size: int, threshold: float):
+        self.loaded, self.field, self.batch_size, self.threshold = loaded, field, batch_size, threshold
+
+    def __call__(self, records: list[dict]) -> list[dict]:
+        from tweetkit.models import predict
+
+        outputs = predict(self.loaded, [r[self.field] for r in records], self.batch_size, self.threshold)
+        for record, output in zip(records, outputs):
+            if self.loaded.kind == "tagging":
+                record["pred_tags"] = output
+            else:
+                record["pred"], scores = output
+                if scores is not None:
+                    record["scores"] = scores
+        return records
+
+
+@click.command(
+    "predict",
+    epilog="""\b
+Examples:
+  tweetkit normalize < new.jsonl | tweetkit predict --model sent/ > predicted.jsonl
+  tweetkit predict --model ner/ --field tokens wnut17/test.jsonl | tweetkit evaluate""",
+)
+@click.option("--model", "model_path", required=True, help="A fine-tuned model directory (finetune output).")
+@data_options(field_help="Field holding the text (for tagging models: the list of words, e.g. tokens).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="Multi-label decision threshold.")
+def command(model_path, stream, batch_size, device, threshold):
+    """Add predictions to each record: `pred` and `scores` (probabilities), or
+    `pred_tags` for tagging models.  Input order is kept."""
+    from tweetkit.io import run_stream
+    from tweetkit.models import load_model
+
+    loaded = load_model(model_path, device)  # before reading input: a bad path fails fast
+    field_type = list if loaded.kind == "tagging" else str
+    make_step = functools.partial(PredictStep, loaded, stream.field, batch_size, threshold)
+    run_stream("predict", stream, make_step, text_field=stream.field, field_type=field_type)

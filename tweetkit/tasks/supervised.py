@@ -1,0 +1,207 @@
+"""Fine-tuning tasks on the shared training core: sequence classification (single-
+and multi-label), regression, and tagging; plus the batched inference `predict` uses.
+
+Batches are length-bucketed (sorted by length within chunks of 50 batches, then the
+batches shuffled) and padded to their longest member.  Tagging labels the first
+subword of each word and ignores the rest, as BERTweet did; it needs a fast
+tokenizer for `word_ids()`.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+
+from tweetkit import metrics as scorers
+
+SEQUENCE_KINDS = ("classification", "multilabel", "regression")
+PROBLEM_TYPES = {"classification": "single_label_classification", "multilabel": "multi_label_classification", "regression": "regression"}
+KINDS_BY_PROBLEM = {v: k for k, v in PROBLEM_TYPES.items()}
+
+
+def bucketed_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[int]:
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lengths.__getitem__)
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return [i for batch in batches for i in batch]
+
+
+def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(s) for s in sequences)
+    out = torch.full((len(sequences), width), value, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+class SequenceTask:
+    """classification | multilabel | regression over one text field."""
+
+    def __init__(self, kind, tokenizer, train, validation, label_names, max_length, batch_size, seed, metric, positive_label=None, threshold=0.5):
+        self.kind, self.tokenizer, self.max_length = kind, tokenizer, max_length
+        self.batch_size, self.seed, self.metric, self.positive_label, self.threshold = batch_size, seed, metric, positive_label, threshold
+        self.label_names = label_names  # index -> label (not for regression)
+        self.label_index = {name: i for i, name in enumerate(label_names or [])}
+        self.train_ids = self.encode([text for text, _ in train])
+        self.train_targets = [self.target(label) for _, label in train]
+        self.validation = validation
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+
+    def target(self, label):
+        if self.kind == "regression":
+            return float(label)
+        if self.kind == "multilabel":
+            vector = [0.0] * len(self.label_names)
+            for name in label:
+                vector[self.label_index[str(name)]] = 1.0
+            return vector
+        return self.label_index[str(label)]
+
+    def wrap(self, model):
+        return model
+
+    def num_examples(self) -> int:
+        return len(self.train_ids)
+
+    def order(self, epoch: int) -> list[int]:
+        return bucketed_order([len(ids) for ids in self.train_ids], self.batch_size, self.seed, epoch)
+
+    def collate(self, indices: list[int], epoch: int) -> dict:
+        ids = _pad([self.train_ids[i] for i in indices], self.tokenizer.pad_token_id)
+        targets = [self.train_targets[i] for i in indices]
+        dtype = torch.long if self.kind == "classification" else torch.float
+        return {"input_ids": ids, "attention_mask": (ids != self.tokenizer.pad_token_id).long(), "targets": torch.tensor(targets, dtype=dtype), "count": len(indices), "tokens": int((ids != self.tokenizer.pad_token_id).sum())}
+
+    def loss(self, module, batch):
+        device = next(module.parameters()).device
+        logits = module(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits.float()
+        targets = batch["targets"].to(device)
+        if self.kind == "classification":
+            return F.cross_entropy(logits, targets, reduction="sum"), batch["count"]
+        if self.kind == "multilabel":
+            return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(self.label_names), batch["count"]
+        return F.mse_loss(logits.squeeze(-1), targets, reduction="sum"), batch["count"]
+
+    def evaluate(self, module) -> dict:
+        if not self.validation:
+            return {}
+        texts, gold = [t for t, _ in self.validation], [label for _, label in self.validation]
+        predictions = predict_sequences(module, self.tokenizer, texts, self.kind, self.label_names, 64, self.max_length, self.threshold)
+        scores = score_sequences(self.kind, gold, [p for p, _ in predictions], self.label_names, self.positive_label)
+        return {f"validation_{k}": v for k, v in scores.items()}
+
+
+def score_sequences(kind, gold, pred, label_names=None, positive_label=None) -> dict:
+    if kind == "classification":
+        return scorers.classification_metrics(gold, pred, label_names, positive_label)
+    if kind == "multilabel":
+        return scorers.multilabel_metrics(gold, pred, label_names)
+    return scorers.regression_metrics(gold, pred)
+
+
+@torch.no_grad()
+def predict_sequences(model, tokenizer, texts, kind, label_names, batch_size, max_length, threshold=0.5) -> list[tuple]:
+    """(pred, scores) per text, in input order; batches are formed over length-sorted texts."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    results: list = [None] * len(texts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids = _pad([encoded[i] for i in chunk], tokenizer.pad_token_id).to(device)
+        logits = model(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long()).logits.float().cpu()
+        for row, i in enumerate(chunk):
+            if kind == "regression":
+                results[i] = (float(logits[row, 0]), None)
+            elif kind == "multilabel":
+                probs = torch.sigmoid(logits[row]).tolist()
+                results[i] = ([label_names[j] for j, p in enumerate(probs) if p >= threshold], dict(zip(label_names, [round(p, 6) for p in probs])))
+            else:
+                probs = torch.softmax(logits[row], -1).tolist()
+                best = max(range(len(probs)), key=probs.__getitem__)
+                results[i] = (label_names[best], dict(zip(label_names, [round(p, 6) for p in probs])))
+    model.train(was_training)
+    return results
+
+
+class TaggingTask:
+    """One tag per word; the first subword of each word carries it."""
+
+    def __init__(self, tokenizer, train, validation, label_names, max_length, batch_size, seed, metric):
+        self.tokenizer, self.max_length, self.batch_size, self.seed, self.metric = tokenizer, max_length, batch_size, seed, metric
+        self.label_names = label_names
+        self.label_index = {name: i for i, name in enumerate(label_names)}
+        self.kind = "tagging"
+        self.train_ids, self.train_labels = [], []
+        encoded = tokenizer([words for words, _ in train], is_split_into_words=True, truncation=True, max_length=max_length)
+        for row, (_, tags) in enumerate(train):
+            labels, previous = [], None
+            for word in encoded.word_ids(row):
+                labels.append(self.label_index[tags[word]] if word is not None and word != previous else -100)
+                previous = word
+            self.train_ids.append(encoded["input_ids"][row])
+            self.train_labels.append(labels)
+        self.validation = validation
+
+    def wrap(self, model):
+        return model
+
+    def num_examples(self) -> int:
+        return len(self.train_ids)
+
+    def order(self, epoch: int) -> list[int]:
+        return bucketed_order([len(ids) for ids in self.train_ids], self.batch_size, self.seed, epoch)
+
+    def collate(self, indices: list[int], epoch: int) -> dict:
+        ids = _pad([self.train_ids[i] for i in indices], self.tokenizer.pad_token_id)
+        labels = _pad([self.train_labels[i] for i in indices], -100)
+        return {"input_ids": ids, "attention_mask": (ids != self.tokenizer.pad_token_id).long(), "labels": labels, "count": int((labels != -100).sum()), "tokens": int((ids != self.tokenizer.pad_token_id).sum())}
+
+    def loss(self, module, batch):
+        device = next(module.parameters()).device
+        logits = module(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits.float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].to(device).reshape(-1), ignore_index=-100, reduction="sum"), batch["count"]
+
+    def evaluate(self, module) -> dict:
+        if not self.validation:
+            return {}
+        pred = predict_tags(module, self.tokenizer, [w for w, _ in self.validation], self.label_names, 64, self.max_length)
+        return {f"validation_{k}": v for k, v in scorers.tagging_metrics([t for _, t in self.validation], pred).items()}
+
+
+@torch.no_grad()
+def predict_tags(model, tokenizer, word_lists, label_names, batch_size, max_length, fallback="O") -> list[list[str]]:
+    """A tag per word, in input order; words cut off by max_length get `fallback`."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    fallback = fallback if fallback in label_names else label_names[0]
+    order = sorted(range(len(word_lists)), key=lambda i: len(word_lists[i]))
+    results: list = [None] * len(word_lists)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        encoded = tokenizer([word_lists[i] for i in chunk], is_split_into_words=True, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        logits = model(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).logits
+        best = logits.argmax(-1).cpu()
+        for row, i in enumerate(chunk):
+            tags = [fallback] * len(word_lists[i])
+            previous = None
+            for position, word in enumerate(encoded.word_ids(row)):
+                if word is not None and word != previous:
+                    tags[word] = label_names[int(best[row, position])]
+                previous = word
+            results[i] = tags
+    model.train(was_training)
+    return results
