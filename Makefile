@@ -17,16 +17,29 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $@
 
+# The whole recipe on the small real sample in examples/ (a few minutes on 2 CPU cores):
+# raw tweets -> langid -> normalize -> dedup -> train-bpe -> pretrain (tiny) -> finetune -> evaluate.
+DEMO := demo-out
 demo: install
-	mkdir -p demo-out
-	$(BIN)/tweetkit langid --keep en --dropped demo-out/not-english.jsonl --progress examples/tweets.jsonl \
+	mkdir -p $(DEMO)
+	cat examples/tweets.jsonl examples/sentiment_train.jsonl \
+	  | $(BIN)/tweetkit langid --keep en --dropped $(DEMO)/not-english.jsonl --progress \
 	  | $(BIN)/tweetkit normalize --emoji-names bertweet --progress \
-	  | $(BIN)/tweetkit dedup --drop-retweets --min-tokens 3 --dropped demo-out/dropped.jsonl --progress > demo-out/corpus.jsonl
-	$(BIN)/tweetkit split demo-out/corpus.jsonl -o demo-out/corpus --ratios train=0.9,test=0.1 --progress
-	$(BIN)/tweetkit train-bpe demo-out/corpus.train.jsonl -o demo-out/tok --vocab-size 1000
-	$(BIN)/tweetkit stats --tokenizer demo-out/tok demo-out/corpus.train.jsonl > demo-out/stats.json
-	@echo "--- first normalised, deduplicated English tweets (demo-out/corpus.jsonl):" >&2
-	@head -n 3 demo-out/corpus.jsonl
+	  | $(BIN)/tweetkit dedup --drop-retweets --min-tokens 3 --dropped $(DEMO)/dropped.jsonl --progress > $(DEMO)/corpus.jsonl
+	$(BIN)/tweetkit stats $(DEMO)/corpus.jsonl > $(DEMO)/stats.json
+	$(BIN)/tweetkit train-bpe $(DEMO)/corpus.jsonl -o $(DEMO)/tok --vocab-size 2000 > $(DEMO)/tok.json
+	$(BIN)/tweetkit pretrain --train $(DEMO)/corpus.jsonl --tokenizer $(DEMO)/tok -o $(DEMO)/mlm \
+	  --model-config tiny --max-steps 60 --batch-size 16 --lr 5e-4 --log-every 20 --cache-dir $(DEMO)/cache
+	$(BIN)/tweetkit normalize --emoji-names bertweet examples/sentiment_train.jsonl \
+	  | $(BIN)/tweetkit split -o $(DEMO)/sentiment --ratios train=0.9,validation=0.1
+	$(BIN)/tweetkit normalize --emoji-names bertweet examples/sentiment_test.jsonl > $(DEMO)/sentiment.test.jsonl
+	$(BIN)/tweetkit finetune --model $(DEMO)/mlm --task classification --train $(DEMO)/sentiment.train.jsonl \
+	  --validation $(DEMO)/sentiment.validation.jsonl -o $(DEMO)/sentiment-model --epochs 2 --lr 2e-4 --batch-size 32
+	$(BIN)/tweetkit finetune --model tfidf --task classification --train $(DEMO)/sentiment.train.jsonl \
+	  --validation $(DEMO)/sentiment.validation.jsonl -o $(DEMO)/sentiment-tfidf
+	$(BIN)/tweetkit evaluate --model $(DEMO)/sentiment-model $(DEMO)/sentiment.test.jsonl > $(DEMO)/eval-model.json
+	$(BIN)/tweetkit evaluate --model $(DEMO)/sentiment-tfidf $(DEMO)/sentiment.test.jsonl > $(DEMO)/eval-tfidf.json
+	@echo "demo done: results in $(DEMO)/eval-model.json and $(DEMO)/eval-tfidf.json" >&2
 
 test: install
 	$(BIN)/python -m pytest -q
