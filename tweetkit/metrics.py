@@ -7,6 +7,7 @@
 - Regression: Pearson (SemEval-2018 EI-reg) and Spearman, MSE.
 - Tagging: entity precision/recall/F1 with seqeval (conlleval's counting, for
   WNUT-16/17) when tags are BIO, and token accuracy (POS).
+- Multi-label: with per-label scores, top-1 accuracy (the best-scored label is gold).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def classification_metrics(gold: list, pred: list, labels: list | None = None, p
     return result
 
 
-def multilabel_metrics(gold: list[list], pred: list[list], labels: list | None = None) -> dict:
+def multilabel_metrics(gold: list[list], pred: list[list], labels: list | None = None, scores: list[dict] | None = None) -> dict:
     gold_sets, pred_sets = [set(map(str, g)) for g in gold], [set(map(str, p)) for p in pred]
     labels = list(labels) if labels else sorted(set().union(*gold_sets, *pred_sets))
     tp, fp, fn = Counter(), Counter(), Counter()
@@ -74,7 +75,11 @@ def multilabel_metrics(gold: list[list], pred: list[list], labels: list | None =
     micro_p = all_tp / (all_tp + all_fp) if all_tp + all_fp else 0.0
     micro_r = all_tp / (all_tp + all_fn) if all_tp + all_fn else 0.0
     jaccard = [len(g & p) / len(g | p) if g | p else 1.0 for g, p in zip(gold_sets, pred_sets)]
+    extra = {}
+    if scores is not None:
+        extra["top1_accuracy"] = sum(max(s, key=s.get) in g for s, g in zip(scores, gold_sets)) / len(gold_sets) if gold_sets else 0.0
     return {
+        **extra,
         "micro_f1": _f1(micro_p, micro_r),
         "macro_f1": sum(c["f1"] for c in per_class.values()) / len(labels) if labels else 0.0,
         "jaccard": sum(jaccard) / len(jaccard) if jaccard else 0.0,
@@ -129,7 +134,7 @@ def tagging_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     if any(len(g) != len(p) for g, p in zip(gold, pred)):
         raise ValueError("a predicted tag sequence differs in length from its gold sequence")
     tokens = sum(len(g) for g in gold)
-    result = {"accuracy": sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p)) / tokens if tokens else 0.0, "count": len(gold), "tokens": tokens}
+    result = {"token_accuracy": sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p)) / tokens if tokens else 0.0, "count": len(gold), "tokens": tokens}
     if is_bio(gold):
         from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
@@ -147,4 +152,4 @@ def primary_metric(kind: str, tags_are_bio: bool = False, positive_label=None) -
         return "macro_f1"
     if kind == "regression":
         return "pearson"
-    return "f1" if tags_are_bio else "accuracy"
+    return "f1" if tags_are_bio else "token_accuracy"

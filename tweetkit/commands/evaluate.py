@@ -17,13 +17,13 @@ def detect_kind(record: dict, gold_field: str, pred_field: str) -> str:
     return "classification"
 
 
-def score(kind: str, gold: list, pred: list, positive_label=None) -> dict:
+def score(kind: str, gold: list, pred: list, positive_label=None, scores=None) -> dict:
     from tweetkit import metrics as scorers
     from tweetkit.tasks.supervised import score_sequences
 
     if kind == "tagging":
         return scorers.tagging_metrics(gold, pred)
-    return score_sequences(kind, gold, pred, None, positive_label)
+    return score_sequences(kind, gold, pred, None, positive_label, scores)
 
 
 def print_report(result: dict, kind: str) -> None:
@@ -73,8 +73,11 @@ Examples:
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@click.option("--mlm", is_flag=True, help="Evaluate a masked LM (--model): one whole word masked per tweet.")
+@click.option("--top-k", default="1,5,10", show_default=True, help="With --mlm: the K of top-K accuracy.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --mlm: which word each tweet masks.")
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
-def command(inputs, model_path, gold_field, pred_field, text_field, positive_label, batch_size, device, on_error, quiet):
+def command(inputs, model_path, gold_field, pred_field, text_field, positive_label, batch_size, device, on_error, mlm, top_k, seed, quiet):
     """Score a task: one JSON object on stdout, tables and a confusion matrix on stderr.
 
     Classification: accuracy, macro_f1, macro_recall (SemEval-2017 AvgRec), f1_pn,
@@ -85,6 +88,14 @@ def command(inputs, model_path, gold_field, pred_field, text_field, positive_lab
     from tweetkit.errors import ConfigError
     from tweetkit.io import StreamOptions, consume_records
 
+    if mlm:
+        if not model_path:
+            raise click.UsageError("--mlm needs --model")
+        result = evaluate_mlm(model_path, inputs, text_field or "text", top_k, seed, batch_size, device, on_error)
+        sys.stdout.write(json.dumps({"task": "mlm", **result}) + "\n")
+        if not quiet:
+            print_report(result, "masked LM")
+        return
     loaded = None
     if model_path:
         from tweetkit.models import load_model
@@ -103,9 +114,21 @@ def command(inputs, model_path, gold_field, pred_field, text_field, positive_lab
     if loaded is not None:
         from tweetkit.models import predict
 
+        if loaded.kind in ("classification", "multilabel", "tagging"):
+            known = set(loaded.labels)
+            for number, record in enumerate(records, 1):
+                gold = record[gold_field]
+                values = gold if isinstance(gold, list) else [gold]
+                unknown = [str(v) for v in values if str(v) not in known]
+                if unknown:
+                    raise ConfigError(f"record {number}: label '{unknown[0]}' is not one the model knows ({', '.join(sorted(known)[:8])})")
+
         outputs = predict(loaded, [r[text_field] for r in records], batch_size)
         for record, output in zip(records, outputs):
-            record[pred_field] = output if tagging else output[0]
+            if tagging:
+                record[pred_field] = output
+            else:
+                record[pred_field], record["scores"] = output
         kind = loaded.kind
     else:
         if pred_field is None:
@@ -117,9 +140,37 @@ def command(inputs, model_path, gold_field, pred_field, text_field, positive_lab
             raise ConfigError(f"record {missing + 1} has no '{pred_field}' or '{gold_field}' field")
         kind = "tagging" if pred_field == "pred_tags" else detect_kind(records[0], gold_field, pred_field)
     try:
-        result = score(kind, [r[gold_field] for r in records], [r[pred_field] for r in records], positive_label)
+        scores = [r["scores"] for r in records] if kind == "multilabel" and all(isinstance(r.get("scores"), dict) for r in records) else None
+        result = score(kind, [r[gold_field] for r in records], [r[pred_field] for r in records], positive_label, scores)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     sys.stdout.write(json.dumps({"task": kind, **result}) + "\n")
     if not quiet:
         print_report(result, kind)
+
+
+def evaluate_mlm(model_path, inputs, field, top_k, seed, batch_size, device, on_error) -> dict:
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    from tweetkit.errors import ConfigError
+    from tweetkit.io import StreamOptions, consume_records
+    from tweetkit.models import quiet_transformers
+    from tweetkit.tasks.mlm import masked_word_accuracy
+    from tweetkit.tokenizers import load_tokenizer
+
+    try:
+        ks = sorted({int(k) for k in top_k.split(",")})
+    except ValueError:
+        raise click.BadParameter("expected integers, e.g. 1,5,10", param_hint="--top-k") from None
+    quiet_transformers()
+    tokenizer = load_tokenizer(model_path)
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load model {model_path}: {str(exc).splitlines()[0]}") from None
+    model.to(torch.device("cuda" if (device == "auto" and torch.cuda.is_available()) or device == "cuda" else "cpu"))
+    texts = [r[field] for r in consume_records("evaluate", StreamOptions(inputs=inputs, on_error=on_error, quiet=True), field)]
+    if not texts:
+        raise ConfigError("nothing to evaluate (empty input)")
+    return {**masked_word_accuracy(model, tokenizer, texts, ks, seed, batch_size), "count": len(texts)}

@@ -239,6 +239,8 @@ def command(model, kind, train_path, validation_path, output, text_field, label_
     validation_examples = read_examples(validation_path, kind, fields, on_error) if validation_path else []
     if not train_examples:
         raise ConfigError(f"{train_path}: no training examples")
+    if validation_path and not validation_examples:
+        raise ConfigError(f"{validation_path}: no validation examples")
     labels = label_names_of(kind, train_examples)
     if labels is not None:
         unseen = set(label_names_of(kind, validation_examples) or []) - set(labels)

@@ -237,3 +237,54 @@ class MLMTask:
             correct += int((logits.argmax(-1) == labels).sum())
             count += batch["count"]
         return {"validation_loss": round(total / max(count, 1), 6), "validation_masked_accuracy": round(correct / max(count, 1), 6)}
+
+
+# --- evaluating a masked LM itself -----------------------------------------------------
+
+
+@torch.no_grad()
+def masked_word_accuracy(model, tokenizer, texts: list[str], ks: list[int], seed: int = 0, batch_size: int = 32, max_length: int = 128) -> dict:
+    """Mask one whole word per tweet (chosen with `seed`) and predict it.
+
+    A word is right at K when each of its pieces is among the K most likely at its
+    position.  Pseudo-perplexity is exp of the mean negative log-likelihood of the
+    masked pieces (Salazar et al.'s PPPL, restricted to the masked words).
+    """
+    import math
+    import random
+
+    rng = random.Random(seed)
+    device = next(model.parameters()).device
+    model.eval()
+    hits = {k: 0 for k in ks}
+    words = pieces = 0
+    nll = 0.0
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        encoded = tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt", return_offsets_mapping=True)
+        input_ids, targets = encoded["input_ids"].clone(), []
+        for row in range(len(chunk)):
+            word_ids = encoded.word_ids(row)
+            candidates = sorted({w for w in word_ids if w is not None})
+            if not candidates:
+                targets.append([])
+                continue
+            chosen = rng.choice(candidates)
+            positions = [i for i, w in enumerate(word_ids) if w == chosen]
+            targets.append([(i, int(input_ids[row, i])) for i in positions])
+            input_ids[row, positions] = tokenizer.mask_token_id
+        logits = model(input_ids=input_ids.to(device), attention_mask=encoded["attention_mask"].to(device)).logits.float().cpu()
+        log_probs = torch.log_softmax(logits, -1)
+        top = logits.topk(max(ks), dim=-1).indices
+        for row, target in enumerate(targets):
+            if not target:
+                continue
+            words += 1
+            for k in ks:
+                hits[k] += all(gold in top[row, i, :k].tolist() for i, gold in target)
+            for i, gold in target:
+                nll -= float(log_probs[row, i, gold])
+                pieces += 1
+    result = {f"top{k}_accuracy": hits[k] / words if words else 0.0 for k in ks}
+    result.update(pseudo_perplexity=math.exp(nll / pieces) if pieces else float("nan"), masked_words=words, masked_pieces=pieces)
+    return result

@@ -97,15 +97,15 @@ class SequenceTask:
             return {}
         texts, gold = [t for t, _ in self.validation], [label for _, label in self.validation]
         predictions = predict_sequences(module, self.tokenizer, texts, self.kind, self.label_names, 64, self.max_length, self.threshold)
-        scores = score_sequences(self.kind, gold, [p for p, _ in predictions], self.label_names, self.positive_label)
+        scores = score_sequences(self.kind, gold, [p for p, _ in predictions], self.label_names, self.positive_label, [s for _, s in predictions])
         return {f"validation_{k}": v for k, v in scores.items()}
 
 
-def score_sequences(kind, gold, pred, label_names=None, positive_label=None) -> dict:
+def score_sequences(kind, gold, pred, label_names=None, positive_label=None, scores=None) -> dict:
     if kind == "classification":
         return scorers.classification_metrics(gold, pred, label_names, positive_label)
     if kind == "multilabel":
-        return scorers.multilabel_metrics(gold, pred, label_names)
+        return scorers.multilabel_metrics(gold, pred, label_names, scores)
     return scorers.regression_metrics(gold, pred)
 
 
