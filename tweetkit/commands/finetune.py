@@ -60,6 +60,9 @@ def finetune_once(args: dict, seed: int, output: str, log) -> dict:
     from tweetkit.train.config import TrainConfig
     from tweetkit.train.loop import train
 
+    from tweetkit.models import quiet_transformers
+
+    quiet_transformers()
     kind, train_examples, validation_examples, labels = args["task"], args["train"], args["validation"], args["labels"]
     tokenizer = load_tokenizer(args["model"])
     if kind == "tagging" and getattr(tokenizer, "add_prefix_space", None) is False:

@@ -102,6 +102,9 @@ def command(train_files, validation, tokenizer, output, model_config, init_from,
         assert len(beta_values) == 2
     except (ValueError, AssertionError):
         raise click.BadParameter("expected two numbers, e.g. 0.9,0.98", param_hint="--betas") from None
+    from tweetkit.models import quiet_transformers
+
+    quiet_transformers()  # its load reports and progress bars; tweetkit reports what matters
     dist = distributed.setup(device)
     log = (lambda message: None) if quiet or not dist.is_main else (lambda message: print(f"tweetkit pretrain: {message}", file=sys.stderr))
     try:
