@@ -27,6 +27,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,7 +70,7 @@ config = RobertaConfig(**s["shape"], vocab_size=len(tok), pad_token_id=tok.pad_t
                        eos_token_id=tok.eos_token_id, attn_implementation="sdpa")
 args = TrainingArguments(output_dir=s["output"], per_device_train_batch_size=s["batch_size"], num_train_epochs=1,
     learning_rate=5e-4, weight_decay=0.01, adam_beta2=0.98, adam_epsilon=1e-6, warmup_steps=0.06,  # 5.x: a float < 1 is a ratio
-    lr_scheduler_type="linear", logging_steps=10**9, save_strategy="no", report_to=[], use_cpu=True, bf16=s["bf16"],
+    lr_scheduler_type="linear", logging_steps=10**9, save_strategy="no", report_to=[], use_cpu=True, bf16=s["bf16"], max_steps=s["max_steps"],
     dataloader_num_workers=0, seed=0, disable_tqdm=True)
 metrics = Trainer(model=RobertaForMaskedLM(config), args=args, train_dataset=examples, data_collator=counting).train().metrics
 runtime = metrics["train_runtime"]
@@ -82,7 +83,9 @@ def run(cmd, label):
     """stdout of a child, or None (with its stderr tail shown) when it fails."""
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    print(f"  {label}: {time.perf_counter() - start:.0f} s wall{'' if proc.returncode == 0 else f', FAILED (exit {proc.returncode})'}", flush=True)
+    failed = f", FAILED (exit {proc.returncode})" if proc.returncode else ""
+    # Other processes on the machine skew every number; the load average says when.
+    print(f"  {label}: {time.perf_counter() - start:.0f} s wall, load average {os.getloadavg()[0]:.1f}{failed}", flush=True)
     if proc.returncode:
         print("    " + "\n    ".join(proc.stderr.strip().splitlines()[-15:]), flush=True)
         return None
@@ -113,10 +116,11 @@ def matmul_gflops(dtype, size, repeats=3, weight_layout=False):
     return 2 * size**3 / best / 1e9
 
 
-def hf_run(work, corpus, tok, batch_size, bf16):
+def hf_run(work, corpus, tok, batch_size, bf16, max_steps=-1):
     settings = dict(corpus=corpus, tokenizer=tok, batch_size=batch_size, bf16=bf16, threads=THREADS, max_length=MAX_LENGTH,
-                    mask_prob=MASK_PROB, shape=TINY, output=tempfile.mkdtemp(dir=work))
-    out = run([sys.executable, "-c", HF_CHILD, json.dumps(settings)], f"HF Trainer {'bf16' if bf16 else 'fp32'}")
+                    mask_prob=MASK_PROB, shape=TINY, output=tempfile.mkdtemp(dir=work), max_steps=max_steps)
+    label = f"HF Trainer {'bf16' if bf16 else 'fp32'}" + (f" ({max_steps} steps)" if max_steps > 0 else "")
+    out = run([sys.executable, "-c", HF_CHILD, json.dumps(settings)], label)
     return json.loads(out.strip().splitlines()[-1]) if out else None
 
 
@@ -150,7 +154,7 @@ def mask_cost(work, corpus_path, tok_dir, cache, batch_size, steps):
         task = MLMTask(corpus, None, tok, MAX_LENGTH, MASK_PROB, 0, position_offset(model))
         task.block_diagonal = block_diagonal
         config = TrainConfig(output_dir=tempfile.mkdtemp(dir=work), batch_size=batch_size, max_steps=steps, log_every=10**9)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             metrics = train(model, task, config, Dist(), log=lambda message: None)
         best[block_diagonal] = max(best.get(block_diagonal, 0.0), metrics["tokens_per_s"])
     return best[True], best[False]
@@ -162,7 +166,8 @@ def main():
     parser.add_argument("--tweets", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mask-steps", type=int, default=30, help="steps per run of the mask-cost measurement")
-    parser.add_argument("--no-hf-bf16", action="store_true", help="skip the (optional, slow on CPUs without bf16 units) HF bf16 run")
+    parser.add_argument("--hf-bf16-steps", type=int, default=10, help="steps of the optional HF bf16 run, 0 skips it (a full epoch: -1); "
+                        "bf16 is very slow on CPUs without native bf16 matmul")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     from transformers import AutoTokenizer
@@ -197,8 +202,8 @@ def main():
     tweetkit_run(work, corpus, val, tok_dir, cache, args.batch_size, "fp32", max_steps=1)
     results["tweetkit fp32"] = tweetkit_run(work, corpus, val, tok_dir, cache, args.batch_size, "fp32")
     results["tweetkit bf16"] = tweetkit_run(work, corpus, val, tok_dir, cache, args.batch_size, "bf16")
-    if not args.no_hf_bf16:
-        results["HF Trainer bf16"] = hf_run(work, corpus, tok_dir, args.batch_size, bf16=True)
+    if args.hf_bf16_steps:
+        results["HF Trainer bf16"] = hf_run(work, corpus, tok_dir, args.batch_size, bf16=True, max_steps=args.hf_bf16_steps)
     print(f"  mask cost: 4 in-process runs of {args.mask_steps} steps", flush=True)
     with_mask, without_mask = mask_cost(work, corpus, tok_dir, cache, args.batch_size, args.mask_steps)
 
@@ -219,8 +224,10 @@ def main():
         # tweetkit steps full batches only; scale its rate to the whole corpus, which HF trains on.
         print(f"{name:<16} {precision:<9} {rate:>10,.0f} {corpus_tokens / rate:>8.1f} {ratio:>17} {gflops:>8.1f} "
               f"{gflops / peaks[precision]:>8.1%} {r['loss']:>10.4f}")
-    print("train loss: HF = mean over the epoch, tweetkit = last step; GFLOP/s omit attention scores; "
-          "'of peak' = of the 2048x2048 matmul peak of the run's precision")
+    hf = results["HF Trainer fp32"]
+    print("s/epoch: the whole corpus at the run's rate" + (f" (HF bf16 ran its first {args.hf_bf16_steps} steps only)" if args.hf_bf16_steps > 0 else "")
+          + "; train loss: HF = mean over its steps, tweetkit = last step; GFLOP/s omit attention scores; 'of peak': "
+          + "of the 2048x2048 matmul peak of the run's precision" + (f"; HF computes {hf['positions_per_s'] / hf['tokens_per_s']:.2f} positions per real token (padding)" if hf else ""))
     print(f"\nblock-diagonal mask cost ({args.mask_steps} steps, best of 2): {with_mask:,.0f} tokens/s with it, "
           f"{without_mask:,.0f} with cross-tweet attention; ratio {with_mask / without_mask:.3f}")
     fp32, bf16 = (results[k] and results[k]["validation_loss"] for k in ("tweetkit fp32", "tweetkit bf16"))
@@ -229,6 +236,7 @@ def main():
         print(f"bf16 validation loss {bf16:.4f} vs fp32 {fp32:.4f}: {diff:+.2%} ({'within' if abs(diff) <= 0.02 else 'NOT within'} 2%)")
     else:
         print("bf16 validation loss: no result")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
