@@ -24,6 +24,7 @@ COMMANDS = {
     "finetune": "tweetkit.commands.finetune",
     "langid": "tweetkit.commands.langid",
     "normalize": "tweetkit.commands.normalize",
+    "plot": "tweetkit.commands.plot",
     "predict": "tweetkit.commands.predict",
     "pretrain": "tweetkit.commands.pretrain",
     "split": "tweetkit.commands.split",

@@ -1,0 +1,62 @@
+"""tweetkit plot: loss curves from the metrics JSONL that pretrain and finetune print."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+
+def read_curves(path: str, keys: list[str], label: str) -> list[tuple[str, list[tuple[float, float]]]]:
+    """One series per key found in the file: [(f"{label} {key}", [(step, value), ...])]."""
+    from tweetkit.errors import BadRecord
+
+    series: dict[str, list[tuple[float, float]]] = {key: [] for key in keys}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise BadRecord(path, number, "not JSON") from None
+            if not isinstance(record, dict) or not isinstance(record.get("step"), (int, float)):
+                continue  # summaries ({"best": ...}, {"seeds": ...}) carry no step
+            for key in keys:
+                if isinstance(record.get(key), (int, float)):
+                    series[key].append((float(record["step"]), float(record[key])))
+    return [(f"{label} {key}".strip(), points) for key, points in series.items() if points]
+
+
+@click.command(
+    "plot",
+    epilog="""\b
+Examples:
+  tweetkit pretrain ... > mlm.metrics.jsonl; tweetkit plot mlm.metrics.jsonl -o loss.svg
+  tweetkit plot a.jsonl b.jsonl --label scratch --label continued --keys loss,validation_loss -o loss.svg""",
+)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="SVG file to write.")
+@click.option("--keys", default="loss,validation_loss", show_default=True, help="Comma-separated metrics to draw against the step.")
+@click.option("--label", "labels", multiple=True, help="Legend name per input, in order [default: the file name].")
+@click.option("--title", default="", help="Chart title.")
+def command(inputs, output, keys, labels, title):
+    """Draw metrics JSONL (training and validation loss by default) as an SVG line chart."""
+    from tweetkit.errors import ConfigError
+    from tweetkit.plotting import line_chart
+
+    if labels and len(labels) != len(inputs):
+        raise click.BadParameter(f"{len(labels)} labels for {len(inputs)} inputs", param_hint="--label")
+    wanted = [k.strip() for k in keys.split(",") if k.strip()]
+    series = []
+    for number, path in enumerate(inputs):
+        name = labels[number] if labels else os.path.basename(path).removesuffix(".jsonl").removesuffix(".metrics")
+        series += read_curves(path, wanted, name if len(inputs) > 1 or labels else "")
+    if not series:
+        raise ConfigError(f"no records with 'step' and any of {', '.join(wanted)} in {', '.join(inputs)}")
+    svg = line_chart(series, title=title, y_label=wanted[0] if len(wanted) == 1 else "value")
+    partial = output + ".partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(svg)
+    os.replace(partial, output)
