@@ -6,7 +6,8 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
-.PHONY: install demo test test-slow bench bench-normalize bench-langid bench-dedup bench-train-bpe clean
+# repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
+.PHONY: install demo test test-slow bench bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict results clean
 
 install: $(VENV)/.installed
 
@@ -47,7 +48,7 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
-bench: bench-normalize bench-langid bench-dedup bench-train-bpe
+bench: bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict
 
 bench-normalize: install
 	$(BIN)/python bench/normalize.py --data $(DATA)
@@ -61,6 +62,38 @@ bench-dedup: install
 
 bench-train-bpe: install
 	$(BIN)/python bench/train_bpe.py --data $(DATA)
+
+bench-pretrain: install
+	$(BIN)/python bench/pretrain.py --data $(DATA)
+
+bench-finetune: install
+	$(BIN)/python bench/finetune.py --data $(DATA)
+
+bench-predict: install
+	$(BIN)/python bench/predict.py --data $(DATA)
+
+# Reproductions: the whole recipe from $(DATA) per benchmark, four rows each (TF-IDF,
+# MiniLM, MiniLM + continued pretraining on tweets, tiny from scratch); results/<target>.json
+# and .md, then RESULTS.md.  Defaults fit ~1 hour each on 2 CPU cores (the pretrained
+# models are built once and shared); on a GPU server raise them, e.g.
+#   make repro-semeval17 TRAIN_LIMIT=0 EPOCHS=3 SEEDS=1,2,3,4,5 PRETRAIN_STEPS=20000 PRECISION=bf16
+MODEL          ?=
+SEEDS          ?= 1,2,3
+EPOCHS         ?=
+PRECISION      ?= fp32
+TRAIN_LIMIT    ?= 8000
+PRETRAIN_STEPS ?= 300
+TINY_STEPS     ?= 400
+REPRO_WORK     ?= repro-work
+REPRO = $(BIN)/python scripts/repro.py --data $(DATA) --work $(REPRO_WORK) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) --precision $(PRECISION) \
+	--train-limit $(TRAIN_LIMIT) --pretrain-steps $(PRETRAIN_STEPS) --tiny-steps $(TINY_STEPS) $(if $(MODEL),--model $(MODEL))
+
+repro-%: install
+	$(REPRO) $*
+	$(BIN)/python scripts/results_md.py
+
+results: install
+	$(BIN)/python scripts/results_md.py
 
 clean:
 	rm -rf demo-out .pytest_cache
