@@ -52,6 +52,12 @@ ROWS = {"tfidf": "(a) TF-IDF + logistic regression", "minilm": "(b) MiniLM-L6, f
         "tiny": "(d) tiny RoBERTa pretrained from scratch"}
 
 
+def undo_artefacts(text):
+    """SemEval-2013/2015 train files carry literal `\\u002c` and `\\u2019` escapes (the only two;
+    semeval2017/PROVENANCE.md): decode them so that train and test texts look alike."""
+    return text.replace("\\u002c", ",").replace("\\u2019", "\u2019")
+
+
 def log(message):
     print(f"repro: {message}", file=sys.stderr, flush=True)
 
@@ -137,7 +143,7 @@ def build_corpus(args, work):
     sources = [os.path.join(args.data, s) for s in CORPUS_SOURCES]
 
     def text_only():
-        write_jsonl(os.path.join(work, "corpus.raw.jsonl"), ({"text": r["text"]} for s in sources for r in read_jsonl(s)))
+        write_jsonl(os.path.join(work, "corpus.raw.jsonl"), ({"text": undo_artefacts(r["text"])} for s in sources for r in read_jsonl(s)))
 
     os.makedirs(work, exist_ok=True)
     step(os.path.join(work, "corpus.raw.jsonl"), text_only)
@@ -212,7 +218,10 @@ def task_data(args, target, work):
         if kind == "tagging":  # word lists as given: the gold tags belong to these words
             write_jsonl(path, read_jsonl(source(split)))
         else:
-            sh(TWEETKIT + ["normalize", "--emoji-names", "bertweet", "-q", source(split)], stdout=path)
+            cleaned = path + ".raw"
+            write_jsonl(cleaned, ({**r, "text": undo_artefacts(r["text"])} for r in read_jsonl(source(split))))
+            sh(TWEETKIT + ["normalize", "--emoji-names", "bertweet", "-q", cleaned], stdout=path)
+            os.remove(cleaned)
 
     step(paths["test"], lambda: normalized(test, paths["test"]))
     if validation is None:
