@@ -4,7 +4,7 @@ The baseline is `run_mlm.py --line_by_line`: one tweet per example (truncated to
 tokens), DataCollatorForLanguageModeling(mlm_probability=0.15), padding to the longest
 in the batch, vocabulary projection at every position.  tweetkit packs tweets into full
 rows of 128 tokens with a block-diagonal mask and projects only at masked positions.
-Both train the same tiny RoBERTa with the same tokenizer (train-bpe, 8000 pieces) for
+Both train the same tiny RoBERTa with the same tokenizer (train-bpe, --vocab-size pieces) for
 one epoch over the same normalised SemEval-2017 tweets, the same number of rows or
 examples per step, each run in its own process on 2 threads.  tweetkit's tokenisation
 cache is warmed, and the HF side tokenises, before the clock starts.
@@ -14,7 +14,8 @@ token, plus the head where it is computed), what the block-diagonal mask costs a
 cross-tweet attention in the same packed rows (in-process, a few steps), and whether
 bf16's validation loss stays within 2% of fp32's.
 
-    python bench/pretrain.py [--tweets 10000] [--batch-size 32] [--data ../shared/data]
+    python bench/pretrain.py [--tweets 10000] [--batch-size 32] [--vocab-size 8000] [--data ../shared/data]
+    python bench/pretrain.py --vocab-size 32000 --tokenizer-tweets 49570 --bf16-steps 0   # a BERTweet-like vocabulary
 
 The Trainer needs `accelerate` (pip install 'accelerate>=1.1.0').
 """
@@ -42,7 +43,7 @@ import torch  # noqa: E402
 from common import DEFAULT_DATA  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-MAX_LENGTH, MASK_PROB, VOCAB = 128, 0.15, 8000
+MAX_LENGTH, MASK_PROB = 128, 0.15
 TINY = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024, max_position_embeddings=130, type_vocab_size=1)
 GOALS = {"tweetkit fp32": 3.0, "tweetkit bf16": 6.0}  # x HF fp32 tokens/s
 ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # SemEval-2017 texts carry literal \uXXXX escapes
@@ -124,11 +125,11 @@ def hf_run(work, corpus, tok, batch_size, bf16, max_steps=-1):
     return json.loads(out.strip().splitlines()[-1]) if out else None
 
 
-def tweetkit_run(work, corpus, val, tok, cache, batch_size, precision, max_steps=None):
+def tweetkit_run(work, corpus, val, tok, cache, batch_size, precision, max_steps=None, label=None):
     cmd = [sys.executable, "-m", "tweetkit", "pretrain", "--train", corpus, "--validation", val, "--tokenizer", tok,
            "-o", tempfile.mkdtemp(dir=work), "--model-config", "tiny", "--epochs", "1", "--batch-size", str(batch_size),
            "--precision", precision, "--cache-dir", cache, "-q", "--log-every", "1000000"]
-    out = run(cmd + (["--max-steps", str(max_steps)] if max_steps else []), f"tweetkit {precision}" + (" (cache warm-up)" if max_steps else ""))
+    out = run(cmd + (["--max-steps", str(max_steps)] if max_steps else []), f"tweetkit {precision}" + (f" ({label or 'speed'}, {max_steps} steps of {batch_size})" if max_steps else ""))
     if out is None:
         return None
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -165,10 +166,22 @@ def main():
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--tweets", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--vocab-size", type=int, default=8000, help="of the tokenizer both sides use (BERTweet: 64,000); larger "
+                        "vocabularies favour tweetkit, which projects to the vocabulary at masked positions only")
+    parser.add_argument("--tokenizer-tweets", type=int, default=None, help="SemEval-2017 train tweets the tokenizer is trained on "
+                        "[default: --tweets]; a large --vocab-size needs more")
     parser.add_argument("--mask-steps", type=int, default=30, help="steps per run of the mask-cost measurement")
-    parser.add_argument("--hf-bf16-steps", type=int, default=10, help="steps of the optional HF bf16 run, 0 skips it (a full epoch: -1); "
-                        "bf16 is very slow on CPUs without native bf16 matmul")
+    parser.add_argument("--bf16-steps", type=int, default=None, help="steps of the bf16 speed runs (default: a full epoch on a CPU with "
+                        "native bf16, else 5: emulated bf16 is many times slower than fp32); 0 skips HF bf16")
+    parser.add_argument("--quality-steps", type=int, default=40, help="steps of the paired fp32/bf16 runs that compare validation loss, "
+                        "used when the bf16 speed run is not a full epoch")
+    parser.add_argument("--quality-batch-size", type=int, default=8)
     args = parser.parse_args()
+    from tweetkit.train.loop import cpu_has_native_bf16
+
+    native_bf16 = cpu_has_native_bf16()
+    if args.bf16_steps is None:
+        args.bf16_steps = -1 if native_bf16 else 5
     torch.set_num_threads(THREADS)
     from transformers import AutoTokenizer
 
@@ -179,7 +192,10 @@ def main():
     corpus = write_corpus(data / "semeval2017/train.jsonl", args.tweets, os.path.join(work, "corpus.jsonl"))
     val = write_corpus(data / "semeval2017/test.jsonl", 1000, os.path.join(work, "val.jsonl"))
     tok_dir, cache = os.path.join(work, "tok"), os.path.join(work, "cache")
-    summary = run([sys.executable, "-m", "tweetkit", "train-bpe", corpus, "-o", tok_dir, "--vocab-size", str(VOCAB), "-q"], "train-bpe")
+    tok_corpus = corpus
+    if args.tokenizer_tweets:
+        tok_corpus = write_corpus(data / "semeval2017/train.jsonl", args.tokenizer_tweets, os.path.join(work, "tokenizer-corpus.jsonl"))
+    summary = run([sys.executable, "-m", "tweetkit", "train-bpe", tok_corpus, "-o", tok_dir, "--vocab-size", str(args.vocab_size), "-q"], "train-bpe")
     if summary is None:
         sys.exit("train-bpe failed")
     tok = AutoTokenizer.from_pretrained(tok_dir)
@@ -199,11 +215,18 @@ def main():
 
     print("runs:", flush=True)
     results = {"HF Trainer fp32": hf_run(work, corpus, tok_dir, args.batch_size, bf16=False)}
-    tweetkit_run(work, corpus, val, tok_dir, cache, args.batch_size, "fp32", max_steps=1)
+    tweetkit_run(work, corpus, val, tok_dir, cache, args.batch_size, "fp32", max_steps=1, label="cache warm-up")
     results["tweetkit fp32"] = tweetkit_run(work, corpus, val, tok_dir, cache, args.batch_size, "fp32")
-    results["tweetkit bf16"] = tweetkit_run(work, corpus, val, tok_dir, cache, args.batch_size, "bf16")
-    if args.hf_bf16_steps:
-        results["HF Trainer bf16"] = hf_run(work, corpus, tok_dir, args.batch_size, bf16=True, max_steps=args.hf_bf16_steps)
+    bf16_steps = args.bf16_steps if args.bf16_steps > 0 else None  # None: a full epoch
+    quality = {}
+    if args.bf16_steps:  # 0 skips bf16
+        results["tweetkit bf16"] = tweetkit_run(work, corpus, val, tok_dir, cache, args.batch_size, "bf16", max_steps=bf16_steps)
+        results["HF Trainer bf16"] = hf_run(work, corpus, tok_dir, args.batch_size, bf16=True, max_steps=args.bf16_steps)
+        if bf16_steps:  # the bf16 run was cut short: compare quality on a paired short schedule
+            quality = {p: tweetkit_run(work, corpus, val, tok_dir, cache, args.quality_batch_size, p, max_steps=args.quality_steps, label="quality")
+                       for p in ("fp32", "bf16")}
+        else:
+            quality = {p: results[f"tweetkit {p}"] for p in ("fp32", "bf16")}
     print(f"  mask cost: 4 in-process runs of {args.mask_steps} steps", flush=True)
     with_mask, without_mask = mask_cost(work, corpus, tok_dir, cache, args.batch_size, args.mask_steps)
 
@@ -225,17 +248,19 @@ def main():
         print(f"{name:<16} {precision:<9} {rate:>10,.0f} {corpus_tokens / rate:>8.1f} {ratio:>17} {gflops:>8.1f} "
               f"{gflops / peaks[precision]:>8.1%} {r['loss']:>10.4f}")
     hf = results["HF Trainer fp32"]
-    print("s/epoch: the whole corpus at the run's rate" + (f" (HF bf16 ran its first {args.hf_bf16_steps} steps only)" if args.hf_bf16_steps > 0 else "")
+    print(f"native bf16 on this CPU: {native_bf16}. s/epoch: the whole corpus at the run's rate" + (f" (the bf16 runs ran their first {args.bf16_steps} steps only)" if bf16_steps else "")
           + "; train loss: HF = mean over its steps, tweetkit = last step; GFLOP/s omit attention scores; 'of peak': "
           + "of the 2048x2048 matmul peak of the run's precision" + (f"; HF computes {hf['positions_per_s'] / hf['tokens_per_s']:.2f} positions per real token (padding)" if hf else ""))
     print(f"\nblock-diagonal mask cost ({args.mask_steps} steps, best of 2): {with_mask:,.0f} tokens/s with it, "
           f"{without_mask:,.0f} with cross-tweet attention; ratio {with_mask / without_mask:.3f}")
-    fp32, bf16 = (results[k] and results[k]["validation_loss"] for k in ("tweetkit fp32", "tweetkit bf16"))
+    fp32, bf16 = (quality.get(p) and quality[p]["validation_loss"] for p in ("fp32", "bf16"))
+    schedule = "a full epoch" if not bf16_steps else f"{args.quality_steps} steps of {args.quality_batch_size} rows, same seed"
     if fp32 and bf16:
         diff = (bf16 - fp32) / fp32
-        print(f"bf16 validation loss {bf16:.4f} vs fp32 {fp32:.4f}: {diff:+.2%} ({'within' if abs(diff) <= 0.02 else 'NOT within'} 2%)")
+        print(f"bf16 validation loss {bf16:.6f} vs fp32 {fp32:.6f} after {schedule}: {diff:+.4%} ({'within' if abs(diff) <= 0.02 else 'NOT within'} 2%; "
+              "validation runs in fp32 on the fp32 master weights)")
     else:
-        print("bf16 validation loss: no result")
+        print("bf16 validation loss: " + ("skipped (--bf16-steps 0)" if not args.bf16_steps else "no result"))
     shutil.rmtree(work, ignore_errors=True)
 
 

