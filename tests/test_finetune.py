@@ -140,3 +140,23 @@ def test_evaluate_mlm_top_k(base):
     assert 0 <= scores["top1_accuracy"] <= scores["top5_accuracy"] <= 1 and scores["pseudo_perplexity"] > 1
     again = json.loads(run_cli(["evaluate", "--mlm", "--model", str(base / "mlm"), "--top-k", "1,5", "-q", str(base / "irony_val.jsonl")]).stdout)
     assert again == scores  # the masked word of each tweet is seeded
+
+
+def test_bucketed_batches_stay_aligned_with_the_loop_slices():
+    """Every slice the loop takes (batch_size examples) is one length bucket: a short
+    batch in the middle would misalign all later slices and mix short and long tweets."""
+    import random
+
+    from tweetkit.tasks.supervised import bucketed_order
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 120) for _ in range(3000)]  # 3000 = 93 full batches of 32 + 24
+    for epoch in range(3):
+        order = bucketed_order(lengths, 32, seed=1, epoch=epoch)
+        assert sorted(order) == list(range(3000))  # a permutation: nothing lost
+        padded = 0
+        for start in range(0, 93 * 32, 32):
+            batch = [lengths[i] for i in order[start : start + 32]]
+            padded += 32 * max(batch) - sum(batch)
+        # sorted within chunks of 50 batches, a slice spans ~1/50 of the length range
+        assert padded / sum(lengths[i] for i in order[: 93 * 32]) < 0.05

@@ -31,6 +31,10 @@ def bucketed_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -
         part = sorted(order[start : start + chunk], key=lengths.__getitem__)
         batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
     rng.shuffle(batches)
+    # The loop slices the order every batch_size examples: a short batch in the middle
+    # would shift every later slice across two buckets (and double their padding), so
+    # short batches go last, where the loop's full-batches-only epoch leaves them out.
+    batches = [b for b in batches if len(b) == batch_size] + [b for b in batches if len(b) < batch_size]
     return [i for batch in batches for i in batch]
 
 
