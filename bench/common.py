@@ -1,7 +1,10 @@
-"""Helpers shared by the benchmarks: real tweets from ../shared/data."""
+"""Helpers shared by the benchmarks: real tweets from ../shared/data, child processes."""
 
 import json
+import os
 import pathlib
+import subprocess
+import time
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -28,3 +31,16 @@ def real_tweets(data_dir, files=TWEET_FILES):
     for name in files:
         texts.extend(row["text"] for row in read_rows(pathlib.Path(data_dir) / name))
     return texts
+
+
+def run(cmd, label, cwd=None):
+    """stdout of a child process, or None (with its stderr tail shown) when it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd or pathlib.Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+    failed = f", FAILED (exit {proc.returncode})" if proc.returncode else ""
+    # Other processes on the machine skew every number; the load average says when.
+    print(f"  {label}: {time.perf_counter() - start:.0f} s wall, load average {os.getloadavg()[0]:.1f}{failed}", flush=True)
+    if proc.returncode:
+        print("    " + "\n    ".join(proc.stderr.strip().splitlines()[-15:]), flush=True)
+        return None
+    return proc.stdout

@@ -19,17 +19,15 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 THREADS = 2
 os.environ.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))  # children inherit it
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import DEFAULT_DATA  # noqa: E402
+from common import DEFAULT_DATA, run  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # SemEval-2017 texts carry literal \uXXXX escapes
@@ -58,19 +56,6 @@ model.save_pretrained(s["output"])
 tok.save_pretrained(s["output"])
 print(json.dumps({"samples_per_s": len(examples) / metrics["train_runtime"], "train_s": metrics["train_runtime"], "loss": metrics["train_loss"]}))
 """
-
-
-def run(cmd, label):
-    """stdout of a child, or None (with its stderr tail shown) when it fails."""
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    failed = f", FAILED (exit {proc.returncode})" if proc.returncode else ""
-    # Other processes on the machine skew every number; the load average says when.
-    print(f"  {label}: {time.perf_counter() - start:.0f} s wall, load average {os.getloadavg()[0]:.1f}{failed}", flush=True)
-    if proc.returncode:
-        print("    " + "\n    ".join(proc.stderr.strip().splitlines()[-15:]), flush=True)
-        return None
-    return proc.stdout
 
 
 def write_split(source, count, path):

@@ -29,7 +29,6 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ os.environ.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))  #
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import DEFAULT_DATA  # noqa: E402
+from common import DEFAULT_DATA, run  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MAX_LENGTH, MASK_PROB = 128, 0.15
@@ -78,19 +77,6 @@ runtime = metrics["train_runtime"]
 print(json.dumps({"tokens_per_s": seen["real"] / runtime, "positions_per_s": seen["positions"] / runtime,
                   "elapsed_s": runtime, "loss": metrics["train_loss"], "real_tokens": seen["real"]}))
 """
-
-
-def run(cmd, label):
-    """stdout of a child, or None (with its stderr tail shown) when it fails."""
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    failed = f", FAILED (exit {proc.returncode})" if proc.returncode else ""
-    # Other processes on the machine skew every number; the load average says when.
-    print(f"  {label}: {time.perf_counter() - start:.0f} s wall, load average {os.getloadavg()[0]:.1f}{failed}", flush=True)
-    if proc.returncode:
-        print("    " + "\n    ".join(proc.stderr.strip().splitlines()[-15:]), flush=True)
-        return None
-    return proc.stdout
 
 
 def write_corpus(source, count, path, offset=0):
