@@ -74,7 +74,7 @@ bench-predict: install
 
 # Reproductions: the whole recipe from $(DATA) per benchmark, four rows each (TF-IDF,
 # MiniLM, MiniLM + continued pretraining on tweets, tiny from scratch); results/<target>.json
-# and .md, then RESULTS.md.  Defaults fit ~1 hour each on 2 CPU cores (the pretrained
+# and .md, then RESULTS.md.  Defaults fit 90 minutes each on 2 CPU cores (the pretrained
 # models are built once and shared); on a GPU server raise them, e.g.
 #   make repro-semeval17 TRAIN_LIMIT=0 EPOCHS=3 SEEDS=1,2,3,4,5 PRETRAIN_STEPS=20000 PRECISION=bf16
 MODEL          ?=
