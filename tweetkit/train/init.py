@@ -5,6 +5,10 @@ bias).  A new piece's row starts as the mean of the base model's rows for the pi
 the base tokenizer splits it into, which keeps it near what the model already knows;
 `random` gives E-MBERT's random initialisation instead.  With a `train-bpe --extend`
 tokenizer every old id is unchanged, so old rows simply stay where they are.
+
+The masked-LM classes drop the base model's pooler (BERT's dense+tanh over [CLS]),
+which sequence classification fine-tunes from; it is carried along, frozen, so that
+the saved model gives fine-tuning the same pooler the base model would.
 """
 
 from __future__ import annotations
@@ -28,12 +32,35 @@ def load_for_continued_pretraining(name_or_path: str, tokenizer, new_token_init:
         log(f"initialised what {name_or_path} lacks: {', '.join(sorted(info['missing_keys']))}")
     base_tokenizer = load_tokenizer(name_or_path)
     report = migrate_vocabulary(model, base_tokenizer, tokenizer, new_token_init)
+    if keep_base_pooler(model, name_or_path):
+        log(f"kept {name_or_path}'s pooler (frozen) for fine-tuning")
     if report["new_pieces"]:
         log(
             f"vocabulary: {report['shared_pieces']:,} of {report['vocab_size']:,} pieces shared with the base "
             f"({report['shared_share']:.1%}); {report['new_pieces']:,} new rows initialised ({new_token_init})"
         )
     return model
+
+
+def keep_base_pooler(model, name_or_path: str) -> bool:
+    """Attach the checkpoint's pooler to a masked-LM model built without one; True if done.
+
+    Frozen: the MLM loss never reaches it, and a parameter without gradient would stall DDP."""
+    from transformers import AutoModel
+
+    base = model.base_model
+    if getattr(base, "pooler", "absent") is not None:  # the architecture has none, or it is already there
+        return False
+    rng = torch.get_rng_state()  # loading must not shift the seeded initialisation of what follows
+    try:
+        full, info = AutoModel.from_pretrained(name_or_path, output_loading_info=True)
+    finally:
+        torch.set_rng_state(rng)
+    pooler = getattr(full, "pooler", None)
+    if pooler is None or any("pooler" in key for key in info.get("missing_keys", ())):
+        return False  # the checkpoint has no pooler weights: fine-tuning starts a fresh one either way
+    base.pooler = pooler.requires_grad_(False)
+    return True
 
 
 @torch.no_grad()
