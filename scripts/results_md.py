@@ -55,22 +55,39 @@ def target_section(result):
     return lines
 
 
+def paired(base, other):
+    """other − base per seed: (mean, sample std, per-seed differences)."""
+    diffs = [y - x for x, y in zip(base["values"], other["values"])]
+    mean = sum(diffs) / len(diffs)
+    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else 0.0
+    return mean, std, diffs
+
+
 def adaptation_statement(result):
-    """Does continued pretraining (c) beat direct fine-tuning (b), paired by seed?"""
+    """Does continued pretraining (c) beat direct fine-tuning (b), paired by seed?  And its
+    ablations (c'), (c''), when they were run."""
     rows = {row["row"]: row for row in result["rows"]}
     metric = result["metrics"][0]
     if "minilm" not in rows or "minilm-tweets" not in rows or metric not in rows["minilm"]["test"] or metric not in rows["minilm-tweets"]["test"]:
         return []
     b, c = rows["minilm"]["test"][metric], rows["minilm-tweets"]["test"][metric]
-    diffs = [y - x for x, y in zip(b["values"], c["values"])]
-    mean = sum(diffs) / len(diffs)
-    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else 0.0
+    mean, std, diffs = paired(b, c)
     verdict = "beats" if mean > 0 and (len(diffs) < 2 or mean > std) else ("trails" if mean < 0 and (len(diffs) < 2 or -mean > std) else "is within the seed spread of")
     name = METRIC_NAMES.get(metric, metric)
-    return [f"**Domain adaptation on {TITLES.get(result['target'], result['target'])}:** (c) continued pretraining {verdict} (b) direct fine-tuning: "
-            f"{name} {c['mean']:.2f} ± {c['std']:.2f} vs {b['mean']:.2f} ± {b['std']:.2f}; paired by seed, (c) − (b) = {mean:+.2f} ± {std:.2f} "
-            f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)})."
-            + (f" The goal of 72.0 AvgRec for (c) is {'met' if c['mean'] >= 72.0 else 'not met'} at these settings." if result["target"] == "semeval17" else ""), ""]
+    lines = [f"**Domain adaptation on {TITLES.get(result['target'], result['target'])}:** (c) continued pretraining {verdict} (b) direct fine-tuning: "
+             f"{name} {c['mean']:.2f} ± {c['std']:.2f} vs {b['mean']:.2f} ± {b['std']:.2f}; paired by seed, (c) − (b) = {mean:+.2f} ± {std:.2f} "
+             f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)})."
+             + (f" The goal of 72.0 AvgRec for (c) is {'met' if c['mean'] >= 72.0 else 'not met'} at these settings." if result["target"] == "semeval17" else ""), ""]
+    for key, row in rows.items():
+        if key.startswith("minilm-tweets-") and metric in row["test"]:
+            label = row["name"].split(" ", 1)[0]
+            other = row["test"][metric]
+            mean, std, diffs = paired(b, other)
+            lines += [f"- Ablation {row['name']}: {name} {other['mean']:.2f} ± {other['std']:.2f}; {label} − (b) = {mean:+.2f} ± {std:.2f} "
+                      f"(per seed: {', '.join(f'{d:+.2f}' for d in diffs)})."]
+    if lines[-1]:
+        lines.append("")
+    return lines
 
 
 def main():

@@ -72,7 +72,8 @@ def test_results_md_table_and_paired_seed_difference(tmp_path):
         "settings": {"train_limit": 8000, "epochs": "1", "lr": "5e-5", "batch_size": "32", "tiny_epochs": "3", "tiny_lr": "2e-4", "seeds": "1,2,3"},
         "corpus": {"sources": ["a.jsonl"], "tweets_in": 100, "after_langid_normalize_dedup": 90, "removed_as_test_duplicates": 3, "test_sets": ["t.jsonl"], "tweets": 87},
         "rows": [row("minilm", "(b) MiniLM", [68.0, 69.0, 70.0]),
-                 row("minilm-tweets", "(c) MiniLM + tweets", [69.0, 70.5, 70.5], pretrain_minutes=10.0, pretrain_metrics=str(curve))],
+                 row("minilm-tweets", "(c) MiniLM + tweets", [69.0, 70.5, 70.5], pretrain_minutes=10.0, pretrain_metrics=str(curve)),
+                 row("minilm-tweets-basevocab", "(c') MiniLM + tweets, base vocabulary", [67.0, 69.0, 68.0], pretrain_minutes=10.0)],
     }
     (results / "semeval17.json").write_text(json.dumps(result), encoding="utf-8")
     output = tmp_path / "RESULTS.md"
@@ -84,4 +85,5 @@ def test_results_md_table_and_paired_seed_difference(tmp_path):
     assert "*73.4*" in text  # BERTweet's published AvgRec beside the rows
     # paired by seed: +1.0, +1.5, +0.5 -> +1.00 ± 0.50: beats
     assert "(c) continued pretraining beats (b) direct fine-tuning" in text and "(c) − (b) = +1.00 ± 0.50" in text
+    assert "Ablation (c') MiniLM + tweets, base vocabulary: AvgRec 68.00 ± 1.00; (c') − (b) = -1.00 ± 1.00 (per seed: -1.00, +0.00, -2.00)." in text
     assert (results / "pretrain-loss.svg").exists() and "pretrain-loss.svg)" in text
