@@ -168,7 +168,6 @@ def build_corpus(args, work):
         TWEETKIT + ["dedup", "--drop-retweets", "--min-tokens", "3", "--dropped", os.path.join(work, "corpus.duplicates.jsonl"), "-q"],
     ], corpus))
 
-
     def against_tests():
         # Test tweets first: `dedup` keeps first occurrences, so every corpus tweet that
         # (near-)duplicates a test tweet is dropped; then the test tweets are removed.
