@@ -86,8 +86,9 @@ PRETRAIN_STEPS ?= 300
 TINY_STEPS     ?= 400
 ROWS           ?= tfidf,minilm,minilm-tweets,tiny
 REPRO_WORK     ?= repro-work
+NAME           ?=
 REPRO = $(BIN)/python scripts/repro.py --data $(DATA) --work $(REPRO_WORK) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) --precision $(PRECISION) \
-	--train-limit $(TRAIN_LIMIT) --pretrain-steps $(PRETRAIN_STEPS) --tiny-steps $(TINY_STEPS) --rows $(ROWS) $(if $(MODEL),--model $(MODEL))
+	--train-limit $(TRAIN_LIMIT) --pretrain-steps $(PRETRAIN_STEPS) --tiny-steps $(TINY_STEPS) --rows $(ROWS) $(if $(MODEL),--model $(MODEL)) $(if $(NAME),--name $(NAME))
 
 repro-%: install
 	$(REPRO) $*

@@ -364,6 +364,8 @@ def main():
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="repro-work", help="intermediate files; shared by all targets")
     parser.add_argument("--results", default="results")
+    parser.add_argument("--name", default=None, help="results file name, RESULTS/NAME.json [default: the target], so that a run "
+                        "with other settings (e.g. the full train set) sits beside the default one instead of replacing it")
     parser.add_argument("--model", default=None, help="base model of rows (b) and (c) [default: the packaged MiniLM]")
     parser.add_argument("--rows", default="tfidf,minilm,minilm-tweets,tiny")
     parser.add_argument("--seeds", default="1,2,3")
@@ -383,6 +385,7 @@ def main():
     args = parser.parse_args()
     args.model = args.model or minilm_path()
     args.epochs = args.epochs or DEFAULT_EPOCHS[args.target]
+    args.name = args.name or args.target
     args.data, args.work = os.path.abspath(args.data), os.path.abspath(args.work)
     corpus, corpus_summary = build_corpus(args, args.work)
     log(f"pretraining corpus: {corpus_summary['tweets']:,} tweets ({corpus_summary['removed_as_test_duplicates']:,} removed as test-set duplicates)")
@@ -406,15 +409,15 @@ def main():
             shutil.copyfile(model + ".metrics.jsonl", result["pretrain_metrics"])
         rows.append(result)
         log(f"{ROWS[row]}: " + ", ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in result["test"].items()))
-    result = {"target": args.target, "metrics": TARGETS[args.target][5], "rows": rows, "data": data_used, "corpus": corpus_summary,
+    result = {"target": args.target, "name": args.name, "metrics": TARGETS[args.target][5], "rows": rows, "data": data_used, "corpus": corpus_summary,
               "settings": {k: v for k, v in vars(args).items() if k not in ("data", "work", "results")}, "hardware": hardware(),
               # The recorded times of its steps, so that a resumed (or fully cached) run reports what it cost.
               "minutes": round(corpus_summary.get("seconds", 0) / 60 + sum(r["finetune_minutes"] + r.get("pretrain_minutes", 0) for r in rows), 1),
               "command": " ".join(map(shlex.quote, sys.argv))}
     os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, f"{args.target}.json"), "w") as handle:
+    with open(os.path.join(args.results, f"{args.name}.json"), "w") as handle:
         json.dump(result, handle, indent=2)
-    with open(os.path.join(args.results, f"{args.target}.md"), "w") as handle:
+    with open(os.path.join(args.results, f"{args.name}.md"), "w") as handle:
         handle.write(markdown(result))
     sys.stdout.write(markdown(result))
 

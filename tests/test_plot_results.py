@@ -87,3 +87,29 @@ def test_results_md_table_and_paired_seed_difference(tmp_path):
     assert "(c) continued pretraining beats (b) direct fine-tuning" in text and "(c) − (b) = +1.00 ± 0.50" in text
     assert "Ablation (c') MiniLM + tweets, base vocabulary: AvgRec 68.00 ± 1.00; (c') − (b) = -1.00 ± 1.00 (per seed: -1.00, +0.00, -2.00)." in text
     assert (results / "pretrain-loss.svg").exists() and "pretrain-loss.svg)" in text
+
+
+def test_results_md_named_run_beside_the_default_and_ablation_without_c(tmp_path):
+    """A run given its own --name (e.g. the full train set) gets its own section, after the
+    default run of its target, and its (c'') row is compared with (b) even without (c)."""
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def result(name, rows):
+        return {"target": "semeval17", "name": name, "metrics": ["macro_recall"], "minutes": 80.0, "hardware": "2 CPU cores", "command": "repro.py",
+                "data": {"train": 48500, "validation": 1000, "test": 12284},
+                "settings": {"train_limit": 0, "epochs": "1", "lr": "5e-5", "batch_size": "32", "tiny_epochs": "3", "tiny_lr": "2e-4", "seeds": "1"},
+                "corpus": {"sources": ["a.jsonl"], "tweets_in": 100, "after_langid_normalize_dedup": 90, "removed_as_test_duplicates": 3, "test_sets": ["t.jsonl"], "tweets": 87},
+                "rows": [{"row": key, "name": label, "seeds": [1], "test": {"macro_recall": {"mean": v, "std": 0.0, "values": [v]}}, "finetune_minutes": 20.0}
+                         for key, label, v in rows]}
+
+    (results / "a-full.json").write_text(json.dumps(result("semeval17-full", [("minilm", "(b) MiniLM", 70.9), ("minilm-tweets-warmhead", "(c'') MiniLM + warm head", 72.4)])))
+    (results / "semeval17.json").write_text(json.dumps(result("semeval17", [("minilm", "(b) MiniLM", 69.0)])))
+    output = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/results_md.py"), "--results", str(results), "-o", str(output)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    text = output.read_text(encoding="utf-8")
+    default, named = text.index("## SemEval-2017 4A sentiment (`make repro-semeval17`)"), text.index("## SemEval-2017 4A sentiment, semeval17-full (`make repro-semeval17 NAME=semeval17-full`)")
+    assert default < named
+    assert "**Domain adaptation on SemEval-2017 4A sentiment, semeval17-full:** (b) direct fine-tuning: AvgRec 70.90 ± 0.00. The goal of 72.0 AvgRec for (c) is met at these settings (best (c) variant: 72.40)." in text
+    assert "(c'') − (b) = +1.50 ± 0.00 (per seed: +1.50)." in text
