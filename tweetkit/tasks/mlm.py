@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from tweetkit.errors import ConfigError
+from tweetkit.tokenizers import unpadded_backend
 
 
 # --- tokenised corpora -----------------------------------------------------------------
@@ -40,8 +41,13 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()[:16]
 
 
+# Part of the cache key: bumped when the same inputs would tokenize differently (2: no
+# padding from tokenizer.json, which used to pad every MiniLM tweet to 128 pieces).
+CACHE_FORMAT = "2"
+
+
 def corpus_key(paths, field: str, tokenizer) -> str:
-    parts = [tokenizer_fingerprint(tokenizer), field]
+    parts = [CACHE_FORMAT, tokenizer_fingerprint(tokenizer), field]
     for path in paths:
         stat = os.stat(path)
         parts.append(f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -63,7 +69,7 @@ def tokenize_corpus(paths, tokenizer, stream_options, cache_dir: str, log=print)
     if os.path.exists(base + ".offsets.npy"):
         return TokenizedCorpus(np.load(base + ".tokens.npy", mmap_mode="r"), np.load(base + ".offsets.npy", mmap_mode="r"))
     log(f"tokenizing {', '.join(paths)} (cached in {cache_dir})")
-    backend = tokenizer.backend_tokenizer
+    backend = unpadded_backend(tokenizer)
     chunks, lengths, pending = [], [], []
 
     def flush():
