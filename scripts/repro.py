@@ -223,9 +223,9 @@ def build_minilm_tweets(args, work, corpus, extend=True, warm_head=False):
 
 def build_tiny(args, work, corpus):
     """(d): a tokenizer trained on the corpus and a tiny RoBERTa pretrained from scratch."""
-    tok = os.path.join(work, "tiny-tokenizer-v16000")
-    model = os.path.join(work, slug("tiny", f"{args.tiny_steps}x{args.pretrain_batch_size}", "lr5e-4", args.precision))
-    step(tok, lambda: sh(TWEETKIT + ["train-bpe", corpus, "--vocab-size", "16000", "-o", tok, "-q"], stdout=tok + ".json"))
+    tok = os.path.join(work, f"tiny-tokenizer-v{args.tiny_vocab_size}")
+    model = os.path.join(work, slug("tiny", f"v{args.tiny_vocab_size}", f"{args.tiny_steps}x{args.pretrain_batch_size}", "lr5e-4", args.precision))
+    step(tok, lambda: sh(TWEETKIT + ["train-bpe", corpus, "--vocab-size", args.tiny_vocab_size, "-o", tok, "-q"], stdout=tok + ".json"))
     step(model, lambda: sh(TWEETKIT + ["pretrain", "--train", corpus, "--tokenizer", tok, "--model-config", "tiny", "-o", model,
                                        "--max-steps", args.tiny_steps, "--batch-size", args.pretrain_batch_size, "--lr", "5e-4",
                                        "--precision", args.precision, "--log-every", "5", "--save-every", "100", "--resume", "--cache-dir", os.path.join(work, "cache"), "-q"],
@@ -325,6 +325,7 @@ def run_row(args, target, row, model, paths, work):
             mean = sum(values) / len(values)
             std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
             summary[metric] = {"mean": round(mean, 2), "std": round(std, 2), "values": [round(v, 2) for v in values]}
+    confusion = summed_confusion(scores)
     # Time spent on this row over all runs (a resumed run adds to what an earlier one spent).
     spent_file = out + ".seconds"
     spent = float(open(spent_file).read()) if os.path.exists(spent_file) else 0.0
@@ -333,7 +334,23 @@ def run_row(args, target, row, model, paths, work):
         with open(spent_file, "w") as handle:
             handle.write(f"{spent:.1f}")
     minutes = spent / 60
-    return {"row": row, "name": ROWS[row], "seeds": seeds, "test": summary, "finetune_minutes": round(minutes, 1)}
+    return {"row": row, "name": ROWS[row], "seeds": seeds, "test": summary, "finetune_minutes": round(minutes, 1),
+            **({"confusion_matrix": confusion} if confusion else {})}
+
+
+def summed_confusion(scores):
+    """The test confusion matrices of a row's seeds added up (rows: gold, columns: predicted)."""
+    matrices = [s["confusion_matrix"] for s in scores if "confusion_matrix" in s]
+    if not matrices:
+        return None
+    labels = sorted({label for m in matrices for label in m["labels"]})
+    index = {label: i for i, label in enumerate(labels)}
+    total = [[0] * len(labels) for _ in labels]
+    for m in matrices:
+        for g, gold in enumerate(m["labels"]):
+            for p, predicted in enumerate(m["labels"]):
+                total[index[gold]][index[predicted]] += m["matrix"][g][p]
+    return {"labels": labels, "matrix": total, "seeds": len(matrices)}
 
 
 def hardware():
@@ -380,6 +397,7 @@ def main():
     parser.add_argument("--head-steps", default="200", help="steps of head warm-up (encoder frozen) in the (c'') ablation")
     parser.add_argument("--extend-pieces", default="2000", help="pieces train-bpe --extend adds to the base vocabulary")
     parser.add_argument("--tiny-steps", default="400")
+    parser.add_argument("--tiny-vocab-size", default="16000", help="vocabulary of the tokenizer train-bpe makes for row (d)")
     parser.add_argument("--tiny-epochs", default="3")
     parser.add_argument("--tiny-lr", default="2e-4")
     args = parser.parse_args()

@@ -28,6 +28,29 @@ TITLES = {"semeval17": "SemEval-2017 4A sentiment", "irony": "SemEval-2018 3A ir
           "covid": "COVID-19 tweet sentiment (5 classes)"}
 
 
+# Targets whose sections show each row's test confusion matrix, and label orders that read
+# better than the alphabet.
+CONFUSION_TARGETS = {"covid"}
+LABEL_ORDER = ["Extremely Negative", "Negative", "Neutral", "Positive", "Extremely Positive", "negative", "neutral", "positive"]
+
+
+def confusion_tables(result):
+    """One confusion matrix per row (summed over its seeds), rows gold, columns predicted."""
+    lines = []
+    for row in result["rows"]:
+        confusion = row.get("confusion_matrix")
+        if not confusion:
+            continue
+        order = sorted(range(len(confusion["labels"])), key=lambda i: (LABEL_ORDER.index(confusion["labels"][i]) if confusion["labels"][i] in LABEL_ORDER
+                                                                      else len(LABEL_ORDER), confusion["labels"][i]))
+        labels = [confusion["labels"][i] for i in order]
+        lines += ["", f"Confusion matrix of {row['name']} on test, summed over {confusion['seeds']} seed(s) (rows: gold, columns: predicted):", "",
+                  "| gold / predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        for g in order:
+            lines.append(f"| {confusion['labels'][g]} | " + " | ".join(f"{confusion['matrix'][g][p]:,}" for p in order) + " |")
+    return lines
+
+
 def title(result):
     """The target's title, and the results name when a run was given its own (--name)."""
     target, name = result["target"], result.get("name", result["target"])
@@ -51,6 +74,8 @@ def target_section(result):
     published_metric, published = PUBLISHED.get(target, (None, []))
     for name, value in published:
         lines.append(f"| *published:* {name} | " + " | ".join(f"*{value:.1f}*" if m == published_metric else "" for m in metrics) + " | | |")
+    if target in CONFUSION_TARGETS:
+        lines += confusion_tables(result)
     data = result["data"]
     settings = result["settings"]
     lines += ["", f"Data used: {data['train']:,} train / {data['validation']:,} validation / {data['test']:,} test examples "
