@@ -135,6 +135,33 @@ def adaptation_statement(result):
     return lines
 
 
+def read_metrics(path):
+    with open(path, encoding="utf-8") as handle:
+        return [record for record in map(json.loads, handle) if "loss" in record and "step" in record]
+
+
+def pretraining_budget(results):
+    """What continued pretraining (c) amounted to, read from its metrics, and what a GPU changes."""
+    for result in results:
+        row = next((r for r in result["rows"] if r["row"] == "minilm-tweets" and r.get("pretrain_metrics")), None)
+        if row is None or not os.path.exists(row["pretrain_metrics"]):
+            continue
+        records = read_metrics(row["pretrain_metrics"])
+        if not records:
+            continue
+        settings, last = result["settings"], records[-1]
+        steps, rows = int(settings["pretrain_steps"]), int(settings["pretrain_batch_size"])
+        head = [r["loss"] for r in records[:3]]
+        tail = [r["loss"] for r in records[-3:]]
+        return [f"What (c) amounted to: {steps:,} steps of {rows} packed rows of 128 tokens (~{steps * rows * 128 / 1e6:.1f}M tokens"
+                + (f", {last['epoch']:.0%} of one pass over the corpus" if "epoch" in last else "") + f") in {row.get('pretrain_minutes', 0):.0f} minutes on this machine; the MLM loss "
+                f"fell from {sum(head) / len(head):.2f} to {sum(tail) / len(tail):.2f} (mean of the first and last three logged steps). MiniLM-L6 ships "
+                "without an MLM head, so the first steps fit a random head (`pretrain --freeze-base` warms it up first: the opt-in (c'') row). "
+                "With a GPU: tens of thousands of steps over the whole corpus (`PRETRAIN_STEPS=20000 PRECISION=bf16`), the full 49.5k train set "
+                "for 2-3 epochs (`TRAIN_LIMIT=0 EPOCHS=3`), and 5 seeds.", ""]
+    return []
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results")
@@ -156,12 +183,7 @@ def main():
              "own pretraining on the unlabeled corpus below.", ""]
     for result in results:
         lines += adaptation_statement(result)
-    lines += ["Why (c) can trail here, and what a GPU changes: MiniLM-L6 ships without an MLM head, so continued pretraining "
-              "starts by fitting a random head while updating the encoder; 300 steps of 32 rows (~1.2M tokens, a fraction of "
-              "one pass over the corpus, MLM loss still falling) perturb the encoder more than they adapt it. With a GPU: "
-              "warm up the new head with the encoder frozen, then tens of thousands of steps over the whole corpus "
-              "(`PRETRAIN_STEPS=20000 PRECISION=bf16`), the full 49.5k train set for 2-3 epochs (`TRAIN_LIMIT=0 EPOCHS=3`), "
-              "and 5 seeds.", ""]
+    lines += pretraining_budget(results)
     for result in results:
         lines += target_section(result)
     corpus = results[0]["corpus"]

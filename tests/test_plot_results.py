@@ -69,7 +69,8 @@ def test_results_md_table_and_paired_seed_difference(tmp_path):
     result = {
         "target": "semeval17", "metrics": ["macro_recall"], "minutes": 42.0, "hardware": "2 CPU cores", "command": "scripts/repro.py semeval17",
         "data": {"train": 8000, "validation": 1000, "test": 12284},
-        "settings": {"train_limit": 8000, "epochs": "1", "lr": "5e-5", "batch_size": "32", "tiny_epochs": "3", "tiny_lr": "2e-4", "seeds": "1,2,3"},
+        "settings": {"train_limit": 8000, "epochs": "1", "lr": "5e-5", "batch_size": "32", "tiny_epochs": "3", "tiny_lr": "2e-4", "seeds": "1,2,3",
+                     "pretrain_steps": "300", "pretrain_batch_size": "32"},
         "corpus": {"sources": ["a.jsonl"], "tweets_in": 100, "after_langid_normalize_dedup": 90, "removed_as_test_duplicates": 3, "test_sets": ["t.jsonl"], "tweets": 87},
         "rows": [row("minilm", "(b) MiniLM", [68.0, 69.0, 70.0]),
                  row("minilm-tweets", "(c) MiniLM + tweets", [69.0, 70.5, 70.5], pretrain_minutes=10.0, pretrain_metrics=str(curve)),
@@ -86,6 +87,8 @@ def test_results_md_table_and_paired_seed_difference(tmp_path):
     # paired by seed: +1.0, +1.5, +0.5 -> +1.00 ± 0.50: beats
     assert "(c) continued pretraining beats (b) direct fine-tuning" in text and "(c) − (b) = +1.00 ± 0.50" in text
     assert "Ablation (c') MiniLM + tweets, base vocabulary: AvgRec 68.00 ± 1.00; (c') − (b) = -1.00 ± 1.00 (per seed: -1.00, +0.00, -2.00)." in text
+    assert "What (c) amounted to: 300 steps of 32 packed rows of 128 tokens (~1.2M tokens) in 10 minutes" in text
+    assert "the MLM loss fell from 3.90 to 3.10" in text
     assert (results / "pretrain-loss.svg").exists() and "pretrain-loss.svg)" in text
 
 
