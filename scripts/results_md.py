@@ -144,12 +144,13 @@ def pretraining_budget(results):
     """What continued pretraining (c) amounted to, read from its metrics, and what a GPU changes."""
     for result in results:
         row = next((r for r in result["rows"] if r["row"] == "minilm-tweets" and r.get("pretrain_metrics")), None)
-        if row is None or not os.path.exists(row["pretrain_metrics"]):
+        settings = result.get("settings", {})
+        if row is None or not os.path.exists(row["pretrain_metrics"]) or "pretrain_steps" not in settings or "pretrain_batch_size" not in settings:
             continue
         records = read_metrics(row["pretrain_metrics"])
         if not records:
             continue
-        settings, last = result["settings"], records[-1]
+        last = records[-1]
         steps, rows = int(settings["pretrain_steps"]), int(settings["pretrain_batch_size"])
         head = [r["loss"] for r in records[:3]]
         tail = [r["loss"] for r in records[-3:]]
