@@ -16,6 +16,7 @@ bf16's validation loss stays within 2% of fp32's.
 
     python bench/pretrain.py [--tweets 10000] [--batch-size 32] [--vocab-size 8000] [--data ../shared/data]
     python bench/pretrain.py --vocab-size 32000 --tokenizer-tweets 49570 --bf16-steps 0   # a BERTweet-like vocabulary
+    python bench/pretrain.py --peak-only   # just the matmul peaks: does this CPU have fast bf16?
 
 The Trainer needs `accelerate` (pip install 'accelerate>=1.1.0').
 """
@@ -103,6 +104,16 @@ def matmul_gflops(dtype, size, repeats=3, weight_layout=False):
     return 2 * size**3 / best / 1e9
 
 
+def print_peaks():
+    from tweetkit.train.loop import cpu_has_native_bf16
+
+    peaks = {"fp32": matmul_gflops(torch.float32, 2048), "bf16": matmul_gflops(torch.bfloat16, 2048, weight_layout=True)}
+    plain_bf16 = matmul_gflops(torch.bfloat16, 1024, repeats=1)
+    print(f"matmul peak, {THREADS} threads: fp32 2048x2048 {peaks['fp32']:.1f} GFLOP/s; bf16 2048x2048 (A @ B.T) {peaks['bf16']:.1f} GFLOP/s; "
+          f"bf16 1024x1024 A @ B (B row-major) {plain_bf16:.1f} GFLOP/s; native bf16: {'yes' if cpu_has_native_bf16() else 'no'}")
+    return peaks
+
+
 def hf_run(work, corpus, tok, batch_size, bf16, max_steps=-1):
     settings = dict(corpus=corpus, tokenizer=tok, batch_size=batch_size, bf16=bf16, threads=THREADS, max_length=MAX_LENGTH,
                     mask_prob=MASK_PROB, shape=TINY, output=tempfile.mkdtemp(dir=work), max_steps=max_steps)
@@ -162,7 +173,12 @@ def main():
     parser.add_argument("--quality-steps", type=int, default=40, help="steps of the paired fp32/bf16 runs that compare validation loss, "
                         "used when the bf16 speed run is not a full epoch")
     parser.add_argument("--quality-batch-size", type=int, default=8)
+    parser.add_argument("--peak-only", action="store_true", help="print the matmul peaks and whether the CPU has native bf16, then stop")
     args = parser.parse_args()
+    if args.peak_only:
+        torch.set_num_threads(THREADS)
+        print_peaks()
+        return
     from tweetkit.train.loop import cpu_has_native_bf16
 
     native_bf16 = cpu_has_native_bf16()
@@ -194,10 +210,7 @@ def main():
     print(f"{len(texts):,} tweets, {corpus_tokens:,} real tokens (<s> x </s>, <= {MAX_LENGTH}); vocabulary {len(tok):,}; "
           f"encoder {encoder_params / 1e6:.2f} M parameters (non-embedding); {THREADS} threads; batch {args.batch_size}; work dir {work}")
 
-    peaks = {"fp32": matmul_gflops(torch.float32, 2048), "bf16": matmul_gflops(torch.bfloat16, 2048, weight_layout=True)}
-    plain_bf16 = matmul_gflops(torch.bfloat16, 1024, repeats=1)
-    print(f"matmul peak, {THREADS} threads: fp32 2048x2048 {peaks['fp32']:.1f} GFLOP/s; bf16 2048x2048 (A @ B.T) {peaks['bf16']:.1f} GFLOP/s; "
-          f"bf16 1024x1024 A @ B (B row-major) {plain_bf16:.1f} GFLOP/s")
+    peaks = print_peaks()
 
     print("runs:", flush=True)
     results = {"HF Trainer fp32": hf_run(work, corpus, tok_dir, args.batch_size, bf16=False)}

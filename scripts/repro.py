@@ -356,12 +356,18 @@ def summed_confusion(scores):
 def hardware():
     import torch
 
-    cpu = "unknown CPU"
+    cpu, flags = "unknown CPU", set()
     try:
         with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+            lines = info.read().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        flags = set(next(line.split(":", 1)[1].split() for line in lines if line.startswith("flags")))
     except (OSError, StopIteration):
         pass
+    # Machines sold under one name differ: the vector unit decides fp32 and bf16 speed.
+    vector = "AVX-512 + bf16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    if vector:
+        cpu += f", {vector}"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return f"{gpu} GPU" if gpu else f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} {platform.machine()}"
 
