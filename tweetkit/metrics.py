@@ -138,7 +138,7 @@ def tagging_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     if is_bio(gold):
         from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
-        result.update(precision=precision_score(gold, pred), recall=recall_score(gold, pred), f1=f1_score(gold, pred))
+        result.update(precision=precision_score(gold, pred, zero_division=0), recall=recall_score(gold, pred, zero_division=0), f1=f1_score(gold, pred, zero_division=0))  # 0, as conlleval, when nothing is predicted
         report = classification_report(gold, pred, output_dict=True, zero_division=0)
         result["per_type"] = {k: {m: float(v) for m, v in d.items()} for k, d in report.items() if "avg" not in k}
     return result

@@ -1,4 +1,4 @@
-"""Loading fine-tuned models for inference: HF directories and the TF-IDF baseline."""
+"""Loading fine-tuned models for inference: HF directories and the classical baselines."""
 
 from __future__ import annotations
 
@@ -73,9 +73,9 @@ def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: 
     from tweetkit.tasks.supervised import predict_sequences, predict_tags
 
     if loaded.is_tfidf:
-        probabilities = loaded.model.predict_proba(inputs)
-        classes = [str(c) for c in loaded.model.classes_]
-        return [(classes[int(row.argmax())], {c: round(float(p), 6) for c, p in zip(classes, row)}) for row in probabilities]
+        from tweetkit import baselines
+
+        return baselines.predict(loaded.model, loaded.kind, inputs)
     if loaded.kind == "tagging":
         return predict_tags(loaded.model, loaded.tokenizer, inputs, loaded.labels, batch_size, loaded.max_length)
     return predict_sequences(loaded.model, loaded.tokenizer, inputs, loaded.kind, loaded.labels, batch_size, loaded.max_length, threshold)

@@ -128,34 +128,32 @@ def load_tokenizer_with_prefix_space(name):
 
 
 def finetune_tfidf(args: dict, output: str, log) -> dict:
-    """The classical baseline: word and character n-gram TF-IDF + logistic regression."""
+    """The classical baseline (tweetkit.baselines): TF-IDF n-grams, or per-word features for
+    tagging, + logistic regression. Deterministic, so one run whatever the seed."""
     import joblib
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline, make_union
 
+    from tweetkit import baselines
+    from tweetkit import metrics as scorers
     from tweetkit.errors import ConfigError
     from tweetkit.tasks.supervised import score_sequences
 
-    if args["task"] != "classification":
-        raise ConfigError("--model tfidf supports --task classification")
-    texts, gold = [t for t, _ in args["train"]], [str(label) for _, label in args["train"]]
-    pipeline = make_pipeline(
-        make_union(
-            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, lowercase=True),
-        ),
-        LogisticRegression(max_iter=2000, C=args["tfidf_c"], class_weight="balanced", random_state=0),
-    )
-    pipeline.fit(texts, gold)
+    kind = args["task"]
+    if kind not in ("classification", "tagging"):
+        raise ConfigError("--model tfidf supports --task classification and --task tagging")
+    inputs, targets = [x for x, _ in args["train"]], [y for _, y in args["train"]]
+    pipeline = baselines.fit(kind, inputs, targets, args["tfidf_c"], bio=kind == "tagging" and scorers.is_bio(targets))
     os.makedirs(output, exist_ok=True)
     joblib.dump(pipeline, os.path.join(output, "tfidf.joblib"))
     with open(os.path.join(output, "tweetkit_model.json"), "w", encoding="utf-8") as handle:
-        json.dump({"type": "tfidf", "task": "classification", "labels": args["labels"]}, handle)
+        json.dump({"type": "tfidf", "task": kind, "labels": args["labels"]}, handle)
     summary: dict = {"model": "tfidf"}
     if args["validation"]:
-        predicted = pipeline.predict([t for t, _ in args["validation"]]).tolist()
-        scores = score_sequences("classification", [str(label) for _, label in args["validation"]], predicted, args["labels"], args["positive_label"])
+        inputs, gold = [x for x, _ in args["validation"]], [y for _, y in args["validation"]]
+        predicted = baselines.predict(pipeline, kind, inputs)
+        if kind == "tagging":
+            scores = scorers.tagging_metrics(gold, predicted)
+        else:
+            scores = score_sequences(kind, [str(label) for label in gold], [label for label, _ in predicted], args["labels"], args["positive_label"])
         summary.update({f"validation_{k}": v for k, v in scores.items() if isinstance(v, (int, float))})
     return summary
 
@@ -199,7 +197,7 @@ Examples:
   tweetkit finetune --model tfidf --task classification --train ... --validation ... -o tfidf/
   tweetkit finetune --model mlm/ --sweep "lr=1e-5,3e-5;batch-size=16,32" ... -o sweep/""",
 )
-@click.option("--model", required=True, help="Model directory or name, or 'tfidf' for the classical baseline.")
+@click.option("--model", required=True, help="Model directory or name, or 'tfidf' for the classical baseline (TF-IDF n-grams, or per-word features for tagging, + logistic regression).")
 @click.option("--task", "kind", type=click.Choice(TASKS), required=True)
 @click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--validation", "validation_path", type=click.Path(dir_okay=False), help="Scored every epoch; the best epoch is kept.")

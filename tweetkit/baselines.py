@@ -1,0 +1,101 @@
+"""The classical baselines `finetune --model tfidf` trains and `predict`/`evaluate` load.
+
+Classification: word and character n-gram TF-IDF + logistic regression (the SVM/FastText
+rows of TweetEval). Tagging: logistic regression over sparse per-word features (the word,
+its affixes and shape, its neighbours), each word classified on its own: the linear
+tagger that NER and POS papers put under their neural rows.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Shape classes: runs of the same class collapse ("Obama2020" -> "Xx0").
+_SHAPE = [(re.compile(r"[A-Z]"), "X"), (re.compile(r"[a-z]"), "x"), (re.compile(r"[0-9]"), "0")]
+
+
+def word_shape(word: str) -> str:
+    shape = []
+    for char in word:
+        cls = next((s for pattern, s in _SHAPE if pattern.match(char)), char if not char.isalpha() else "a")
+        if not shape or shape[-1] != cls:
+            shape.append(cls)
+    return "".join(shape)[:8]
+
+
+def word_features(words: list[str]) -> list[dict[str, float]]:
+    """One sparse feature dict per word of a sentence."""
+    lowered = [w.lower() for w in words]
+    features = []
+    for i, word in enumerate(words):
+        low = lowered[i]
+        feats = {
+            "bias": 1.0,
+            f"w={low}": 1.0,
+            f"shape={word_shape(word)}": 1.0,
+            f"p1={low[:1]}": 1.0, f"p2={low[:2]}": 1.0, f"p3={low[:3]}": 1.0,
+            f"s1={low[-1:]}": 1.0, f"s2={low[-2:]}": 1.0, f"s3={low[-3:]}": 1.0, f"s4={low[-4:]}": 1.0,
+        }
+        if word[:1].isupper():
+            feats["title"] = 1.0
+        if word.isupper() and any(c.isalpha() for c in word):
+            feats["upper"] = 1.0
+        if word.startswith("@"):
+            feats["mention"] = 1.0
+        if word.startswith("#"):
+            feats["hashtag"] = 1.0
+            feats[f"w={low[1:]}"] = 1.0  # #Obama shares the evidence of Obama
+        if low.startswith(("http", "www.")) or low == "httpurl":
+            feats["url"] = 1.0
+        if i == 0:
+            feats["first"] = 1.0
+        for offset in (-2, -1, 1, 2):
+            j = i + offset
+            neighbour = lowered[j] if 0 <= j < len(words) else ("<s>" if j < 0 else "</s>")
+            feats[f"w{offset:+d}={neighbour}"] = 1.0
+            if offset in (-1, 1) and 0 <= j < len(words):
+                feats[f"shape{offset:+d}={word_shape(words[j])}"] = 1.0
+        features.append(feats)
+    return features
+
+
+def fit(kind: str, inputs: list, targets: list, c: float = 1.0, bio: bool = False):
+    """A fitted scikit-learn pipeline: texts -> labels, or word lists -> tag lists (flattened).
+
+    BIO tags (NER) get balanced class weights: with O at ~90% of words an unweighted model
+    rarely predicts an entity (WNUT-17 validation F1 19.3 unweighted, 25.0 balanced), while
+    POS tags do better unweighted (ARK validation accuracy 87.5 vs 86.7).
+    """
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+
+    if kind == "tagging":
+        pipeline = make_pipeline(DictVectorizer(), LogisticRegression(max_iter=2000, C=c, class_weight="balanced" if bio else None, random_state=0))
+        pipeline.fit([f for words in inputs for f in word_features(words)], [t for tags in targets for t in tags])
+        return pipeline
+    pipeline = make_pipeline(
+        make_union(
+            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, lowercase=True),
+        ),
+        LogisticRegression(max_iter=2000, C=c, class_weight="balanced", random_state=0),
+    )
+    pipeline.fit(inputs, [str(t) for t in targets])
+    return pipeline
+
+
+def predict(pipeline, kind: str, inputs: list) -> list:
+    """Tag lists for tagging; (label, {label: probability}) pairs for classification."""
+    if kind == "tagging":
+        flat = [f for words in inputs for f in word_features(words)]
+        tags = pipeline.predict(flat).tolist() if flat else []
+        out, start = [], 0
+        for words in inputs:
+            out.append([str(t) for t in tags[start : start + len(words)]])
+            start += len(words)
+        return out
+    probabilities = pipeline.predict_proba(inputs)
+    classes = [str(c) for c in pipeline.classes_]
+    return [(classes[int(row.argmax())], {c: round(float(p), 6) for c, p in zip(classes, row)}) for row in probabilities]
