@@ -78,11 +78,13 @@ def target_section(result):
         lines += confusion_tables(result)
     data = result["data"]
     settings = result["settings"]
+    shared = result["corpus"].get("seconds", 0) / 60 + sum(row.get("pretrain_minutes", 0) for row in result["rows"])
     lines += ["", f"Data used: {data['train']:,} train / {data['validation']:,} validation / {data['test']:,} test examples "
-              f"(train subsampled to {settings['train_limit']:,} when larger; 0 = all). Fine-tuning: {settings['epochs']} epoch(s), lr {settings['lr']}, "
+              f"(train subsampled to ~{settings['train_limit']:,} when larger; 0 = all). Fine-tuning: {settings['epochs']} epoch(s), lr {settings['lr']}, "
               f"batch {settings['batch_size']}, best epoch on validation; tiny: {settings['tiny_epochs']} epochs, lr {settings['tiny_lr']}. "
-              f"Seeds {settings['seeds']} (mean ± sample std over seeds). Hardware: {result['hardware']}; the whole target took {result['minutes']:.0f} minutes "
-              "(shared pretraining counted in the run that built it). Minutes per row include pretraining for (c) and (d).",
+              f"Seeds {settings['seeds']} (mean ± sample std over seeds). Hardware: {result['hardware']}; from an empty work directory the target "
+              f"takes {result['minutes']:.0f} minutes (the recorded time of each step), {shared:.0f} of them building the corpus and the pretrained "
+              "models that every target shares (a later target reuses them). Minutes per row include pretraining for (c) and (d).",
               f"Command: `{result['command']}`", ""]
     return lines
 
