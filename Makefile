@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
 # repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
-.PHONY: install demo test test-slow bench bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict results clean
+.PHONY: install demo test test-slow bench bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline results clean
 
 install: $(VENV)/.installed
 
@@ -48,7 +48,7 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
-bench: bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict
+bench: bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline
 
 bench-normalize: install
 	$(BIN)/python bench/normalize.py --data $(DATA)
@@ -68,6 +68,9 @@ bench-pretrain: install
 
 bench-finetune: install
 	$(BIN)/python bench/finetune.py --data $(DATA)
+
+bench-tagging-baseline: install
+	$(BIN)/python bench/tagging_baseline.py --data $(DATA)
 
 bench-predict: install
 	$(BIN)/python bench/predict.py --data $(DATA)

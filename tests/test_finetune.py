@@ -153,6 +153,9 @@ def test_finetune_errors(base, tmp_path):
     empty_validation = run_cli(["finetune", "--model", "tfidf", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "--validation", str(tmp_path / "empty.jsonl"), "-o", str(tmp_path / "o")])
     assert empty_validation.exit_code == 1 and "no validation examples" in empty_validation.stderr
     assert run_cli(["finetune", "--model", "tfidf", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "-o", str(tmp_path / "t"), "-q"]).exit_code == 0
+    (tmp_path / "one_tag.jsonl").write_text(json.dumps({"tokens": ["hi", "there"], "tags": ["O", "O"]}) + "\n")
+    one_tag = run_cli(["finetune", "--model", "tfidf", "--task", "tagging", "--train", str(tmp_path / "one_tag.jsonl"), "-o", str(tmp_path / "one")])
+    assert one_tag.exit_code == 1 and "at least two different labels" in one_tag.stderr and "Traceback" not in one_tag.stderr
     unknown = run_cli(["evaluate", "--model", str(tmp_path / "t")], stdin=jsonl({"text": "so ironic", "label": "sarcasm"}))
     assert unknown.exit_code == 1 and "sarcasm" in unknown.stderr and "Traceback" not in unknown.stderr
 

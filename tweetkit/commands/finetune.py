@@ -140,8 +140,11 @@ def finetune_tfidf(args: dict, output: str, log) -> dict:
     kind = args["task"]
     if kind not in ("classification", "tagging"):
         raise ConfigError("--model tfidf supports --task classification and --task tagging")
+    if len(args["labels"]) < 2:
+        raise ConfigError(f"--model tfidf needs at least two different labels in --train (found only {args['labels'][0]!r})")
     inputs, targets = [x for x, _ in args["train"]], [y for _, y in args["train"]]
-    pipeline = baselines.fit(kind, inputs, targets, args["tfidf_c"], bio=kind == "tagging" and scorers.is_bio(targets))
+    balanced = kind == "classification" or scorers.is_bio(targets)  # not for POS tags: bench/tagging_baseline.py
+    pipeline = baselines.fit(kind, inputs, targets, args["tfidf_c"], balanced)
     os.makedirs(output, exist_ok=True)
     joblib.dump(pipeline, os.path.join(output, "tfidf.joblib"))
     with open(os.path.join(output, "tweetkit_model.json"), "w", encoding="utf-8") as handle:
