@@ -32,7 +32,7 @@ def main():
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     from tweetkit.commands.predict import PredictStep
-    from tweetkit.models import load_model, quiet_transformers
+    from tweetkit.modeling import load_for_inference, quiet_transformers
 
     quiet_transformers()
     torch.set_num_threads(2)
@@ -46,7 +46,7 @@ def main():
     texts = [r["text"] for r in records]
 
     classifier = pipeline("text-classification", model=directory, tokenizer=directory, device=-1, top_k=None)
-    step = PredictStep(load_model(directory, "cpu"), "text", args.batch_size, 0.5)
+    step = PredictStep(load_for_inference(directory, "cpu"), "text", args.batch_size, 0.5)
     step([{"text": t} for t in texts[:64]])  # warm both up
     classifier(texts[:64], batch_size=args.batch_size, truncation=True, max_length=128)
 

@@ -136,10 +136,10 @@ def tweetkit_run(work, corpus, val, tok, cache, batch_size, precision, max_steps
 
 def mask_cost(work, corpus_path, tok_dir, cache, batch_size, steps):
     """tokens/s of the training loop with the block-diagonal mask, and with cross-tweet attention."""
-    from tweetkit.commands.pretrain import build_model, position_offset
+    from tweetkit.modeling import build_model, position_offset
     from tweetkit.io import StreamOptions
     from tweetkit.tasks.mlm import MLMTask, tokenize_corpus
-    from tweetkit.tokenizers import load_tokenizer
+    from tweetkit.modeling import load_tokenizer
     from tweetkit.train.config import TrainConfig
     from tweetkit.train.distributed import Dist
     from tweetkit.train.loop import train
@@ -187,7 +187,7 @@ def main():
     torch.set_num_threads(THREADS)
     from transformers import AutoTokenizer
 
-    from tweetkit.commands.pretrain import build_model
+    from tweetkit.modeling import build_model
 
     work = tempfile.mkdtemp(prefix="bench-pretrain-")
     data = pathlib.Path(args.data)

@@ -1,6 +1,6 @@
 """tagging baseline: balanced vs unweighted classes for `finetune --model tfidf --task tagging`.
 
-Fits the per-word logistic-regression tagger (tweetkit.baselines) on WNUT-17 (BIO NER) and
+Fits the per-word logistic-regression tagger (tweetkit.linear) on WNUT-17 (BIO NER) and
 ARK (POS) train, both ways, and scores the official validation split with tweetkit's scorer
 (seqeval entity F1 for BIO, token accuracy otherwise). finetune's rule (balanced for BIO tags
 only) follows these figures.
@@ -19,7 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from common import DEFAULT_DATA  # noqa: E402
 
-from tweetkit import baselines, metrics  # noqa: E402
+from tweetkit import linear, metrics  # noqa: E402
 
 
 def read(path):
@@ -36,9 +36,9 @@ def main():
         train, validation = (read(pathlib.Path(args.data, name, f"{split}.jsonl")) for split in ("train", "validation"))
         for balanced in (False, True):
             started = time.perf_counter()
-            pipeline = baselines.fit("tagging", [r["tokens"] for r in train], [r["tags"] for r in train], balanced=balanced)
+            pipeline = linear.fit("tagging", [r["tokens"] for r in train], [r["tags"] for r in train], balanced=balanced)
             seconds = time.perf_counter() - started
-            scores = metrics.tagging_metrics([r["tags"] for r in validation], baselines.predict(pipeline, "tagging", [r["tokens"] for r in validation]))
+            scores = metrics.tagging_metrics([r["tags"] for r in validation], linear.predict(pipeline, "tagging", [r["tokens"] for r in validation]))
             metric = "f1" if "f1" in scores else "token_accuracy"
             print(f"| {name} | {'balanced' if balanced else 'none'} | {metric} | {100 * scores[metric]:.1f} | {seconds:.0f} |", flush=True)
 

@@ -68,7 +68,7 @@ def test_tagging_first_subword_and_entity_f1(base, tmp_path):
 
 def test_task_first_subword_labels(base):
     from tweetkit.tasks.supervised import TaggingTask
-    from tweetkit.tokenizers import load_tokenizer
+    from tweetkit.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(str(base / "tok"))
     words, tags = ["Supercalifragilistic", "in", "London"], ["B-person", "O", "B-location"]
@@ -136,7 +136,7 @@ def test_linear_tagging_baseline(tmp_path):
 
 
 def test_word_shape_and_features():
-    from tweetkit.baselines import word_features, word_shape
+    from tweetkit.linear import word_features, word_shape
 
     assert [word_shape(w) for w in ["Obama2020", "lol", "#NYC", "3:30"]] == ["Xx0", "x", "#X", "0:0"]
     first, second = word_features(["#Obama", "wins"])

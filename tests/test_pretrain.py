@@ -59,10 +59,10 @@ def test_tiny_is_roberta_shape(setup, tmp_path):
 
 
 def make_task(setup, seed=0):
-    from tweetkit.commands.pretrain import build_model, position_offset
+    from tweetkit.modeling import build_model, position_offset
     from tweetkit.io import StreamOptions
     from tweetkit.tasks.mlm import MLMTask, tokenize_corpus
-    from tweetkit.tokenizers import load_tokenizer
+    from tweetkit.modeling import load_tokenizer
 
     tok = load_tokenizer(str(setup / "tok"))
     corpus = tokenize_corpus([str(setup / "train.jsonl")], tok, StreamOptions(quiet=True), str(setup / "cache"), log=lambda m: None)

@@ -33,6 +33,10 @@ COMMANDS = {
 }
 
 
+class PipeClosed(Exception):
+    """The reader of stdout went away; not an OSError, so that click does not turn it into exit 1."""
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -41,6 +45,12 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         return importlib.import_module(COMMANDS[name]).command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise PipeClosed() from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -60,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     prog = "tweetkit" + (f" {command[0]}" if command and command[0] in COMMANDS else "")
     try:
         group.main(args=argv, prog_name="tweetkit", standalone_mode=False)
+        sys.stdout.flush()  # here, not at exit, so that a full disk is reported like any error
     except click.exceptions.Abort:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -71,27 +82,39 @@ def main(argv: list[str] | None = None) -> None:
     except TweetkitError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         sys.exit(1)
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, as Unix tools do.  Point stdout
-        # at /dev/null so the interpreter's final flush cannot raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    except (PipeClosed, BrokenPipeError):
+        # The reader went away (`| head`): stop quietly with 141, the status of a process
+        # SIGPIPE ended, as `yes | head` gives.
+        _silence_stdout()
         sys.exit(141)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # a full disk, a vanished directory: the system's one-line reason
+        _silence_stdout()
+        print(f"{prog}: {exc.filename or 'output'}: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (tests capture it)
+        pass
 
 
 # --- options every data command shares ---------------------------------------------------
 
 
-def data_options(*, field_help: str = "JSON field holding the tweet text.", dropped: bool = False, workers: bool = False):
+def data_options(*, field_help: str = "JSON field holding the tweet text.", output_help: str = "Write JSONL here (.gz compresses).", dropped: bool = False, workers: bool = False):
     """Decorator adding the streaming I/O flags; the command receives `stream: StreamOptions`."""
 
     def decorate(func):
         options = [
             click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True)),
-            click.option("-o", "--output", default="-", show_default="stdout", help="Write JSONL here (.gz compresses)."),
+            click.option("-o", "--output", default="-", show_default="stdout", help=output_help),
             click.option("--field", default="text", show_default=True, help=field_help),
             click.option(
                 "--on-error",
@@ -114,7 +137,7 @@ def data_options(*, field_help: str = "JSON field holding the tweet text.", drop
             )
 
         def wrapper(**kwargs):
-            from tweetkit.io import StreamOptions
+            from tweetkit.io import StreamOptions, refuse_overlap
 
             progress = kwargs.pop("progress")
             stream = StreamOptions(
@@ -130,6 +153,7 @@ def data_options(*, field_help: str = "JSON field holding the tweet text.", drop
             )
             if stream.rejects and stream.on_error != "skip":
                 raise click.UsageError("--rejects needs --on-error skip")
+            refuse_overlap(stream.inputs, [stream.output, stream.rejects, stream.dropped])
             return func(stream=stream, **kwargs)
 
         functools.update_wrapper(wrapper, func)  # keeps the command's own click params

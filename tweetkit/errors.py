@@ -5,6 +5,14 @@ click's own usage errors keep exit status 2.
 """
 
 
+import sys
+
+
+def log_to_stderr(message: str) -> None:
+    """The default log of library functions: stdout carries data only."""
+    print(message, file=sys.stderr)
+
+
 class TweetkitError(Exception):
     """An error the user can act on; printed as one line, never as a traceback."""
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import gzip
 import json
 import multiprocessing
+import os
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,13 +52,25 @@ Transform = Callable[[list], list]  # list[dict] -> list[dict | Drop | Routed]
 # --- JSON ------------------------------------------------------------------------------
 
 
+class Unencodable(ValueError):
+    """Text that cannot be written back as UTF-8: a lone surrogate escape (\\ud800)."""
+
+
 def loads(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         # orjson refuses integers beyond 64 bits and NaN/Infinity, which Python's json
         # (and many tweet dumps) accept; only lines neither parser reads are bad.
-        return json.loads(raw)
+        record = json.loads(raw)
+        # It also refuses lone surrogate escapes, which Twitter API dumps do contain and
+        # json accepts: such a string cannot be encoded again, so the record is bad here
+        # rather than a crash when it is written.
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise Unencodable("unencodable text (a lone surrogate escape)") from None
+        return record
 
 
 def dumps(record: Any) -> bytes:
@@ -73,6 +87,8 @@ def parse_record(raw: bytes, text_field: str | None, field_type: type = str, req
     `tokens` of tagging data); `required` names further fields that must exist."""
     try:
         record = loads(raw)
+    except Unencodable:
+        raise
     except ValueError:
         try:
             raw.decode("utf-8")
@@ -231,6 +247,61 @@ class Counts:
         return f"tweetkit {command}: " + ", ".join(parts)
 
 
+# --- outputs -----------------------------------------------------------------------------
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_overlap(inputs: Sequence[str | None], outputs: Sequence[str | None]) -> None:
+    """An output that is also an input (or another output) would be emptied before it is
+    read: a usage error (exit 2), before anything is opened."""
+    import click
+
+    inputs = [p for p in inputs if p and p != STDIN]
+    outputs = [p for p in outputs if p and p != STDIN]
+    for i, out in enumerate(outputs):
+        for other in inputs + outputs[:i]:
+            if _same_file(out, other):
+                role = "an input" if other in inputs else "another output"
+                raise click.UsageError(f"{out} is both {role} and an output: it would be emptied before it is read")
+
+
+# What a training command writes into its output directory; --overwrite removes exactly
+# these, so a directory shared with other files loses nothing else.
+RUN_FILES = (
+    "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
+    "tweetkit_train_config.json", "tweetkit_model.json", "linear_model.safetensors", "linear_vocabulary.json", "tfidf.joblib", "validation_metrics.json",
+)
+RUN_DIRS = re.compile(r"^(checkpoint|seed|sweep)-[0-9]+(\.partial)?$")
+
+
+def prepare_output_dir(path: str, resume: bool = False, overwrite: bool = False, remove: bool = True) -> None:
+    """Refuse to mix two runs in one directory: a previous run's files would be served
+    with (or instead of) the new ones.  --resume continues it, --overwrite removes it."""
+    import shutil
+
+    import click
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise click.UsageError(f"-o {path}: exists and is not a directory")
+    previous = sorted(name for name in (os.listdir(path) if os.path.isdir(path) else []) if name in RUN_FILES or RUN_DIRS.match(name))
+    if not previous or resume:
+        return
+    if overwrite and not remove:
+        return
+    if not overwrite:
+        shown = ", ".join(previous[:4]) + (", ..." if len(previous) > 4 else "")
+        raise click.UsageError(f"-o {path} holds a previous run ({shown}): add --overwrite to replace it, or --resume to continue it")
+    for name in previous:
+        target = os.path.join(path, name)
+        shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+
+
 def open_output(path: str | None) -> IO[bytes]:
     if path is None or path == STDIN:
         return sys.stdout.buffer
@@ -315,12 +386,26 @@ def run_stream(
             out.close()
     if not options.quiet and (options.progress or counts.rejected):
         print(counts.summary(command), file=sys.stderr)
+    if not options.quiet and counts.dropped and not counts.written:
+        # A filter that keeps nothing is almost always a mistyped setting: say so even
+        # without --progress.
+        reasons = ", ".join(f"{reason}: {n:,}" for reason, n in counts.dropped.most_common())
+        print(f"tweetkit {command}: warning: every record was dropped ({reasons})", file=sys.stderr)
     return counts
 
 
-def consume_records(command: str, options: StreamOptions, text_field: str | None = "text", field_type: type = str, required: Sequence[str] = ()) -> Iterator[dict]:
+def consume_records(
+    command: str,
+    options: StreamOptions,
+    text_field: str | None = "text",
+    field_type: type = str,
+    required: Sequence[str] = (),
+    validate: Callable[[dict], None] | None = None,
+) -> Iterator[dict]:
     """Yield the good records of the inputs, for commands that read a corpus rather than
-    transform it (stats, train-bpe); bad lines follow --on-error like everywhere else."""
+    transform it (stats, train-bpe, finetune); bad lines follow --on-error like everywhere
+    else.  `validate(record)` raises ValueError for a record the command cannot use (a
+    label of the wrong type): it counts as a bad line, named by file and line."""
     from tqdm import tqdm
 
     counts = Counts()
@@ -332,6 +417,8 @@ def consume_records(command: str, options: StreamOptions, text_field: str | None
                 counts.read += 1
                 try:
                     record = parse_record(raw, text_field, field_type, required)
+                    if validate is not None:
+                        validate(record)
                 except ValueError as exc:
                     if options.on_error == "fail":
                         raise BadRecord(name, lineno, str(exc)) from None

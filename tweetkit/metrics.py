@@ -153,3 +153,17 @@ def primary_metric(kind: str, tags_are_bio: bool = False, positive_label=None) -
     if kind == "regression":
         return "pearson"
     return "f1" if tags_are_bio else "token_accuracy"
+
+
+def score(kind: str, gold: list, pred: list, labels: list | None = None, positive_label=None, scores: list[dict] | None = None) -> dict:
+    """The one scorer dispatch: the metrics of a task kind, for finetune's validation,
+    the linear baseline and evaluate alike."""
+    if kind == "classification":
+        return classification_metrics(gold, pred, labels, positive_label)
+    if kind == "multilabel":
+        return multilabel_metrics(gold, pred, labels, scores)
+    if kind == "regression":
+        return regression_metrics(gold, pred)
+    if kind == "tagging":
+        return tagging_metrics(gold, pred)
+    raise ValueError(f"unknown task kind {kind!r}")

@@ -26,19 +26,6 @@ WORD_MARK = "▁"
 _EMOJI_NAME = re.compile(r"^:[^\s:]+:$")
 
 
-def load_tokenizer(name_or_path: str):
-    """A fast (Rust) HF tokenizer; a clear error when there is none."""
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(f"cannot load tokenizer {name_or_path}: {str(exc).splitlines()[0]}") from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError(f"{name_or_path}: no fast tokenizer (tokenizer.json) available")
-    return tokenizer
-
-
 def known_emoji_names() -> set[str]:
     """Names `normalize` can write: the installed emoji package's and emoji 0.6.0's."""
     import emoji

@@ -88,6 +88,8 @@ def command(stream, mode, threshold, num_perm, bands, min_words, drop_retweets, 
 
     if shard_index >= num_shards:
         raise click.BadParameter("must be below --num-shards", param_hint="--shard-index")
+    if min_tokens is not None and max_tokens is not None and min_tokens > max_tokens:
+        raise click.BadParameter(f"--min-tokens {min_tokens} is above --max-tokens {max_tokens}: every record would be dropped", param_hint="--min-tokens")
     if num_perm % bands:
         raise click.BadParameter("must divide --num-perm", param_hint="--bands")
     config = NearConfig(threshold=threshold, num_perm=num_perm, bands=bands, min_words=min_words)

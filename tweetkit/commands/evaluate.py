@@ -10,20 +10,13 @@ import click
 
 def detect_kind(record: dict, gold_field: str, pred_field: str) -> str:
     """What a record of gold and predicted values scores as (tagging is known from pred_tags)."""
+    if pred_field == "pred_tags":
+        return "tagging"
     if isinstance(record.get(pred_field), list):
         return "multilabel"
     if isinstance(record.get(pred_field), float) and not isinstance(record.get(gold_field), str):
         return "regression"
     return "classification"
-
-
-def score(kind: str, gold: list, pred: list, positive_label=None, scores=None) -> dict:
-    from tweetkit import metrics as scorers
-    from tweetkit.tasks.supervised import score_sequences
-
-    if kind == "tagging":
-        return scorers.tagging_metrics(gold, pred)
-    return score_sequences(kind, gold, pred, None, positive_label, scores)
 
 
 def print_report(result: dict, kind: str) -> None:
@@ -68,8 +61,9 @@ Examples:
 @click.option("--model", "model_path", help="Predict with this fine-tuned model first.")
 @click.option("--gold-field", default=None, help="[default: label, or tags for tagging]")
 @click.option("--pred-field", default=None, help="[default: pred, or pred_tags for tagging]")
-@click.option("--text-field", default=None, help="Input of --model [default: text, or tokens for tagging].")
+@click.option("--field", "--text-field", "text_field", default=None, help="Input of --model [default: text, or tokens for tagging].")
 @click.option("--positive-label", help="Also report the F1 of this class as f1_pos (SemEval-2018 3A: irony).")
+@click.option("--unseen-labels", type=click.Choice(["fail", "wrong"]), default="fail", show_default=True, help="With --model, gold labels the model never saw: stop with file:line, or score them as errors.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
@@ -77,7 +71,7 @@ Examples:
 @click.option("--top-k", default="1,5,10", show_default=True, help="With --mlm: the K of top-K accuracy.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --mlm: which word each tweet masks.")
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
-def command(inputs, model_path, gold_field, pred_field, text_field, positive_label, batch_size, device, on_error, mlm, top_k, seed, quiet):
+def command(inputs, model_path, gold_field, pred_field, text_field, positive_label, unseen_labels, batch_size, device, on_error, mlm, top_k, seed, quiet):
     """Score a task: one JSON object on stdout, tables and a confusion matrix on stderr.
 
     Classification: accuracy, macro_f1, macro_recall (SemEval-2017 AvgRec), f1_pn,
@@ -86,7 +80,7 @@ def command(inputs, model_path, gold_field, pred_field, text_field, positive_lab
     Regression: Pearson, Spearman.
     """
     from tweetkit.errors import ConfigError
-    from tweetkit.io import StreamOptions, consume_records
+    from tweetkit.metrics import score
 
     if mlm:
         if not model_path:
@@ -96,52 +90,13 @@ def command(inputs, model_path, gold_field, pred_field, text_field, positive_lab
         if not quiet:
             print_report(result, "masked LM")
         return
-    loaded = None
     if model_path:
-        from tweetkit.models import load_model
-
-        loaded = load_model(model_path, device)
-    tagging = loaded is not None and loaded.kind == "tagging"
-    gold_field = gold_field or ("tags" if tagging else "label")
-    if loaded is not None:
-        text_field = text_field or ("tokens" if tagging else "text")
-        pred_field = "pred_tags" if tagging else "pred"
-    options = StreamOptions(inputs=inputs, on_error=on_error, quiet=True)
-    input_field = text_field if loaded is not None else None
-    records = list(consume_records("evaluate", options, input_field, list if tagging else str, required=[] if loaded is None and gold_field == "label" else [gold_field]))
-    if not records:
-        raise ConfigError("nothing to evaluate (empty input)")
-    if loaded is not None:
-        from tweetkit.models import predict
-
-        if loaded.kind in ("classification", "multilabel", "tagging"):
-            known = set(loaded.labels)
-            for number, record in enumerate(records, 1):
-                gold = record[gold_field]
-                values = gold if isinstance(gold, list) else [gold]
-                unknown = [str(v) for v in values if str(v) not in known]
-                if unknown:
-                    raise ConfigError(f"record {number}: label '{unknown[0]}' is not one the model knows ({', '.join(sorted(known)[:8])})")
-
-        outputs = predict(loaded, [r[text_field] for r in records], batch_size)
-        for record, output in zip(records, outputs):
-            if tagging:
-                record[pred_field] = output
-            else:
-                record[pred_field], record["scores"] = output
-        kind = loaded.kind
+        records, kind, gold_field, pred_field = predicted_records(model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error)
     else:
-        if pred_field is None:
-            pred_field = "pred_tags" if "pred_tags" in records[0] else "pred"
-            if "pred_tags" in records[0] and gold_field == "label":
-                gold_field = "tags"
-        missing = next((i for i, r in enumerate(records) if pred_field not in r or gold_field not in r), None)
-        if missing is not None:
-            raise ConfigError(f"record {missing + 1} has no '{pred_field}' or '{gold_field}' field")
-        kind = "tagging" if pred_field == "pred_tags" else detect_kind(records[0], gold_field, pred_field)
+        records, kind, gold_field, pred_field = scored_records(inputs, gold_field, pred_field, on_error)
     try:
         scores = [r["scores"] for r in records] if kind == "multilabel" and all(isinstance(r.get("scores"), dict) for r in records) else None
-        result = score(kind, [r[gold_field] for r in records], [r[pred_field] for r in records], positive_label, scores)
+        result = score(kind, [r[gold_field] for r in records], [r[pred_field] for r in records], None, positive_label, scores)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     sys.stdout.write(json.dumps({"task": kind, **result}) + "\n")
@@ -149,28 +104,85 @@ def command(inputs, model_path, gold_field, pred_field, text_field, positive_lab
         print_report(result, kind)
 
 
+def read(inputs, on_error: str, text_field=None, field_type=str, validate=None) -> list[dict]:
+    from tweetkit.errors import ConfigError
+    from tweetkit.io import StreamOptions, consume_records
+
+    records = list(consume_records("evaluate", StreamOptions(inputs=inputs, on_error=on_error, quiet=True), text_field, field_type, validate=validate))
+    if not records:
+        raise ConfigError("nothing to evaluate (empty input)")
+    return records
+
+
+def predicted_records(model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error):
+    """Records with the model's predictions added: (records, kind, gold field, pred field)."""
+    from tweetkit.modeling import load_for_inference, predict
+
+    loaded = load_for_inference(model_path, device)
+    tagging = loaded.kind == "tagging"
+    gold_field = gold_field or ("tags" if tagging else "label")
+    text_field = text_field or ("tokens" if tagging else "text")
+    known = set(loaded.labels or [])
+
+    def check(record: dict) -> None:
+        if gold_field not in record:
+            raise ValueError(f"missing field '{gold_field}'")
+        gold = record[gold_field]
+        if tagging and (not isinstance(gold, list) or len(gold) != len(record[text_field])):
+            raise ValueError(f"field '{gold_field}' is not one tag per word of '{text_field}'")
+        if known and unseen_labels == "fail":
+            unknown = [str(v) for v in (gold if isinstance(gold, list) else [gold]) if str(v) not in known]
+            if unknown:
+                raise ValueError(f"label '{unknown[0]}' is not one the model knows ({', '.join(sorted(known)[:8])}; --unseen-labels wrong scores it as an error)")
+
+    records = read(inputs, on_error, text_field, list if tagging else str, check)
+    pred_field = "pred_tags" if tagging else "pred"
+    for record, output in zip(records, predict(loaded, [r[text_field] for r in records], batch_size)):
+        if tagging:
+            record[pred_field] = output
+        else:
+            record[pred_field], record["scores"] = output
+    return records, loaded.kind, gold_field, pred_field
+
+
+def scored_records(inputs, gold_field, pred_field, on_error):
+    """Records that carry their predictions: (records, kind, gold field, pred field); the
+    fields default from the first record (pred_tags: tagging)."""
+    chosen: dict = {}
+
+    def check(record: dict) -> None:
+        if not chosen:
+            tagged = pred_field is None and "pred_tags" in record
+            chosen["pred"] = pred_field or ("pred_tags" if tagged else "pred")
+            chosen["gold"] = gold_field or ("tags" if tagged else "label")
+        for name in (chosen["gold"], chosen["pred"]):
+            if name not in record:
+                raise ValueError(f"missing field '{name}'")
+
+    records = read(inputs, on_error, validate=check)
+    kind = detect_kind(records[0], chosen["gold"], chosen["pred"])
+    return records, kind, chosen["gold"], chosen["pred"]
+
+
 def evaluate_mlm(model_path, inputs, field, top_k, seed, batch_size, device, on_error) -> dict:
-    import torch
     from transformers import AutoModelForMaskedLM
 
     from tweetkit.errors import ConfigError
-    from tweetkit.io import StreamOptions, consume_records
-    from tweetkit.models import quiet_transformers
+    from tweetkit.modeling import load_pretrained, load_tokenizer, resolve_device
     from tweetkit.tasks.mlm import masked_word_accuracy
-    from tweetkit.tokenizers import load_tokenizer
 
     try:
         ks = sorted({int(k) for k in top_k.split(",")})
     except ValueError:
         raise click.BadParameter("expected integers, e.g. 1,5,10", param_hint="--top-k") from None
-    quiet_transformers()
+    target = resolve_device(device)
     tokenizer = load_tokenizer(model_path)
-    try:
-        model = AutoModelForMaskedLM.from_pretrained(model_path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load model {model_path}: {str(exc).splitlines()[0]}") from None
-    model.to(torch.device("cuda" if (device == "auto" and torch.cuda.is_available()) or device == "cuda" else "cpu"))
-    texts = [r[field] for r in consume_records("evaluate", StreamOptions(inputs=inputs, on_error=on_error, quiet=True), field)]
-    if not texts:
-        raise ConfigError("nothing to evaluate (empty input)")
+    model, info = load_pretrained(AutoModelForMaskedLM, model_path, output_loading_info=True)
+    if info.get("missing_keys"):
+        # A model saved without its MLM head (a sentence encoder, a classifier) would be
+        # scored with a random head: a meaningless number that changes from run to run.
+        missing = sorted(info["missing_keys"])
+        raise ConfigError(f"{model_path}: no masked-LM head to evaluate ({len(missing)} weights missing, e.g. {missing[0]}); pretrain it first")
+    model.to(target)
+    texts = [r[field] for r in read(inputs, on_error, field)]
     return {**masked_word_accuracy(model, tokenizer, texts, ks, seed, batch_size), "count": len(texts)}

@@ -17,21 +17,47 @@ TASKS = ("classification", "multilabel", "regression", "tagging")
 # --- data ------------------------------------------------------------------------------
 
 
+def _is_label(value) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def label_check(kind: str, fields: dict):
+    """validate(record) for consume_records: a label of the wrong type is a bad line, with
+    its file and line, rather than a class named "None" or "['a', 'b']"."""
+
+    def check(record: dict) -> None:
+        if kind == "tagging":
+            tags, words = record[fields["tags"]], record[fields["tokens"]]
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise ValueError(f"field '{fields['tags']}' is not a list of strings")
+            if len(tags) != len(words):
+                raise ValueError(f"{len(words)} tokens but {len(tags)} tags")
+            return
+        label = record[fields["label"]]
+        if kind == "multilabel":
+            ok = isinstance(label, list) and all(_is_label(v) for v in label)
+            expected = "a list of strings or integers"
+        elif kind == "regression":
+            ok = isinstance(label, (int, float)) and not isinstance(label, bool) and math.isfinite(label)
+            expected = "a finite number"
+        else:
+            ok = _is_label(label)
+            expected = "a string or an integer"
+        if not ok:
+            raise ValueError(f"field '{fields['label']}' is not {expected} (got {json.dumps(label)[:40]})")
+
+    return check
+
+
 def read_examples(path: str, kind: str, fields: dict, on_error: str) -> list[tuple]:
-    """(input, label) pairs; bad lines follow --on-error with file:line messages."""
+    """(input, label) pairs; bad lines and labels follow --on-error with file:line messages."""
     from tweetkit.io import StreamOptions, consume_records
 
     options = StreamOptions(inputs=[path], on_error=on_error, quiet=True)
     if kind == "tagging":
-        records = consume_records("finetune", options, fields["tokens"], field_type=list, required=[fields["tags"]])
-        examples = [(r[fields["tokens"]], [str(t) for t in r[fields["tags"]]]) for r in records]
-        for words, tags in examples:
-            if len(words) != len(tags):
-                from tweetkit.errors import ConfigError
-
-                raise ConfigError(f"{path}: a record has {len(words)} tokens but {len(tags)} tags")
-        return examples
-    records = consume_records("finetune", options, fields["text"], required=[fields["label"]])
+        records = consume_records("finetune", options, fields["tokens"], list, [fields["tags"]], label_check(kind, fields))
+        return [(r[fields["tokens"]], r[fields["tags"]]) for r in records]
+    records = consume_records("finetune", options, fields["text"], required=[fields["label"]], validate=label_check(kind, fields))
     return [(r[fields["text"]], r[fields["label"]]) for r in records]
 
 
@@ -45,7 +71,26 @@ def label_names_of(kind: str, examples: list[tuple]) -> list[str] | None:
     return sorted({str(label) for _, label in examples})
 
 
+def check_metric(kind: str, metric: str, examples: list[tuple], positive_label) -> None:
+    """Refuse an unknown --metric before any training: the names are those the task's
+    scorer returns, found by scoring the validation labels against themselves."""
+    from tweetkit.errors import ConfigError
+    from tweetkit.metrics import score
+
+    gold = [label for _, label in examples[:4]]
+    names = sorted(k for k, v in score(kind, gold, gold, None, positive_label).items() if isinstance(v, float))
+    if metric not in names:
+        raise ConfigError(f"--metric {metric}: not one of {', '.join(names)} for --task {kind}")
+
+
 # --- one run ---------------------------------------------------------------------------
+
+
+def run_settings(args: dict, seed: int) -> dict:
+    """What makes two fine-tuning runs the same run (compared on --resume)."""
+    keys = ("model", "task", "labels", "max_length", "metric", "positive_label", "threshold", "patience", "train_path", "validation_path", "fields",
+            "lr", "batch_size", "epochs", "max_steps", "weight_decay", "betas", "eps", "warmup_ratio", "precision")
+    return {"seed": seed, **{k: args[k] for k in keys}}
 
 
 def finetune_once(args: dict, seed: int, output: str, log) -> dict:
@@ -53,110 +98,103 @@ def finetune_once(args: dict, seed: int, output: str, log) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    from tweetkit.errors import ConfigError
-    from tweetkit.tasks.supervised import PROBLEM_TYPES, SequenceTask, TaggingTask
-    from tweetkit.tokenizers import load_tokenizer
-    from tweetkit.train import distributed
+    from tweetkit.modeling import PROBLEM_TYPES, load_pretrained, load_tokenizer, save_model
+    from tweetkit.tasks.supervised import SequenceTask, TaggingTask
+    from tweetkit.train import checkpoint, distributed
+    from tweetkit.train.best import BestKeeper
     from tweetkit.train.config import TrainConfig
     from tweetkit.train.loop import train
 
-    from tweetkit.models import quiet_transformers
-
-    quiet_transformers()
     kind, train_examples, validation_examples, labels = args["task"], args["train"], args["validation"], args["labels"]
-    tokenizer = load_tokenizer(args["model"])
-    if kind == "tagging" and getattr(tokenizer, "add_prefix_space", None) is False:
-        tokenizer = load_tokenizer_with_prefix_space(args["model"])
+    finished = finished_summary(output, args, seed) if args["resume"] else None
+    if finished is not None:
+        log(f"{output}: this run finished already; nothing to resume")
+        return finished
+    tokenizer = load_tokenizer(args["model"], tagging=kind == "tagging")
     metric = args["metric"]
     torch.manual_seed(seed)  # the new head's initialisation
-    common = dict(attn_implementation="sdpa")
-    try:
-        if kind == "tagging":
-            model = AutoModelForTokenClassification.from_pretrained(args["model"], num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}, **common)
-            task = TaggingTask(tokenizer, train_examples, validation_examples, labels, args["max_length"], args["batch_size"], seed, metric)
-        else:
-            num_labels = 1 if kind == "regression" else len(labels)
-            mapping = {} if kind == "regression" else dict(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-            model = AutoModelForSequenceClassification.from_pretrained(args["model"], num_labels=num_labels, problem_type=PROBLEM_TYPES[kind], **mapping, **common)
-            task = SequenceTask(kind, tokenizer, train_examples, validation_examples, labels, args["max_length"], args["batch_size"], seed, metric, args["positive_label"], args["threshold"])
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load model {args['model']}: {str(exc).splitlines()[0]}") from None
+    mapping = {} if kind == "regression" else dict(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    if kind == "tagging":
+        model = load_pretrained(AutoModelForTokenClassification, args["model"], num_labels=len(labels), attn_implementation="sdpa", **mapping)
+        task = TaggingTask(tokenizer, train_examples, validation_examples, labels, args["max_length"], args["batch_size"], seed, metric)
+    else:
+        num_labels = 1 if kind == "regression" else len(labels)
+        model = load_pretrained(AutoModelForSequenceClassification, args["model"], num_labels=num_labels, problem_type=PROBLEM_TYPES[kind], attn_implementation="sdpa", **mapping)
+        task = SequenceTask(kind, tokenizer, train_examples, validation_examples, labels, args["max_length"], args["batch_size"], seed, metric, args["positive_label"], args["threshold"])
     model.config.max_length_trained = args["max_length"]
 
     steps_per_epoch = max(1, task.num_examples() // args["batch_size"])
     config = TrainConfig(
-        output_dir=output, seed=seed, batch_size=args["batch_size"], max_steps=args["epochs"] * steps_per_epoch,
-        lr=args["lr"], weight_decay=args["weight_decay"], betas=(0.9, 0.999), eps=1e-8, warmup_ratio=args["warmup_ratio"],
-        precision=args["precision"], eval_every=steps_per_epoch, log_every=steps_per_epoch, device=args["device"], command_line=sys.argv,
+        output_dir=output, seed=seed, batch_size=args["batch_size"], max_steps=args["max_steps"] or args["epochs"] * steps_per_epoch,
+        lr=args["lr"], weight_decay=args["weight_decay"], betas=args["betas"], eps=args["eps"], warmup_ratio=args["warmup_ratio"],
+        precision=args["precision"], eval_every=steps_per_epoch, log_every=steps_per_epoch, save_every=steps_per_epoch,
+        keep_checkpoints=max(1, args["keep_checkpoints"]), resume=args["resume"], device=args["device"], command_line=sys.argv,
+        run=run_settings(args, seed), model_config=model.config.to_diff_dict(),
     )
-    key = f"validation_{metric}"
-    best = {"value": -math.inf, "metrics": {}, "state": None, "step": 0, "waited": 0}
-
-    def on_evaluate(step, results):
-        if key not in results:
-            raise ConfigError(f"--metric {metric}: not one of {sorted(k[11:] for k in results)}")
-        value = results[key] if metric not in ("mse", "mae") else -results[key]
-        if value > best["value"]:
-            best.update(value=value, metrics=results, step=step, waited=0, state={k: v.detach().clone() for k, v in model.state_dict().items()})
-        else:
-            best["waited"] += 1
-        return args["patience"] > 0 and best["waited"] >= args["patience"]
-
+    keeper = BestKeeper(metric, args["patience"]) if validation_examples else None
     dist = distributed.setup(args["device"])
     try:
-        train(model, task, config, dist, on_evaluate=on_evaluate if validation_examples else None, log=log)
+        train(model, task, config, dist, keeper=keeper, log=log)
     finally:
         distributed.teardown()
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    if dist.is_main:
-        os.makedirs(output, exist_ok=True)
-        model.save_pretrained(output, safe_serialization=True)
-        tokenizer.save_pretrained(output)
-        config.save(output)
-        summary = {"seed": seed, "metric": metric, "best_step": best["step"], "best_epoch": best["step"] // steps_per_epoch, **{k: v for k, v in best["metrics"].items() if isinstance(v, (int, float))}}
-        with open(os.path.join(output, "validation_metrics.json"), "w", encoding="utf-8") as handle:
-            json.dump({**summary, "details": best["metrics"]}, handle, indent=2)
-        return summary
-    return {}
+    if keeper is not None:
+        keeper.load_best_into(model)
+    if not dist.is_main:
+        return {}
+    save_model(model, tokenizer, output)
+    best = keeper.state() if keeper is not None else {"step": config.max_steps, "metrics": {}}
+    summary = {"seed": seed, "metric": metric, "best_step": best["step"], "best_epoch": best["step"] // steps_per_epoch, **{k: v for k, v in best["metrics"].items() if isinstance(v, (int, float))}}
+    with open(os.path.join(output, "validation_metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump({**summary, "details": best["metrics"]}, handle, indent=2)
+    config.save(output)  # last: its presence marks a finished run
+    if not args["keep_checkpoints"]:
+        checkpoint.remove_all(output)  # the optimizer state is twice the model: kept only if asked
+    return summary
 
 
-def load_tokenizer_with_prefix_space(name):
-    from transformers import AutoTokenizer
+def finished_summary(output: str, args: dict, seed: int) -> dict | None:
+    """The summary of a finished run in `output` with these settings, else None."""
+    from tweetkit.errors import ConfigError
+    from tweetkit.train import checkpoint
 
-    return AutoTokenizer.from_pretrained(name, add_prefix_space=True)
+    try:
+        with open(os.path.join(output, "tweetkit_train_config.json"), encoding="utf-8") as handle:
+            saved = json.load(handle)
+        with open(os.path.join(output, "validation_metrics.json"), encoding="utf-8") as handle:
+            summary = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    changed = checkpoint.differences(saved.get("run", {}), json.loads(json.dumps(run_settings(args, seed))))
+    if changed:
+        raise ConfigError(f"--resume: {output} holds a finished run with other settings ({'; '.join(changed)}); use --overwrite to start again")
+    summary.pop("details", None)
+    return summary
 
 
-def finetune_tfidf(args: dict, output: str, log) -> dict:
-    """The classical baseline (tweetkit.baselines): TF-IDF n-grams, or per-word features for
+def finetune_linear(args: dict, output: str) -> dict:
+    """The linear baseline (tweetkit.linear): TF-IDF n-grams, or per-word features for
     tagging, + logistic regression. Deterministic, so one run whatever the seed."""
-    import joblib
-
-    from tweetkit import baselines
+    from tweetkit import linear
     from tweetkit import metrics as scorers
     from tweetkit.errors import ConfigError
-    from tweetkit.tasks.supervised import score_sequences
+    from tweetkit.metrics import score
 
     kind = args["task"]
     if kind not in ("classification", "tagging"):
-        raise ConfigError("--model tfidf supports --task classification and --task tagging")
+        raise ConfigError("--model linear supports --task classification and --task tagging")
     if len(args["labels"]) < 2:
-        raise ConfigError(f"--model tfidf needs at least two different labels in --train (found only {args['labels'][0]!r})")
+        raise ConfigError(f"--model linear needs at least two different labels in --train (found only {args['labels'][0]!r})")
     inputs, targets = [x for x, _ in args["train"]], [y for _, y in args["train"]]
     balanced = kind == "classification" or scorers.is_bio(targets)  # not for POS tags: bench/tagging_baseline.py
-    pipeline = baselines.fit(kind, inputs, targets, args["tfidf_c"], balanced)
-    os.makedirs(output, exist_ok=True)
-    joblib.dump(pipeline, os.path.join(output, "tfidf.joblib"))
-    with open(os.path.join(output, "tweetkit_model.json"), "w", encoding="utf-8") as handle:
-        json.dump({"type": "tfidf", "task": kind, "labels": args["labels"]}, handle)
-    summary: dict = {"model": "tfidf"}
+    pipeline = linear.fit(kind, inputs, targets, args["linear_c"], balanced)
+    linear.save(pipeline, kind, args["labels"], output)
+    summary: dict = {"model": "linear"}
     if args["validation"]:
         inputs, gold = [x for x, _ in args["validation"]], [y for _, y in args["validation"]]
-        predicted = baselines.predict(pipeline, kind, inputs)
-        if kind == "tagging":
-            scores = scorers.tagging_metrics(gold, predicted)
-        else:
-            scores = score_sequences(kind, [str(label) for label in gold], [label for label, _ in predicted], args["labels"], args["positive_label"])
+        predicted = linear.predict(pipeline, kind, inputs)
+        if kind == "classification":
+            gold, predicted = [str(label) for label in gold], [label for label, _ in predicted]
+        scores = score(kind, gold, predicted, args["labels"] if kind == "classification" else None, args["positive_label"])
         summary.update({f"validation_{k}": v for k, v in scores.items() if isinstance(v, (int, float))})
     return summary
 
@@ -179,9 +217,9 @@ def parse_sweep(text: str) -> dict[str, list]:
     grid = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, _, values = part.partition("=")
-        name = name.strip().replace("-", "_")
-        if name not in ("lr", "batch_size", "epochs", "weight_decay", "warmup_ratio", "max_length", "tfidf_c") or not values:
-            raise click.BadParameter(f"cannot sweep {part!r} (lr, batch-size, epochs, weight-decay, warmup-ratio, max-length)", param_hint="--sweep")
+        name = name.strip().replace("-", "_").replace("tfidf_c", "linear_c")
+        if name not in ("lr", "batch_size", "epochs", "weight_decay", "warmup_ratio", "max_length", "linear_c") or not values:
+            raise click.BadParameter(f"cannot sweep {part!r} (lr, batch-size, epochs, weight-decay, warmup-ratio, max-length, linear-c)", param_hint="--sweep")
         cast = int if name in ("batch_size", "epochs", "max_length") else float
         try:
             grid[name] = [cast(v) for v in values.split(",")]
@@ -197,14 +235,15 @@ Examples:
   tweetkit finetune --model mlm/ --task classification --train sem.train.jsonl --validation sem.dev.jsonl -o sent/
   tweetkit finetune --model mlm/ --task tagging --train wnut17/train.jsonl --validation wnut17/validation.jsonl -o ner/
   tweetkit finetune --model mlm/ --task classification --seeds 1,2,3,4,5 --positive-label irony ... -o irony/
-  tweetkit finetune --model tfidf --task classification --train ... --validation ... -o tfidf/
-  tweetkit finetune --model mlm/ --sweep "lr=1e-5,3e-5;batch-size=16,32" ... -o sweep/""",
+  tweetkit finetune --model linear --task classification --train ... --validation ... -o linear/
+  tweetkit finetune --model mlm/ --sweep "lr=1e-5,3e-5;batch-size=16,32" ... -o sweep/
+  tweetkit finetune ... -o sent/ --resume      # continue after Ctrl-C or a crash""",
 )
-@click.option("--model", required=True, help="Model directory or name, or 'tfidf' for the classical baseline (TF-IDF n-grams, or per-word features for tagging, + logistic regression).")
+@click.option("--model", required=True, help="Model directory or name, or 'linear' (alias 'tfidf') for the linear baseline: TF-IDF n-grams, or per-word features for tagging, + logistic regression.")
 @click.option("--task", "kind", type=click.Choice(TASKS), required=True)
 @click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--validation", "validation_path", type=click.Path(dir_okay=False), help="Scored every epoch; the best epoch is kept.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory: the best model, its config and validation metrics.")
 @click.option("--text-field", default="text", show_default=True)
 @click.option("--label-field", default="label", show_default=True)
 @click.option("--tokens-field", default="tokens", show_default=True)
@@ -212,31 +251,44 @@ Examples:
 @click.option("--lr", type=float, default=1e-5, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--max-steps", type=click.IntRange(min=0), default=0, help="Optimizer steps, instead of --epochs [default: from --epochs].")
 @click.option("--patience", type=click.IntRange(min=0), default=5, show_default=True, help="Stop after N epochs without a better validation metric (0: never).")
 @click.option("--metric", help="Validation metric to select on [default: by task: macro_f1, f1_pos, pearson, f1 or accuracy].")
 @click.option("--positive-label", help="Report (and select on) the F1 of this class, e.g. irony (SemEval-2018 3A).")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Multi-label decision threshold.")
 @click.option("--max-length", type=click.IntRange(min=8), default=128, show_default=True)
 @click.option("--weight-decay", type=float, default=0.01, show_default=True)
+@click.option("--betas", default="0.9,0.999", show_default=True, callback=lambda ctx, param, value: parse_betas(value))
+@click.option("--eps", type=float, default=1e-8, show_default=True)
 @click.option("--warmup-ratio", type=float, default=0.1, show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--seeds", help="Comma-separated seeds: one fine-tune each, in DIR/seed-N, with mean ± std.")
 @click.option("--sweep", help='Grid, e.g. "lr=1e-5,3e-5;batch-size=16,32", scored on validation.')
 @click.option("--sweep-trials", type=click.IntRange(min=1), help="Random search: this many grid points.")
-@click.option("--tfidf-c", type=float, default=1.0, show_default=True, help="Inverse regularisation of the TF-IDF baseline.")
+@click.option("--linear-c", "--tfidf-c", "linear_c", type=float, default=1.0, show_default=True, help="Inverse regularisation of the linear baseline.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in -o from its last checkpoint (a finished one is left as it is).")
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in -o (its model, checkpoints and metrics are removed first).")
+@click.option("--keep-checkpoints", type=click.IntRange(min=0), default=0, show_default=True, help="Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
-def command(model, kind, train_path, validation_path, output, text_field, label_field, tokens_field, tags_field, lr, batch_size, epochs, patience, metric, positive_label, threshold, max_length, weight_decay, warmup_ratio, precision, seed, seeds, sweep, sweep_trials, tfidf_c, on_error, device, quiet):
+def command(model, kind, train_path, validation_path, output, text_field, label_field, tokens_field, tags_field, lr, batch_size, epochs, max_steps, patience, metric, positive_label, threshold, max_length, weight_decay, betas, eps, warmup_ratio, precision, seed, seeds, sweep, sweep_trials, linear_c, resume, overwrite, keep_checkpoints, on_error, device, quiet):
     """Fine-tune a model on a labelled task; keep the best epoch.
 
     Metrics per epoch go to stdout as JSON lines; the best model is saved as an HF
     directory (AutoModelForSequenceClassification / AutoModelForTokenClassification)
-    with id2label/label2id in its config.
+    with id2label/label2id in its config.  A checkpoint is written every epoch (and on
+    Ctrl-C) for --resume, and removed when the run ends.
     """
     from tweetkit.errors import ConfigError
+    from tweetkit.io import prepare_output_dir, refuse_overlap
 
+    linear = model in ("linear", "tfidf")
+    refuse_overlap([train_path, validation_path], [output])
+    prepare_output_dir(output, resume=resume and not linear, overwrite=overwrite)
+    seed_list = parse_seeds(seeds) if seeds else None
+    grid = parse_sweep(sweep) if sweep else None
     log = (lambda message: None) if quiet else (lambda message: print(f"tweetkit finetune: {message}", file=sys.stderr))
     fields = {"text": text_field, "label": label_field, "tokens": tokens_field, "tags": tags_field}
     train_examples = read_examples(train_path, kind, fields, on_error)
@@ -250,25 +302,24 @@ def command(model, kind, train_path, validation_path, output, text_field, label_
         unseen = set(label_names_of(kind, validation_examples) or []) - set(labels)
         if unseen:
             raise ConfigError(f"{validation_path}: labels not in the training data: {', '.join(sorted(unseen)[:5])}")
-    if kind == "regression":
-        try:
-            [float(label) for _, label in train_examples + validation_examples]
-        except (TypeError, ValueError):
-            raise ConfigError("--task regression needs numeric labels") from None
     from tweetkit import metrics as scorers
 
     tags_are_bio = kind == "tagging" and scorers.is_bio([tags for _, tags in train_examples])
     metric = metric or scorers.primary_metric(kind, tags_are_bio, positive_label)
-    args = dict(model=model, task=kind, train=train_examples, validation=validation_examples, labels=labels, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, metric=metric, positive_label=positive_label, threshold=threshold, max_length=max_length, weight_decay=weight_decay, warmup_ratio=warmup_ratio, precision=precision, device=device, tfidf_c=tfidf_c)
+    if validation_examples:
+        check_metric(kind, metric, validation_examples, positive_label)
+    args = dict(model="linear" if linear else model, task=kind, train=train_examples, validation=validation_examples, labels=labels, lr=lr, batch_size=batch_size, epochs=epochs, max_steps=max_steps,
+                patience=patience, metric=metric, positive_label=positive_label, threshold=threshold, max_length=max_length, weight_decay=weight_decay, betas=betas, eps=eps,
+                warmup_ratio=warmup_ratio, precision=precision, device=device, linear_c=linear_c, resume=resume, keep_checkpoints=keep_checkpoints,
+                train_path=train_path, validation_path=validation_path, fields=fields)
     log(f"{len(train_examples):,} training and {len(validation_examples):,} validation examples; labels: {len(labels) if labels else 'numeric'}")
 
     def run(arguments, run_seed, directory):
-        if arguments["model"] == "tfidf":
-            return finetune_tfidf(arguments, directory, log)
+        if linear:
+            return finetune_linear(arguments, directory)
         return finetune_once(arguments, run_seed, directory, log)
 
-    if sweep:
-        grid = parse_sweep(sweep)
+    if grid:
         points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
         if sweep_trials and sweep_trials < len(points):
             points = random.Random(seed).sample(points, sweep_trials)
@@ -282,11 +333,7 @@ def command(model, kind, train_path, validation_path, output, text_field, label_
         print_sweep_table(rows, key)
         emit({"sweep_best": best["point"], key: best.get(key)})
         return
-    if seeds:
-        try:
-            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise click.BadParameter("expected integers, e.g. 1,2,3", param_hint="--seeds") from None
+    if seed_list:
         runs = [run(args, s, os.path.join(output, f"seed-{s}")) for s in seed_list]
         summary = mean_std(runs)
         for key, value in summary.items():
@@ -295,6 +342,21 @@ def command(model, kind, train_path, validation_path, output, text_field, label_
         return
     result = run(args, seed, output)
     emit({"best": result})
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter("expected integers, e.g. 1,2,3", param_hint="--seeds") from None
+
+
+def parse_betas(text: str) -> tuple[float, float]:
+    try:
+        beta1, beta2 = (float(b) for b in text.split(","))
+    except ValueError:
+        raise click.BadParameter("expected two numbers, e.g. 0.9,0.98", param_hint="--betas") from None
+    return beta1, beta2
 
 
 def emit(record: dict) -> None:

@@ -7,6 +7,7 @@ import functools
 import click
 
 from tweetkit.cli import data_options
+from tweetkit.errors import ConfigError
 from tweetkit.io import Drop
 
 
@@ -51,7 +52,7 @@ Examples:
   tweetkit langid --model lid.176.bin --keep es,pt tweets.jsonl""",
 )
 @data_options(dropped=True, workers=True)
-@click.option("--keep", callback=parse_languages, help="Comma-separated codes to keep (as fastText gives them: en, es, zh, ...).")
+@click.option("--keep", callback=parse_languages, help="Comma-separated codes to keep, any case (lid.176: en, es, zh, ...); unknown codes are refused.")
 @click.option("--min-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Drop records predicted with less confidence.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A fastText LID model (lid.176.bin, GlotLID) [default: bundled lid.176.ftz].")
 @click.option("--clean/--no-clean", default=True, show_default=True, help="Strip links, mentions, emoji, '#' and case before predicting (the text is not changed).")
@@ -62,6 +63,13 @@ def command(stream, keep, min_prob, model_path, clean):
     left) and `lang_prob`.
     """
     from tweetkit.io import run_stream
+    from tweetkit.text.langid import LanguageIdentifier
 
+    if keep is not None:
+        identifier = LanguageIdentifier(model_path, clean=clean)
+        try:
+            keep = identifier.canonical_codes(keep)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--keep: "), param_hint="--keep") from None
     make_step = functools.partial(LangidStep, stream.field, model_path, clean, keep, min_prob)
     run_stream("langid", stream, make_step, text_field=stream.field)

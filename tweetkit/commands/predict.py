@@ -16,7 +16,7 @@ class PredictStep:
         self.loaded, self.field, self.batch_size, self.threshold = loaded, field, batch_size, threshold
 
     def __call__(self, records: list[dict]) -> list[dict]:
-        from tweetkit.models import predict
+        from tweetkit.modeling import predict
 
         outputs = predict(self.loaded, [r[self.field] for r in records], self.batch_size, self.threshold)
         for record, output in zip(records, outputs):
@@ -45,9 +45,9 @@ def command(model_path, stream, batch_size, device, threshold):
     """Add predictions to each record: `pred` and `scores` (probabilities), or
     `pred_tags` for tagging models.  Input order is kept."""
     from tweetkit.io import run_stream
-    from tweetkit.models import load_model
+    from tweetkit.modeling import load_for_inference
 
-    loaded = load_model(model_path, device)  # before reading input: a bad path fails fast
+    loaded = load_for_inference(model_path, device)  # before reading input: a bad path fails fast
     field_type = list if loaded.kind == "tagging" else str
     make_step = functools.partial(PredictStep, loaded, stream.field, batch_size, threshold)
     run_stream("predict", stream, make_step, text_field=stream.field, field_type=field_type)

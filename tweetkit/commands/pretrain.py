@@ -7,41 +7,6 @@ import sys
 
 import click
 
-# RoBERTa shapes; 130 positions = 128 tokens + RoBERTa's padding offset of 2 (as BERTweet).
-MODEL_CONFIGS = {
-    "tiny": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
-    "small": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=2048),
-    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-}
-
-
-def build_model(name_or_path: str, tokenizer, seed: int):
-    """A freshly initialised RobertaForMaskedLM of a named size or a config JSON."""
-    import json
-
-    import torch
-    from transformers import RobertaConfig, RobertaForMaskedLM
-
-    from tweetkit.errors import ConfigError
-
-    if name_or_path in MODEL_CONFIGS:
-        shape = dict(MODEL_CONFIGS[name_or_path], max_position_embeddings=130, type_vocab_size=1)
-    else:
-        try:
-            with open(name_or_path, encoding="utf-8") as handle:
-                shape = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--model-config {name_or_path}: {exc}") from None
-    shape.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(seed)
-    return RobertaForMaskedLM(RobertaConfig(**shape, attn_implementation="sdpa"))
-
-
-def position_offset(model) -> int:
-    # RoBERTa-family models number positions from padding_idx + 1; BERT from 0.
-    return model.config.pad_token_id + 1 if model.config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
-
-
 @click.command(
     "pretrain",
     epilog="""\b
@@ -75,15 +40,17 @@ Examples:
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, help="[default: 6% of the steps]")
 @click.option("--max-grad-norm", type=float, default=1.0, show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
-@click.option("--save-every", type=click.IntRange(min=0), default=0, help="Checkpoint every N steps [default: at the end].")
+@click.option("--save-every", type=click.IntRange(min=0), default=0, help="Checkpoint every N steps [default: at the end, and on Ctrl-C or SIGTERM].")
+@click.option("--keep-checkpoints", type=click.IntRange(min=0), default=2, show_default=True, help="Keep the N newest checkpoints (0: all); two let --resume fall back from a corrupt one.")
 @click.option("--eval-every", type=click.IntRange(min=0), default=0)
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in -o.")
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in -o that has the same settings.")
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in -o (its model and checkpoints are removed first).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--cache-dir", default=None, help="Tokenized-corpus cache [default: ~/.cache/tweetkit].")
 @click.option("-q", "--quiet", is_flag=True)
-def command(train_files, validation, tokenizer, output, model_config, init_from, new_token_init, freeze_base, field, on_error, max_length, mask_prob, max_steps, epochs, batch_size, micro_batch_size, lr, weight_decay, betas, eps, warmup_steps, max_grad_norm, precision, save_every, eval_every, log_every, resume, seed, device, cache_dir, quiet):
+def command(train_files, validation, tokenizer, output, model_config, init_from, new_token_init, freeze_base, field, on_error, max_length, mask_prob, max_steps, epochs, batch_size, micro_batch_size, lr, weight_decay, betas, eps, warmup_steps, max_grad_norm, precision, save_every, keep_checkpoints, eval_every, log_every, resume, overwrite, seed, device, cache_dir, quiet):
     """Pretrain (or continue pretraining) a masked language model on tweets.
 
     Tweets are packed into full rows with block-diagonal attention, masked
@@ -91,9 +58,9 @@ def command(train_files, validation, tokenizer, output, model_config, init_from,
     positions.  Metrics go to stdout as JSON lines.  Run under torchrun for DDP.
     """
     from tweetkit.errors import ConfigError
-    from tweetkit.io import StreamOptions
+    from tweetkit.io import StreamOptions, prepare_output_dir
+    from tweetkit.modeling import build_model, load_tokenizer, position_offset, save_model
     from tweetkit.tasks.mlm import MLMTask, tokenize_corpus
-    from tweetkit.tokenizers import load_tokenizer
     from tweetkit.train import distributed
     from tweetkit.train.config import TrainConfig
     from tweetkit.train.loop import train
@@ -103,10 +70,9 @@ def command(train_files, validation, tokenizer, output, model_config, init_from,
         assert len(beta_values) == 2
     except (ValueError, AssertionError):
         raise click.BadParameter("expected two numbers, e.g. 0.9,0.98", param_hint="--betas") from None
-    from tweetkit.models import quiet_transformers
-
-    quiet_transformers()  # its load reports and progress bars; tweetkit reports what matters
     dist = distributed.setup(device)
+    prepare_output_dir(output, resume=resume, overwrite=overwrite, remove=dist.is_main)  # every rank checks, rank 0 removes
+    dist.barrier()
     log = (lambda message: None) if quiet or not dist.is_main else (lambda message: print(f"tweetkit pretrain: {message}", file=sys.stderr))
     try:
         tok = load_tokenizer(tokenizer)
@@ -123,7 +89,7 @@ def command(train_files, validation, tokenizer, output, model_config, init_from,
         validation_corpus = tokenize_corpus([validation], tok, stream, cache, log) if validation else None
 
         if init_from:
-            from tweetkit.train.init import load_for_continued_pretraining
+            from tweetkit.train.continued import load_for_continued_pretraining
 
             model = load_for_continued_pretraining(init_from, tok, new_token_init, seed, log)
         else:
@@ -138,29 +104,24 @@ def command(train_files, validation, tokenizer, output, model_config, init_from,
             raise ConfigError(f"--max-length {max_length} exceeds the model's {limit} positions")
         task = MLMTask(train_corpus, validation_corpus, tok, max_length, mask_prob, seed, position_offset(model))
         log(f"{len(train_corpus):,} tweets in {task.num_examples():,} packed rows of <= {max_length} tokens; {sum(p.numel() for p in model.parameters()):,} parameters; {dist.world} process(es)")
+        # What makes two runs the same run: compared with a checkpoint's on --resume.
+        settings = dict(
+            train=[os.path.abspath(p) for p in train_files], validation=os.path.abspath(validation) if validation else None, field=field, on_error=on_error,
+            tokenizer=os.path.abspath(tokenizer) if os.path.exists(tokenizer) else tokenizer, vocab_size=len(tok), model=init_from or model_config,
+            new_token_init=new_token_init if init_from else None, freeze_base=freeze_base, max_length=max_length, mask_prob=mask_prob,
+            shape={k: getattr(model.config, k, None) for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")},
+        )
         config = TrainConfig(
             output_dir=output, seed=seed, batch_size=batch_size, micro_batch_size=micro_batch_size, max_steps=max_steps or 0,
             epochs=epochs, lr=lr, weight_decay=weight_decay, betas=beta_values, eps=eps, warmup_steps=warmup_steps,
-            max_grad_norm=max_grad_norm, precision=precision, save_every=save_every, eval_every=eval_every,
-            log_every=log_every, resume=resume, device=device, command_line=sys.argv,
+            max_grad_norm=max_grad_norm, precision=precision, save_every=save_every, keep_checkpoints=keep_checkpoints, eval_every=eval_every,
+            log_every=log_every, resume=resume, device=device, command_line=sys.argv, run=settings, model_config=model.config.to_diff_dict(),
         )
-        if max_steps == 0:  # inspection: the initialised model, untrained
-            if dist.is_main:
-                save_final(model, tok, config, output)
-            return
-        try:
+        if max_steps != 0:
             train(model, task, config, dist, on_save=lambda m, path: tok.save_pretrained(path), log=log)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if dist.is_main:
-            save_final(model, tok, config, output)
+        if dist.is_main:  # with --max-steps 0: the initialised model, untrained, for inspection
+            save_model(model, tok, output)
+            config.save(output)
             log(f"model written to {output}")
     finally:
         distributed.teardown()
-
-
-def save_final(model, tokenizer, config, output: str) -> None:
-    os.makedirs(output, exist_ok=True)
-    model.save_pretrained(output, safe_serialization=True)
-    tokenizer.save_pretrained(output)
-    config.save(output)

@@ -65,6 +65,8 @@ def split_paths(prefix: str, names) -> dict[str, str]:
     if prefix.endswith(os.sep) or os.path.isdir(prefix):
         os.makedirs(prefix, exist_ok=True)
         return {name: os.path.join(prefix, f"{name}.jsonl") for name in names}
+    if os.path.dirname(prefix):
+        os.makedirs(os.path.dirname(prefix), exist_ok=True)  # `-o data/corpus` with no data/ yet
     return {name: f"{prefix}.{name}.jsonl" for name in names}
 
 
@@ -76,7 +78,7 @@ Examples:
   tweetkit split --ratios train=0.9,test=0.1 --seed 7 corpus.jsonl -o splits/
   tweetkit split --tag-only corpus.jsonl > tagged.jsonl  # adds "split" to each record""",
 )
-@data_options()
+@data_options(output_help="Output PREFIX: PREFIX.NAME.jsonl per split, or DIR/NAME.jsonl when PREFIX is a directory (created as needed).")
 @click.option("--ratios", default="train=0.8,validation=0.1,test=0.1", show_default=True, callback=parse_ratios, help="Named shares (normalised to sum to 1).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Another seed gives another, equally stable, split.")
 @click.option("--tag-only", is_flag=True, help="Add a 'split' field and write one stream instead of one file per split.")
@@ -96,4 +98,8 @@ def command(stream, ratios, seed, tag_only):
         return
     if stream.output == "-":
         raise click.UsageError("give an output prefix with -o PREFIX (or use --tag-only)")
-    run_stream("split", stream, make_step, text_field=stream.field, routes=split_paths(stream.output, ratios))
+    from tweetkit.io import refuse_overlap
+
+    routes = split_paths(stream.output, ratios)
+    refuse_overlap(stream.inputs, [*routes.values(), stream.rejects])
+    run_stream("split", stream, make_step, text_field=stream.field, routes=routes)

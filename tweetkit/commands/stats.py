@@ -119,26 +119,25 @@ Examples:
   tweetkit stats corpus.jsonl
   tweetkit stats --tokenizer tok/ corpus.jsonl | jq '."max_length_for_99.9%"'""",
 )
-@data_options()
+@data_options(output_help="Write the JSON summary here (.gz compresses) [default: stdout].")
 @click.option("--tokenizer", type=click.Path(exists=True, file_okay=False), help="A tokenizer directory: also count subword tokens.")
 def command(stream, tokenizer):
     """Corpus statistics: counts, length percentiles, the max length covering 99.9%,
     languages (if records have `lang`) and the share of mentions, URLs and emoji."""
-    from tweetkit.io import consume_records
+    from tweetkit.io import consume_records, open_output
 
     loaded = None
     if tokenizer:
-        from tweetkit.tokenizers import load_tokenizer
+        from tweetkit.modeling import load_tokenizer
 
         loaded = load_tokenizer(tokenizer)
     stats = CorpusStats(stream.field, loaded)
     for record in consume_records("stats", stream, text_field=stream.field):
         stats.add(record)
     result = stats.result()
-    if stream.output == "-":
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-    else:
-        with open(stream.output, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+    out = open_output(stream.output)
+    out.write(json.dumps(result, ensure_ascii=False).encode("utf-8") + b"\n")
+    if out is not sys.stdout.buffer:
+        out.close()
     if not stream.quiet:
         print_table(result)

@@ -21,7 +21,7 @@ Examples:
   tweetkit train-bpe corpus.jsonl -o tok-ext/ --extend path/to/base-model --vocab-size 5000
   tweetkit train-bpe corpus.jsonl -o tok/ --report-overlap vinai/bertweet-base""",
 )
-@data_options()
+@data_options(output_help="Output directory: tokenizer.json and tokenizer_config.json.")
 @click.option("--vocab-size", type=click.IntRange(min=16), default=32000, show_default=True, help="Vocabulary size (with --extend: the most new pieces to add).")
 @click.option("--algorithm", type=click.Choice(["bpe", "unigram"]), default="bpe", show_default=True)
 @click.option("--backend", type=click.Choice(["sentencepiece", "hf"]), default="sentencepiece", show_default=True, help="Library that trains (sentencepiece: faster in bench/train_bpe.py); the output is the same kind of fast HF tokenizer.")
@@ -41,6 +41,7 @@ def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_name
     """
     from tweetkit import tokenizers as tk
     from tweetkit.io import consume_records
+    from tweetkit.modeling import load_tokenizer
 
     if stream.output == "-":
         raise click.UsageError("give the output directory with -o DIR")
@@ -54,12 +55,12 @@ def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_name
     log = (lambda message: None) if stream.quiet else (lambda message: print(f"tweetkit train-bpe: {message}", file=sys.stderr))
 
     if base:
-        base_tokenizer = tk.load_tokenizer(base)
+        base_tokenizer = load_tokenizer(base)
         before = tk.pieces_per_tweet(base_tokenizer, corpus.texts)
         log(f"extending {base} ({len(base_tokenizer.get_vocab()):,} pieces) on {len(corpus.texts):,} tweets")
         backend_tokenizer, added = tk.extend_tokenizer(base_tokenizer, corpus.texts, vocab_size)
         tk.save_extended(base_tokenizer, backend_tokenizer, directory)
-        result = tk.load_tokenizer(directory)
+        result = load_tokenizer(directory)
         after = tk.pieces_per_tweet(result, corpus.texts)
         summary.update(
             base=base,
@@ -82,7 +83,7 @@ def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_name
         trained = train(corpus.texts, algorithm, max(len(tk.SPECIAL_TOKENS) + 1, vocab_size - len(atomic)))
         final = tk.with_roberta_template(tk.add_whole_word_pieces(trained, atomic))
         tk.save_fast_tokenizer(final, directory, model_max_length)
-        result = tk.load_tokenizer(directory)
+        result = load_tokenizer(directory)
         summary.update(
             algorithm=algorithm,
             backend=backend,
@@ -91,7 +92,7 @@ def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_name
             **tk.pieces_per_tweet(result, corpus.texts),
         )
     if other:
-        summary["overlap"] = {"other": other, **tk.vocabulary_overlap(result, tk.load_tokenizer(other))}
+        summary["overlap"] = {"other": other, **tk.vocabulary_overlap(result, load_tokenizer(other))}
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["output"] = directory
     sys.stdout.write(json.dumps(summary) + "\n")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tweetkit.errors import ConfigError
+from tweetkit.errors import ConfigError, log_to_stderr
 from tweetkit.tokenizers import unpadded_backend
 
 
@@ -54,17 +54,18 @@ def corpus_key(paths, field: str, tokenizer) -> str:
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:24]
 
 
-def tokenize_corpus(paths, tokenizer, stream_options, cache_dir: str, log=print) -> TokenizedCorpus:
+def tokenize_corpus(paths, tokenizer, stream_options, cache_dir: str, log=log_to_stderr) -> TokenizedCorpus:
     """Tokenize the text field of JSONL files once; later runs memory-map the cache.
 
-    The cache key covers the files (path, size, mtime), the field and the tokenizer,
-    so a changed input or tokenizer is tokenized again."""
+    The cache key covers the files (path, size, mtime), the field, --on-error and the
+    tokenizer, so a changed input or tokenizer is tokenized again, and a corpus cached
+    while skipping bad lines is not served to a run that must fail on them."""
     from tweetkit.io import consume_records
 
     for path in paths:
         if not os.path.isfile(path):
             raise ConfigError(f"cannot read {path}: no such file")
-    key = corpus_key(paths, stream_options.field, tokenizer)
+    key = corpus_key(paths, f"{stream_options.field}|on-error={stream_options.on_error}", tokenizer)
     base = os.path.join(cache_dir, key)
     if os.path.exists(base + ".offsets.npy"):
         return TokenizedCorpus(np.load(base + ".tokens.npy", mmap_mode="r"), np.load(base + ".offsets.npy", mmap_mode="r"))

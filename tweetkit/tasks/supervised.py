@@ -16,9 +16,6 @@ import torch.nn.functional as F
 
 from tweetkit import metrics as scorers
 
-SEQUENCE_KINDS = ("classification", "multilabel", "regression")
-PROBLEM_TYPES = {"classification": "single_label_classification", "multilabel": "multi_label_classification", "regression": "regression"}
-KINDS_BY_PROBLEM = {v: k for k, v in PROBLEM_TYPES.items()}
 
 
 def bucketed_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[int]:
@@ -101,16 +98,8 @@ class SequenceTask:
             return {}
         texts, gold = [t for t, _ in self.validation], [label for _, label in self.validation]
         predictions = predict_sequences(module, self.tokenizer, texts, self.kind, self.label_names, 64, self.max_length, self.threshold)
-        scores = score_sequences(self.kind, gold, [p for p, _ in predictions], self.label_names, self.positive_label, [s for _, s in predictions])
+        scores = scorers.score(self.kind, gold, [p for p, _ in predictions], self.label_names, self.positive_label, [s for _, s in predictions])
         return {f"validation_{k}": v for k, v in scores.items()}
-
-
-def score_sequences(kind, gold, pred, label_names=None, positive_label=None, scores=None) -> dict:
-    if kind == "classification":
-        return scorers.classification_metrics(gold, pred, label_names, positive_label)
-    if kind == "multilabel":
-        return scorers.multilabel_metrics(gold, pred, label_names, scores)
-    return scorers.regression_metrics(gold, pred)
 
 
 @torch.no_grad()

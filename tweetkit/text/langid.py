@@ -52,6 +52,19 @@ class LanguageIdentifier:
             raise ConfigError(f"cannot load fastText model {path}: {exc}") from None
         self.clean = clean
 
+    def languages(self) -> list[str]:
+        """The codes this model can answer (lid.176: en, es, zh, ...; GlotLID: eng_Latn, ...)."""
+        return [label.removeprefix("__label__") for label in self.model.get_labels()]
+
+    def canonical_codes(self, codes) -> frozenset:
+        """`codes` spelled as the model spells them, matched case-insensitively; an unknown
+        code is a ConfigError, since `--keep EN` that matches nothing would drop everything."""
+        known = {code.lower(): code for code in self.languages()}
+        unknown = sorted(code for code in codes if code.lower() not in known)
+        if unknown:
+            raise ConfigError(f"--keep: {', '.join(unknown)} not among this model's {len(known)} language codes (e.g. {', '.join(sorted(known)[:6])})")
+        return frozenset(known[code.lower()] for code in codes)
+
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
         if self.clean:
             texts = [clean_for_langid(t) for t in texts]

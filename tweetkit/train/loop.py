@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import signal
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
+from tweetkit.errors import ConfigError, log_to_stderr
 from tweetkit.train import checkpoint
 from tweetkit.train.config import TrainConfig
 from tweetkit.train.distributed import Dist
@@ -89,15 +91,44 @@ def emit(record: dict) -> None:
     sys.stdout.flush()
 
 
-def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, on_evaluate=None, log=print) -> dict:
-    """Train `model` on `task`; return the last metrics.  `on_save(model, directory)` lets
-    the caller add files (tokenizer, config) to each checkpoint; `on_evaluate(step,
-    metrics)` sees every validation result and returns True to stop early."""
+class InterruptGuard:
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request the loop honours at the
+    next step boundary, where weights, optimizer and step agree and a checkpoint can be
+    written.  A second signal interrupts at once."""
+
+    def __init__(self):
+        self.requested, self.previous = False, {}
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self.handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = {}
+        return self
+
+    def handle(self, signum, frame):
+        self.requested = True
+        self.__exit__()
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+
+def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keeper=None, log=log_to_stderr) -> dict:
+    """Train `model` on `task`; return the last metrics.
+
+    `on_save(model, directory)` lets the caller add files (the tokenizer) to each
+    checkpoint.  `keeper` (train.best.BestKeeper) sees every validation result, may stop
+    the run early, and is saved with each checkpoint so that a resumed run keeps the
+    same best epoch.  Ctrl-C or SIGTERM writes a checkpoint, then raises KeyboardInterrupt."""
     from tqdm import tqdm
 
     world, rank = dist.world, dist.rank
     if config.batch_size % world:
-        raise ValueError(f"--batch-size {config.batch_size} must be a multiple of the {world} processes")
+        raise ConfigError(f"--batch-size {config.batch_size} must be a multiple of the {world} processes")
     per_rank = config.batch_size // world
     micro = min(config.micro_batch_size or per_rank, per_rank)
     examples = task.num_examples()
@@ -105,7 +136,7 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, on_e
     total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     warmup = config.warmup_steps or int(config.warmup_ratio * total)
     if config.precision == "fp16" and dist.device.type != "cuda":
-        raise ValueError("--precision fp16 needs a GPU; use bf16 on the CPU")
+        raise ConfigError("--precision fp16 needs a GPU; use bf16 on the CPU")
     if config.precision == "bf16" and dist.device.type == "cpu" and dist.is_main and not cpu_has_native_bf16():
         log("warning: this CPU has no native bf16 (avx512_bf16/amx_bf16): bf16 will run slower than fp32 here")
 
@@ -116,83 +147,109 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, on_e
         ddp_model = torch.nn.parallel.DistributedDataParallel(module, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
+    run = Progress()
+    if config.resume:
+        run = restore(model, optimizer, scaler, keeper, config, dist, log)
+    step, saved_step = run.step, run.step if run.step else None
+    seen_tokens = run.tokens // world
 
-    step, seen_tokens, elapsed_before = 0, 0, 0.0
-    found = checkpoint.latest(config.output_dir) if config.resume else None
-    if found:
-        state = checkpoint.load_state(found)
-        from safetensors.torch import load_file
-
-        weights = load_file(os.path.join(found, "model.safetensors"))
-        model.load_state_dict(weights, strict=False)
-        if hasattr(model, "tie_weights"):
-            model.tie_weights()
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        step, seen_tokens, elapsed_before = state["step"], state["tokens"] // world, state["elapsed"]
-        log(f"resumed from {found} at step {step}")
+    def checkpoint_now():
+        tokens, elapsed = dist.all_reduce_sum(seen_tokens), run.elapsed + time.perf_counter() - start
+        save(model, optimizer, scaler, config, dist, step, tokens, elapsed, on_save, keeper)
 
     bar = tqdm(total=total, initial=step, file=sys.stderr, disable=not dist.is_main or not sys.stderr.isatty(), desc="train", dynamic_ncols=True)
     start = time.perf_counter()
     metrics: dict = {}
+    stop = False
     module.train()
-    while step < total:
-        epoch, index = divmod(step, steps_per_epoch)
-        # A task may order its examples itself (length buckets); else a plain shuffle.
-        order = task.order(epoch) if hasattr(task, "order") else epoch_order(examples, config.seed, epoch)
-        chosen = order[index * config.batch_size : (index + 1) * config.batch_size][rank::world]
-        batches = [task.collate(chosen[i : i + micro], epoch) for i in range(0, len(chosen), micro)]
-        # Normalise by the global count (masked tokens, examples) so that every process
-        # count gives the same gradient: DDP averages, hence the factor `world`.
-        global_count = dist.all_reduce_sum(sum(b["count"] for b in batches))
-        torch.manual_seed(config.seed * 7_919 + step * world + rank)  # dropout, reproducible on resume
-        for param_group in optimizer.param_groups:
-            param_group["lr"] = lr_at(step, total, warmup, config.lr)
-        loss_sum = 0.0
-        for i, batch in enumerate(batches):
-            sync = i == len(batches) - 1 or world == 1
-            context = ddp_model.no_sync() if (world > 1 and not sync) else nullcontext()
-            with context:
-                with autocast(config, dist.device):
-                    losses, _ = task.loss(ddp_model, batch)
-                scaler.scale(losses.float() / global_count * world).backward()
-            loss_sum += float(losses.detach())
-            seen_tokens += int(batch.get("tokens", 0))
-        if config.max_grad_norm:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        bar.update(1)
-        loss = dist.all_reduce_sum(loss_sum) / max(global_count, 1)
-        tokens = dist.all_reduce_sum(seen_tokens)
-        elapsed = elapsed_before + time.perf_counter() - start
-        metrics = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(loss, 6), "lr": param_group["lr"], "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1), "elapsed_s": round(elapsed, 2)}
-        stop = False
-        if config.eval_every and step % config.eval_every == 0 and step < total:
-            results = evaluate(module, task)
-            metrics.update(results)
-            module.train()
-            stop = bool(on_evaluate and results and on_evaluate(step, results))
-        if dist.is_main and (step % config.log_every == 0 or step == total or stop or (config.eval_every and step % config.eval_every == 0)):
-            emit(metrics)
-        if config.save_every and step % config.save_every == 0 and step < total:
-            save(model, optimizer, scaler, config, dist, step, tokens, elapsed, on_save)
-        if stop:
-            log(f"early stop at step {step}")
-            break
+    with InterruptGuard() as interrupt:
+        while step < total:
+            epoch, index = divmod(step, steps_per_epoch)
+            # A task may order its examples itself (length buckets); else a plain shuffle.
+            order = task.order(epoch) if hasattr(task, "order") else epoch_order(examples, config.seed, epoch)
+            chosen = order[index * config.batch_size : (index + 1) * config.batch_size][rank::world]
+            batches = [task.collate(chosen[i : i + micro], epoch) for i in range(0, len(chosen), micro)]
+            # Normalise by the global count (masked tokens, examples) so that every process
+            # count gives the same gradient: DDP averages, hence the factor `world`.
+            global_count = dist.all_reduce_sum(sum(b["count"] for b in batches))
+            torch.manual_seed(config.seed * 7_919 + step * world + rank)  # dropout, reproducible on resume
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr_at(step, total, warmup, config.lr)
+            loss_sum = 0.0
+            for i, batch in enumerate(batches):
+                sync = i == len(batches) - 1 or world == 1
+                context = ddp_model.no_sync() if (world > 1 and not sync) else nullcontext()
+                with context:
+                    with autocast(config, dist.device):
+                        losses, _ = task.loss(ddp_model, batch)
+                    scaler.scale(losses.float() / global_count * world).backward()
+                loss_sum += float(losses.detach())
+                seen_tokens += int(batch.get("tokens", 0))
+            if config.max_grad_norm:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            loss = dist.all_reduce_sum(loss_sum) / max(global_count, 1)
+            tokens = dist.all_reduce_sum(seen_tokens)
+            elapsed = run.elapsed + time.perf_counter() - start
+            metrics = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(loss, 6), "lr": param_group["lr"], "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1), "elapsed_s": round(elapsed, 2)}
+            evaluated = bool(config.eval_every and step % config.eval_every == 0 and step < total)
+            if evaluated:
+                results = evaluate(module, task)
+                metrics.update(results)
+                module.train()
+                stop = bool(keeper is not None and results and keeper.observe(step, results, model))
+            if dist.is_main and (step % config.log_every == 0 or step == total or stop or evaluated):
+                emit(metrics)
+            # Every process must see the same request, or one would wait in a collective alone.
+            interrupted = dist.all_reduce_sum(float(interrupt.requested)) > 0
+            if interrupted or (config.save_every and step % config.save_every == 0 and step < total):
+                checkpoint_now()
+                saved_step = step
+            if interrupted:
+                bar.close()
+                log(f"interrupted at step {step}: checkpoint written to {config.output_dir}; rerun with --resume to continue")
+                raise KeyboardInterrupt
+            if stop:
+                log(f"early stop at step {step}")
+                break
     bar.close()
     final = {} if stop else evaluate(module, task)
     if final:
         metrics.update(final)
         if dist.is_main:
             emit({"step": step, **final})
-        if on_evaluate:
-            on_evaluate(step, final)
-    save(model, optimizer, scaler, config, dist, step, dist.all_reduce_sum(seen_tokens), elapsed_before + time.perf_counter() - start, on_save)
+        if keeper is not None:
+            keeper.observe(step, final, model)
+    if saved_step != step:  # else a finished run was resumed: its checkpoint is there already
+        checkpoint_now()
     return metrics
+
+
+@dataclass
+class Progress:
+    step: int = 0
+    tokens: int = 0  # global count
+    elapsed: float = 0.0
+
+
+def restore(model, optimizer, scaler, keeper, config: TrainConfig, dist: Dist, log) -> Progress:
+    """Load the newest checkpoint that matches this run (see checkpoint.find_resumable)."""
+    found = checkpoint.find_resumable(config.output_dir, config.to_dict(), log)
+    if found is None:
+        return Progress()
+    checkpoint.restore_model(model, found["weights"], found["path"])
+    optimizer.load_state_dict(found["optimizer"])
+    scaler.load_state_dict(found["state"]["scaler"])
+    if keeper is not None:
+        keeper.restore(found["state"].get("keeper"), found["extra"])
+    state = found["state"]
+    log(f"resumed from {found['path']} at step {state['step']}")
+    return Progress(state["step"], state["tokens"], state["elapsed"])
 
 
 def evaluate(module, task: Task) -> dict:
@@ -201,11 +258,14 @@ def evaluate(module, task: Task) -> dict:
         return task.evaluate(module)
 
 
-def save(model, optimizer, scaler, config, dist: Dist, step, tokens, elapsed, on_save) -> None:
+def save(model, optimizer, scaler, config, dist: Dist, step, tokens, elapsed, on_save, keeper=None) -> None:
     if dist.is_main:  # only rank 0 writes; `tokens` is the global count
-        state = {"step": step, "tokens": tokens, "elapsed": elapsed, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
-        path = checkpoint.save(config.output_dir, step, state, model)
-        config.save(path)
+        state = {"step": step, "tokens": tokens, "elapsed": elapsed}
+        extra = None
+        if keeper is not None:
+            state["keeper"], extra = keeper.state(), keeper.tensors()
+        path = checkpoint.save(config.output_dir, step, model, optimizer, scaler, state, config.to_dict(), extra)
         if on_save is not None:
             on_save(model, path)
+        checkpoint.prune(config.output_dir, config.keep_checkpoints)
     dist.barrier()

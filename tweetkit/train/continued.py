@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import torch
 
-from tweetkit.errors import ConfigError
+from tweetkit.errors import ConfigError, log_to_stderr
 
 
-def load_for_continued_pretraining(name_or_path: str, tokenizer, new_token_init: str, seed: int, log=print):
+def load_for_continued_pretraining(name_or_path: str, tokenizer, new_token_init: str, seed: int, log=log_to_stderr):
     from transformers import AutoModelForMaskedLM
 
-    from tweetkit.tokenizers import load_tokenizer
+    from tweetkit.modeling import load_pretrained, load_tokenizer
 
     torch.manual_seed(seed)  # the heads a checkpoint lacks are initialised reproducibly
-    try:
-        model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True, attn_implementation="sdpa")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load model {name_or_path}: {str(exc).splitlines()[0]}") from None
+    model, info = load_pretrained(AutoModelForMaskedLM, name_or_path, output_loading_info=True, attn_implementation="sdpa")
     if info.get("missing_keys"):
         log(f"initialised what {name_or_path} lacks: {', '.join(sorted(info['missing_keys']))}")
     base_tokenizer = load_tokenizer(name_or_path)
@@ -51,9 +48,11 @@ def keep_base_pooler(model, name_or_path: str) -> bool:
     base = model.base_model
     if getattr(base, "pooler", "absent") is not None:  # the architecture has none, or it is already there
         return False
+    from tweetkit.modeling import load_pretrained
+
     rng = torch.get_rng_state()  # loading must not shift the seeded initialisation of what follows
     try:
-        full, info = AutoModel.from_pretrained(name_or_path, output_loading_info=True)
+        full, info = load_pretrained(AutoModel, name_or_path, output_loading_info=True)
     finally:
         torch.set_rng_state(rng)
     pooler = getattr(full, "pooler", None)

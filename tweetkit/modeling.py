@@ -1,0 +1,200 @@
+"""Models and tokenizers: the one place that resolves the device, decides what a model
+directory holds, loads and saves models and tokenizers, and builds model shapes.
+
+Nothing here runs code from a model directory: HF models load from safetensors with
+`trust_remote_code` off, and the linear baselines from JSON and safetensors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from tweetkit.errors import ConfigError
+
+# A name the Hugging Face hub could serve ("roberta-base", "vinai/bertweet-base");
+# anything else that does not exist locally is a mistyped path.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+# RoBERTa shapes; 130 positions = 128 tokens + RoBERTa's padding offset of 2 (as BERTweet).
+MODEL_CONFIGS = {
+    "tiny": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "small": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=2048),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' load reports and progress bars off stderr (tweetkit logs what matters)."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def resolve_device(name: str = "auto"):
+    """auto: the GPU when there is one; cuda without one is a clear error."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is available to this torch build (use --device cpu or auto)")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def check_source(name_or_path: str, what: str) -> None:
+    """A missing local path is named as such, not passed on to the hub's repo-id checks."""
+    if not os.path.exists(name_or_path) and not _HUB_ID.match(name_or_path):
+        raise ConfigError(f"cannot load {what} {name_or_path}: no such directory")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def load_tokenizer(name_or_path: str, tagging: bool = False):
+    """A fast (Rust) HF tokenizer; `tagging`: one that accepts pre-split words (RoBERTa's
+    byte-level BPE needs add_prefix_space for them)."""
+    from transformers import AutoTokenizer
+
+    check_source(name_or_path, "tokenizer")
+    quiet_transformers()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        if tagging and getattr(tokenizer, "add_prefix_space", None) is False:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, add_prefix_space=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"cannot load tokenizer {name_or_path}: {_first_line(exc)}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"{name_or_path}: no fast tokenizer (tokenizer.json) available")
+    return tokenizer
+
+
+def load_pretrained(loader, name_or_path: str, **kwargs):
+    """`loader.from_pretrained` (an AutoModel* class) with one-line errors and no remote code."""
+    check_source(name_or_path, "model")
+    quiet_transformers()
+    try:
+        return loader.from_pretrained(name_or_path, trust_remote_code=False, **kwargs)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise ConfigError(f"cannot load model {name_or_path}: {_first_line(exc)}") from None
+
+
+def model_type(directory: str) -> str:
+    """'hf' or 'linear': what a fine-tuned model directory holds, decided here only.
+
+    A directory with both markers is refused rather than guessed: otherwise two files
+    dropped into an HF model directory would decide how it loads."""
+    from tweetkit import linear
+
+    if not os.path.isdir(directory):
+        raise ConfigError(f"cannot load model {directory}: no such directory")
+    has_hf = os.path.exists(os.path.join(directory, "config.json"))
+    has_linear = os.path.exists(os.path.join(directory, linear.MODEL_INFO))
+    if has_hf and has_linear:
+        raise ConfigError(f"{directory}: holds both an HF model (config.json) and a linear one ({linear.MODEL_INFO}); remove one")
+    if has_linear:
+        return "linear"
+    if has_hf:
+        return "hf"
+    if os.path.exists(os.path.join(directory, "tfidf.joblib")):
+        raise ConfigError(
+            f"{directory}: a pickled linear model (tfidf.joblib) from an older tweetkit; unpickling can run code, so it is "
+            "not loaded: train it again with finetune --model linear"
+        )
+    raise ConfigError(f"{directory}: not a model directory (no config.json or {linear.MODEL_INFO})")
+
+
+# --- fine-tuned models for inference -------------------------------------------------------
+
+PROBLEM_TYPES = {"classification": "single_label_classification", "multilabel": "multi_label_classification", "regression": "regression"}
+KINDS_BY_PROBLEM = {v: k for k, v in PROBLEM_TYPES.items()}
+
+
+@dataclass
+class LoadedModel:
+    kind: str  # classification | multilabel | regression | tagging
+    labels: list[str] | None
+    model: object = None  # an HF model, or the scikit-learn pipeline of the linear baseline
+    tokenizer: object = None
+    max_length: int = 128
+
+    @property
+    def is_linear(self) -> bool:
+        return self.tokenizer is None
+
+
+def load_for_inference(path: str, device: str = "auto") -> LoadedModel:
+    """A finetune output (HF or linear), ready to predict."""
+    if model_type(path) == "linear":
+        from tweetkit import linear
+
+        info, pipeline = linear.load(path)
+        return LoadedModel(info["task"], info["labels"], pipeline)
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    target = resolve_device(device)
+    config = load_pretrained(AutoConfig, path)
+    architectures = config.architectures or []
+    if any(a.endswith("ForTokenClassification") for a in architectures):
+        kind, loader = "tagging", AutoModelForTokenClassification
+    elif any(a.endswith("ForSequenceClassification") for a in architectures):
+        kind, loader = KINDS_BY_PROBLEM.get(config.problem_type, "classification"), AutoModelForSequenceClassification
+    else:
+        raise ConfigError(f"{path}: not a fine-tuned classification or tagging model ({', '.join(architectures) or 'no architecture'})")
+    model = load_pretrained(loader, path)
+    model.to(target).eval()
+    labels = None if kind == "regression" else [config.id2label[i] for i in range(config.num_labels)]
+    tokenizer = load_tokenizer(path, tagging=kind == "tagging")
+    return LoadedModel(kind, labels, model, tokenizer, getattr(config, "max_length_trained", 128))
+
+
+def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: float = 0.5) -> list:
+    """Per input: (pred, scores) for sequence tasks, or a tag list for tagging."""
+    from tweetkit.tasks.supervised import predict_sequences, predict_tags
+
+    if loaded.is_linear:
+        from tweetkit import linear
+
+        return linear.predict(loaded.model, loaded.kind, inputs)
+    if loaded.kind == "tagging":
+        return predict_tags(loaded.model, loaded.tokenizer, inputs, loaded.labels, batch_size, loaded.max_length)
+    return predict_sequences(loaded.model, loaded.tokenizer, inputs, loaded.kind, loaded.labels, batch_size, loaded.max_length, threshold)
+
+
+# --- pretraining shapes ------------------------------------------------------------------
+
+
+def build_model(name_or_path: str, tokenizer, seed: int):
+    """A freshly initialised RobertaForMaskedLM of a named size or a config JSON."""
+    import json
+
+    import torch
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    if name_or_path in MODEL_CONFIGS:
+        shape = dict(MODEL_CONFIGS[name_or_path], max_position_embeddings=130, type_vocab_size=1)
+    else:
+        try:
+            with open(name_or_path, encoding="utf-8") as handle:
+                shape = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--model-config {name_or_path}: {exc}") from None
+    shape.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    try:
+        return RobertaForMaskedLM(RobertaConfig(**shape, attn_implementation="sdpa"))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"--model-config {name_or_path}: {_first_line(exc)}") from None
+
+
+def position_offset(model) -> int:
+    # RoBERTa-family models number positions from padding_idx + 1; BERT from 0.
+    return model.config.pad_token_id + 1 if model.config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+
+
+def save_model(model, tokenizer, directory: str) -> None:
+    os.makedirs(directory, exist_ok=True)
+    model.save_pretrained(directory, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)

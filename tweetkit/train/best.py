@@ -1,0 +1,46 @@
+"""Keeping the best validation epoch, and early stopping, for fine-tuning.
+
+The keeper's state (the best value, its step and metrics, the epochs waited) and the
+best weights travel in every checkpoint, so a resumed run keeps the same best epoch
+as the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+
+LOWER_IS_BETTER = {"mse", "mae"}
+
+
+class BestKeeper:
+    def __init__(self, metric: str, patience: int = 0):
+        self.metric, self.patience = metric, patience
+        self.key = f"validation_{metric}"
+        self.value, self.step, self.waited = -math.inf, 0, 0
+        self.metrics: dict = {}
+        self.weights: dict | None = None
+
+    def observe(self, step: int, results: dict, model) -> bool:
+        """Record a validation result; True when patience has run out."""
+        value = results[self.key] if self.metric not in LOWER_IS_BETTER else -results[self.key]
+        if value > self.value:
+            self.value, self.step, self.metrics, self.waited = value, step, dict(results), 0
+            self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif step != self.step:
+            self.waited += 1
+        return self.patience > 0 and self.waited >= self.patience
+
+    def state(self) -> dict:
+        return {"metric": self.metric, "value": self.value, "step": self.step, "waited": self.waited, "metrics": self.metrics}
+
+    def tensors(self) -> dict | None:
+        return self.weights
+
+    def restore(self, state: dict | None, tensors: dict) -> None:
+        if state:
+            self.value, self.step, self.waited, self.metrics = state["value"], state["step"], state["waited"], state["metrics"]
+            self.weights = dict(tensors) or None
+
+    def load_best_into(self, model) -> None:
+        if self.weights is not None:
+            model.load_state_dict(self.weights)
