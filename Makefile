@@ -29,18 +29,18 @@ demo: install
 	  | $(BIN)/tweetkit dedup --drop-retweets --min-tokens 3 --dropped $(DEMO)/dropped.jsonl --progress > $(DEMO)/corpus.jsonl
 	$(BIN)/tweetkit stats $(DEMO)/corpus.jsonl > $(DEMO)/stats.json
 	$(BIN)/tweetkit train-bpe $(DEMO)/corpus.jsonl -o $(DEMO)/tok --vocab-size 2000 > $(DEMO)/tok.json
-	$(BIN)/tweetkit pretrain --train $(DEMO)/corpus.jsonl --tokenizer $(DEMO)/tok -o $(DEMO)/mlm \
+	$(BIN)/tweetkit pretrain --train $(DEMO)/corpus.jsonl --tokenizer $(DEMO)/tok -o $(DEMO)/mlm --overwrite \
 	  --model-config tiny --max-steps 60 --batch-size 16 --lr 5e-4 --log-every 20 --cache-dir $(DEMO)/cache
 	$(BIN)/tweetkit normalize --emoji-names bertweet examples/sentiment_train.jsonl \
 	  | $(BIN)/tweetkit split -o $(DEMO)/sentiment --ratios train=0.9,validation=0.1
 	$(BIN)/tweetkit normalize --emoji-names bertweet examples/sentiment_test.jsonl > $(DEMO)/sentiment.test.jsonl
 	$(BIN)/tweetkit finetune --model $(DEMO)/mlm --task classification --train $(DEMO)/sentiment.train.jsonl \
-	  --validation $(DEMO)/sentiment.validation.jsonl -o $(DEMO)/sentiment-model --epochs 2 --lr 2e-4 --batch-size 32
-	$(BIN)/tweetkit finetune --model tfidf --task classification --train $(DEMO)/sentiment.train.jsonl \
-	  --validation $(DEMO)/sentiment.validation.jsonl -o $(DEMO)/sentiment-tfidf
+	  --validation $(DEMO)/sentiment.validation.jsonl -o $(DEMO)/sentiment-model --overwrite --epochs 2 --lr 2e-4 --batch-size 32
+	$(BIN)/tweetkit finetune --model linear --task classification --train $(DEMO)/sentiment.train.jsonl \
+	  --validation $(DEMO)/sentiment.validation.jsonl -o $(DEMO)/sentiment-linear --overwrite
 	$(BIN)/tweetkit evaluate --model $(DEMO)/sentiment-model $(DEMO)/sentiment.test.jsonl > $(DEMO)/eval-model.json
-	$(BIN)/tweetkit evaluate --model $(DEMO)/sentiment-tfidf $(DEMO)/sentiment.test.jsonl > $(DEMO)/eval-tfidf.json
-	@echo "demo done: results in $(DEMO)/eval-model.json and $(DEMO)/eval-tfidf.json" >&2
+	$(BIN)/tweetkit evaluate --model $(DEMO)/sentiment-linear $(DEMO)/sentiment.test.jsonl > $(DEMO)/eval-linear.json
+	@echo "demo done: results in $(DEMO)/eval-model.json and $(DEMO)/eval-linear.json" >&2
 
 test: install
 	$(BIN)/python -m pytest -q

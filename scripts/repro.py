@@ -314,7 +314,9 @@ def run_row(args, target, row, model, paths, work):
                            *flags, "--patience", "0", "-q"]
     if row != "tfidf":
         finetune += ["--epochs", epochs, "--lr", lr, "--batch-size", args.batch_size, "--precision", args.precision, "--seeds", ",".join(map(str, seeds))]
-    ran = step(out, lambda: sh(finetune + ["-o", out], stdout=out + ".finetune.jsonl"))
+    # A step cut short is run again: the transformers resume from their last epoch checkpoint.
+    again = ["--overwrite"] if row == "tfidf" else ["--resume"]
+    ran = step(out, lambda: sh(finetune + ["-o", out, *again], stdout=out + ".finetune.jsonl"))
     scores = []
     for seed in seeds:
         directory = out if row == "tfidf" else os.path.join(out, f"seed-{seed}")
@@ -422,7 +424,7 @@ def main():
     data_used = {name: count_lines(path) for name, path in paths.items()}
     rows = []
     for row in args.rows.split(","):
-        model = {"tfidf": "tfidf", "minilm": args.model}.get(row)
+        model = {"tfidf": "linear", "minilm": args.model}.get(row)
         if row.startswith("minilm-tweets"):
             model, pretrain_seconds = build_minilm_tweets(args, args.work, corpus, extend=row != "minilm-tweets-basevocab", warm_head=row == "minilm-tweets-warmhead")
         elif row == "tiny":

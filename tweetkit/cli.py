@@ -16,7 +16,7 @@ import sys
 import click
 
 from tweetkit import __version__
-from tweetkit.errors import TweetkitError
+from tweetkit.errors import Interrupted, TweetkitError
 
 COMMANDS = {
     "dedup": "tweetkit.commands.dedup",
@@ -37,6 +37,10 @@ class PipeClosed(Exception):
     """The reader of stdout went away; not an OSError, so that click does not turn it into exit 1."""
 
 
+class StoppedCleanly(Exception):
+    """An Interrupted, carried past click (which would turn it into a bare Abort)."""
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -51,6 +55,8 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError:
             raise PipeClosed() from None
+        except Interrupted as exc:
+            raise StoppedCleanly(str(exc)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -87,6 +93,9 @@ def main(argv: list[str] | None = None) -> None:
         # SIGPIPE ended, as `yes | head` gives.
         _silence_stdout()
         sys.exit(141)
+    except StoppedCleanly as exc:
+        print(f"{prog}: interrupted {exc}", file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)

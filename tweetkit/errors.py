@@ -25,5 +25,9 @@ class BadRecord(TweetkitError):
         super().__init__(f"{source}:{lineno}: {reason}")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM that a command stopped cleanly for; the message says what was kept."""
+
+
 class ConfigError(TweetkitError):
     """Inconsistent options or a missing/unusable model, tokenizer or file."""

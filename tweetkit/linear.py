@@ -167,6 +167,9 @@ def load(directory: str) -> tuple[dict, object]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
 
+    for name in (MODEL_INFO, VOCABULARY, WEIGHTS):
+        if not os.path.isfile(os.path.join(directory, name)):
+            raise ConfigError(f"{directory}: incomplete linear model: {name} is missing")
     try:
         with open(os.path.join(directory, MODEL_INFO), encoding="utf-8") as handle:
             info = json.load(handle)
@@ -191,7 +194,5 @@ def load(directory: str) -> tuple[dict, object]:
                 parts.append(tfidf)
             vectorizer = make_union(*parts)
         return info, make_pipeline(vectorizer, classifier)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{directory}: incomplete linear model: {os.path.basename(exc.filename)} is missing") from None
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ConfigError(f"{directory}: unreadable linear model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None

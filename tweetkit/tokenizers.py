@@ -102,6 +102,22 @@ def train_sentencepiece(texts: list[str], algorithm: str, vocab_size: int):
     from tokenizers import models
 
     buffer = io.BytesIO()
+    try:
+        _train_sentencepiece(spm, buffer, texts, algorithm, vocab_size)
+    except RuntimeError as exc:
+        limit = re.search(r"value <= (\d+)", str(exc))
+        if limit:
+            raise ConfigError(f"--vocab-size: this corpus fills at most {int(limit.group(1)):,} pieces; ask for fewer or give more text") from None
+        raise ConfigError(f"sentencepiece: {str(exc).splitlines()[0]}") from None
+    processor = spm.SentencePieceProcessor(model_proto=buffer.getvalue())
+    pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    if algorithm == "unigram":
+        return _metaspace_pipeline(models.Unigram(pieces, unk_id=3, byte_fallback=False))
+    vocab = {piece: i for i, (piece, _) in enumerate(pieces)}
+    return _metaspace_pipeline(models.BPE(vocab, merges_from_vocab(vocab), unk_token="<unk>"))
+
+
+def _train_sentencepiece(spm, buffer, texts: list[str], algorithm: str, vocab_size: int) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
         model_writer=buffer,
@@ -122,12 +138,6 @@ def train_sentencepiece(texts: list[str], algorithm: str, vocab_size: int):
         minloglevel=2,
         num_threads=2,
     )
-    processor = spm.SentencePieceProcessor(model_proto=buffer.getvalue())
-    pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
-    if algorithm == "unigram":
-        return _metaspace_pipeline(models.Unigram(pieces, unk_id=3, byte_fallback=False))
-    vocab = {piece: i for i, (piece, _) in enumerate(pieces)}
-    return _metaspace_pipeline(models.BPE(vocab, merges_from_vocab(vocab), unk_token="<unk>"))
 
 
 def merges_from_vocab(vocab: dict[str, int]) -> list[tuple[str, str]]:
@@ -139,6 +149,24 @@ def merges_from_vocab(vocab: dict[str, int]) -> list[tuple[str, str]]:
         merges.extend((rank, vocab[left], vocab[right], left, right) for left, right in splits)
     merges.sort()
     return [(left, right) for *_, left, right in merges]
+
+
+def train_with_whole_words(train, texts: list[str], algorithm: str, vocab_size: int, words: list[str], special: int):
+    """Train (with `train`, a backend's function) so that the vocabulary *with* the
+    whole-word pieces has `vocab_size` pieces: words the trainer learned by itself
+    count once, so a short vocabulary is trained again with room for them."""
+    size = max(special + 1, vocab_size - len(words))
+    result = add_whole_word_pieces(train(texts, algorithm, size), words)
+    for _ in range(2):
+        short = vocab_size - result.get_vocab_size()
+        if short <= 0:
+            break
+        try:
+            result = add_whole_word_pieces(train(texts, algorithm, size + short), words)
+        except ConfigError:  # the corpus cannot fill more: keep what it gave
+            break
+        size += short
+    return result
 
 
 def add_whole_word_pieces(tokenizer, words: list[str]):

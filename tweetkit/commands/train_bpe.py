@@ -80,10 +80,11 @@ def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_name
         atomic = list(dict.fromkeys(atomic))
         train = tk.train_hf if backend == "hf" else tk.train_sentencepiece
         log(f"training {algorithm} ({backend}) on {len(corpus.texts):,} tweets, {len(atomic):,} atomic words")
-        trained = train(corpus.texts, algorithm, max(len(tk.SPECIAL_TOKENS) + 1, vocab_size - len(atomic)))
-        final = tk.with_roberta_template(tk.add_whole_word_pieces(trained, atomic))
+        final = tk.with_roberta_template(tk.train_with_whole_words(train, corpus.texts, algorithm, vocab_size, atomic, len(tk.SPECIAL_TOKENS)))
         tk.save_fast_tokenizer(final, directory, model_max_length)
         result = load_tokenizer(directory)
+        if len(result.get_vocab()) < vocab_size:
+            log(f"warning: the corpus filled {len(result.get_vocab()):,} of the {vocab_size:,} pieces asked for")
         summary.update(
             algorithm=algorithm,
             backend=backend,

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import torch
 
-from tweetkit.errors import ConfigError, log_to_stderr
+from tweetkit.errors import ConfigError, Interrupted, log_to_stderr
 from tweetkit.train import checkpoint
 from tweetkit.train.config import TrainConfig
 from tweetkit.train.distributed import Dist
@@ -212,8 +212,7 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keep
                 saved_step = step
             if interrupted:
                 bar.close()
-                log(f"interrupted at step {step}: checkpoint written to {config.output_dir}; rerun with --resume to continue")
-                raise KeyboardInterrupt
+                raise Interrupted(f"at step {step}; checkpoint written to {config.output_dir}, rerun with --resume to continue")
             if stop:
                 log(f"early stop at step {step}")
                 break
