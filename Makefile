@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
 # repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
-.PHONY: install demo test test-slow bench bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline results clean
+.PHONY: install demo test lint test-slow bench bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline results clean
 
 install: $(VENV)/.installed
 
@@ -42,8 +42,12 @@ demo: install
 	$(BIN)/tweetkit evaluate --model $(DEMO)/sentiment-linear $(DEMO)/sentiment.test.jsonl > $(DEMO)/eval-linear.json
 	@echo "demo done: results in $(DEMO)/eval-model.json and $(DEMO)/eval-linear.json" >&2
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check tweetkit tests bench scripts
+	$(BIN)/ruff format --check tweetkit tests bench scripts
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow

@@ -36,10 +36,15 @@ def real_tweets(data_dir, files=TWEET_FILES):
 def run(cmd, label, cwd=None):
     """stdout of a child process, or None (with its stderr tail shown) when it fails."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd or pathlib.Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+    proc = subprocess.run(
+        cmd, cwd=cwd or pathlib.Path(__file__).resolve().parent.parent, capture_output=True, text=True
+    )
     failed = f", FAILED (exit {proc.returncode})" if proc.returncode else ""
     # Other processes on the machine skew every number; the load average says when.
-    print(f"  {label}: {time.perf_counter() - start:.0f} s wall, load average {os.getloadavg()[0]:.1f}{failed}", flush=True)
+    print(
+        f"  {label}: {time.perf_counter() - start:.0f} s wall, load average {os.getloadavg()[0]:.1f}{failed}",
+        flush=True,
+    )
     if proc.returncode:
         print("    " + "\n    ".join(proc.stderr.strip().splitlines()[-15:]), flush=True)
         return None

@@ -86,7 +86,9 @@ def plant(data, n_bases, n_shorts, seed):
     emoji_rows = read_rows(data / "tweeteval/emoji/train.jsonl")
     hashtags = sorted({h for row in emoji_rows for h in re.findall(r"#\w+", row["text"])})
     # semeval2017 stores some characters as literal "\u2019" escapes; decode them.
-    texts = [ESCAPE.sub(lambda m: chr(int(m[1], 16)), row["text"]) for row in read_rows(data / "semeval2017/train.jsonl")]
+    texts = [
+        ESCAPE.sub(lambda m: chr(int(m[1], 16)), row["text"]) for row in read_rows(data / "semeval2017/train.jsonl")
+    ]
     rng.shuffle(texts)
     # Bases must not be duplicates of each other, or a dropped base would count as a
     # false positive: distinct keys, and word-set Jaccard < 0.5 with every earlier base.
@@ -196,7 +198,11 @@ def main():
     items = plant(data, args.bases, args.shorts, args.seed)
     texts = [text for text, _, _ in items]
     kinds = Counter(kind for _, kind, _ in items)
-    print(f"planted set: {len(items):,} tweets = " + ", ".join(f"{n:,} {k}" for k, n in kinds.items()) + f" (seed {args.seed})")
+    print(
+        f"planted set: {len(items):,} tweets = "
+        + ", ".join(f"{n:,} {k}" for k, n in kinds.items())
+        + f" (seed {args.seed})"
+    )
     results = {"tweetkit": run_tweetkit(texts), "datasketch": run_datasketch(texts)}
 
     def share(dropped, keep, want_dropped=True):
@@ -228,7 +234,11 @@ def main():
 
     real = [row["text"] for name in ("train", "test") for row in read_rows(data / f"tweeteval/emoji/{name}.jsonl")]
     print(f"\nspeed: {len(real):,} real tweets (tweeteval/emoji train + test), end to end from the texts")
-    speed = {"tweetkit": run_tweetkit(real), "datasketch": run_datasketch(real), "datasketch (bulk)": run_datasketch(real, bulk=True)}
+    speed = {
+        "tweetkit": run_tweetkit(real),
+        "datasketch": run_datasketch(real),
+        "datasketch (bulk)": run_datasketch(real, bulk=True),
+    }
     print(f"{'tool':<18} {'dropped':>8} {'seconds':>8} {'tweets/s':>9}")
     for name, (dropped, seconds) in speed.items():
         print(f"{name:<18} {len(dropped):>8,} {seconds:>8.2f} {len(real) / seconds:>9,.0f}")

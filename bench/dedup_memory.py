@@ -1,6 +1,6 @@
 """dedup: memory held per unique tweet, measured with tracemalloc on real tweets.
 
-    python bench/dedup_memory.py [--data ../shared/data]
+python bench/dedup_memory.py [--data ../shared/data]
 """
 
 import argparse
@@ -23,7 +23,7 @@ def measure(mode, keys):
     kept = 0
     for start in range(0, len(keys), 512):
         batch = keys[start : start + 512]
-        for prepared, key in zip(dedup.prepare(batch), batch):
+        for prepared in dedup.prepare(batch):
             kept += dedup.check(prepared, f"record {start}") is None
     dedup.hasher and dedup.hasher._word_hashes.clear()  # a bounded cache, not per-tweet state
     gc.collect()

@@ -74,22 +74,63 @@ def write_split(source, count, path):
 
 def hf_run(work, train, model, group_by_length):
     output = tempfile.mkdtemp(dir=work)
-    settings = dict(train=train, model=model, output=output, batch_size=BATCH, lr=LR, max_length=MAX_LENGTH, threads=THREADS, group_by_length=group_by_length)
-    out = run([sys.executable, "-c", HF_CHILD, json.dumps(settings)], f"HF Trainer{' group_by_length' if group_by_length else ''}")
+    settings = dict(
+        train=train,
+        model=model,
+        output=output,
+        batch_size=BATCH,
+        lr=LR,
+        max_length=MAX_LENGTH,
+        threads=THREADS,
+        group_by_length=group_by_length,
+    )
+    out = run(
+        [sys.executable, "-c", HF_CHILD, json.dumps(settings)],
+        f"HF Trainer{' group_by_length' if group_by_length else ''}",
+    )
     return ({**json.loads(out.strip().splitlines()[-1]), "output": output}) if out else None
 
 
 def tweetkit_run(work, train, model, examples):
     output = tempfile.mkdtemp(dir=work)
-    cmd = [sys.executable, "-m", "tweetkit", "finetune", "--model", model, "--task", "classification", "--train", train, "-o", output,
-           "--epochs", "1", "--batch-size", str(BATCH), "--lr", str(LR), "--max-length", str(MAX_LENGTH), "--seed", "1", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tweetkit",
+        "finetune",
+        "--model",
+        model,
+        "--task",
+        "classification",
+        "--train",
+        train,
+        "-o",
+        output,
+        "--epochs",
+        "1",
+        "--batch-size",
+        str(BATCH),
+        "--lr",
+        str(LR),
+        "--max-length",
+        str(MAX_LENGTH),
+        "--seed",
+        "1",
+        "-q",
+    ]
     out = run(cmd, "tweetkit finetune")
     if out is None:
         return None
     last = [r for r in map(json.loads, out.splitlines()) if "elapsed_s" in r][-1]
     # tweetkit steps full global batches only: count the samples it actually trained on.
     trained = last["step"] * BATCH
-    return {"samples_per_s": trained / last["elapsed_s"], "train_s": last["elapsed_s"], "loss": last["loss"], "output": output, "trained": trained}
+    return {
+        "samples_per_s": trained / last["elapsed_s"],
+        "train_s": last["elapsed_s"],
+        "loss": last["loss"],
+        "output": output,
+        "trained": trained,
+    }
 
 
 def score(model_dir, test):
@@ -111,11 +152,17 @@ def main():
     data = pathlib.Path(args.data) / "semeval2017"
     train = write_split(data / "train.jsonl", args.tweets, os.path.join(work, "train.jsonl"))
     test = write_split(data / "test.jsonl", args.test_tweets, os.path.join(work, "test.jsonl"))
-    print(f"{args.tweets:,} SemEval-2017 train tweets, MiniLM-L6 + 3-class head, 1 epoch, batch {BATCH}, lr {LR}, fp32, {THREADS} threads; work dir {work}")
+    print(
+        f"{args.tweets:,} SemEval-2017 train tweets, MiniLM-L6 + 3-class head, 1 epoch, batch {BATCH}, lr {LR}, fp32, {THREADS} threads; work dir {work}"
+    )
     print("runs:", flush=True)
     results = {}
     for name in ("HF Trainer", "tweetkit", "HF Trainer group_by_length"):
-        result = tweetkit_run(work, train, model, args.tweets) if name == "tweetkit" else hf_run(work, train, model, name.endswith("group_by_length"))
+        result = (
+            tweetkit_run(work, train, model, args.tweets)
+            if name == "tweetkit"
+            else hf_run(work, train, model, name.endswith("group_by_length"))
+        )
         if result:
             result["scores"] = score(result["output"], test)
         results[name] = result
@@ -130,9 +177,13 @@ def main():
         if name == "tweetkit" and baseline:
             ratio += f" ({'ok' if r['samples_per_s'] / baseline >= GOAL else 'MISS'} >={GOAL}x)"
         s = r["scores"] or {}
-        print(f"{name:<28} {r['samples_per_s']:>9.1f} {r['train_s']:>8.1f} {ratio:>18} {100 * s.get('macro_recall', float('nan')):>11.1f} {100 * s.get('accuracy', float('nan')):>8.1f}")
-    print(f"test: first {args.test_tweets:,} SemEval-2017 test tweets, scored by `tweetkit evaluate` for every model; "
-          "samples/s: training samples over training time (model loading and tokenisation excluded)")
+        print(
+            f"{name:<28} {r['samples_per_s']:>9.1f} {r['train_s']:>8.1f} {ratio:>18} {100 * s.get('macro_recall', float('nan')):>11.1f} {100 * s.get('accuracy', float('nan')):>8.1f}"
+        )
+    print(
+        f"test: first {args.test_tweets:,} SemEval-2017 test tweets, scored by `tweetkit evaluate` for every model; "
+        "samples/s: training samples over training time (model loading and tokenisation excluded)"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

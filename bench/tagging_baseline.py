@@ -36,11 +36,18 @@ def main():
         train, validation = (read(pathlib.Path(args.data, name, f"{split}.jsonl")) for split in ("train", "validation"))
         for balanced in (False, True):
             started = time.perf_counter()
-            pipeline = linear.fit("tagging", [r["tokens"] for r in train], [r["tags"] for r in train], balanced=balanced)
+            pipeline = linear.fit(
+                "tagging", [r["tokens"] for r in train], [r["tags"] for r in train], balanced=balanced
+            )
             seconds = time.perf_counter() - started
-            scores = metrics.tagging_metrics([r["tags"] for r in validation], linear.predict(pipeline, "tagging", [r["tokens"] for r in validation]))
+            scores = metrics.tagging_metrics(
+                [r["tags"] for r in validation], linear.predict(pipeline, "tagging", [r["tokens"] for r in validation])
+            )
             metric = "f1" if "f1" in scores else "token_accuracy"
-            print(f"| {name} | {'balanced' if balanced else 'none'} | {metric} | {100 * scores[metric]:.1f} | {seconds:.0f} |", flush=True)
+            print(
+                f"| {name} | {'balanced' if balanced else 'none'} | {metric} | {100 * scores[metric]:.1f} | {seconds:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -69,14 +69,20 @@ def main():
         for algorithm in ("bpe", "unigram"):
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, path, backend, algorithm, str(args.vocab_size)],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             r = results[backend, algorithm] = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{backend:<14} {algorithm:<9} {r['seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} {r['pieces_per_tweet_mean']:>13.2f} {r['unknown_share']:>10.5f}")
+            print(
+                f"{backend:<14} {algorithm:<9} {r['seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} {r['pieces_per_tweet_mean']:>13.2f} {r['unknown_share']:>10.5f}"
+            )
     os.unlink(path)
     for algorithm in ("bpe", "unigram"):
         hf, sp = results["hf", algorithm], results["sentencepiece", algorithm]
-        print(f"{algorithm}: sentencepiece / hf time {sp['seconds'] / hf['seconds']:.2f}x, memory {sp['peak_rss_mb'] / hf['peak_rss_mb']:.2f}x")
+        print(
+            f"{algorithm}: sentencepiece / hf time {sp['seconds'] / hf['seconds']:.2f}x, memory {sp['peak_rss_mb'] / hf['peak_rss_mb']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -37,24 +37,66 @@ TWEETKIT = [sys.executable, "-m", "tweetkit"]
 
 # name: (task kind, data dir, train, validation, test, metrics to report (first = headline), finetune flags)
 TARGETS = {
-    "semeval17": ("classification", "semeval2017", "train", None, "test", ["macro_recall", "macro_f1", "accuracy"], ["--metric", "macro_recall"]),
-    "irony": ("classification", "tweeteval/irony", "train", "validation", "test", ["f1_pos", "macro_f1", "accuracy"], ["--positive-label", "irony"]),
-    "covid": ("classification", "covid_tweets", "train", None, "test", ["accuracy", "macro_f1", "macro_recall"], ["--metric", "macro_f1"]),
+    "semeval17": (
+        "classification",
+        "semeval2017",
+        "train",
+        None,
+        "test",
+        ["macro_recall", "macro_f1", "accuracy"],
+        ["--metric", "macro_recall"],
+    ),
+    "irony": (
+        "classification",
+        "tweeteval/irony",
+        "train",
+        "validation",
+        "test",
+        ["f1_pos", "macro_f1", "accuracy"],
+        ["--positive-label", "irony"],
+    ),
+    "covid": (
+        "classification",
+        "covid_tweets",
+        "train",
+        None,
+        "test",
+        ["accuracy", "macro_f1", "macro_recall"],
+        ["--metric", "macro_f1"],
+    ),
     "wnut17": ("tagging", "wnut17", "train", "validation", "test", ["f1", "precision", "recall"], []),
     "ark": ("tagging", "ark_pos", "train", "validation", "test", ["token_accuracy"], ["--metric", "token_accuracy"]),
 }
 DEFAULT_EPOCHS = {"semeval17": "1", "covid": "1", "irony": "3", "wnut17": "3", "ark": "3"}
 # Unlabeled pretraining text: training splits only (never a test set), plus unlabeled tweets.
-CORPUS_SOURCES = ["raw_tweets/tweets.jsonl", "semeval2017/train.jsonl", "tweeteval/emoji/train.jsonl", "covid_tweets/train.jsonl",
-                  "tweeteval/irony/train.jsonl", "xlmt_sentiment/train.jsonl"]
-TEST_SETS = ["semeval2017/test.jsonl", "tweeteval/irony/test.jsonl", "covid_tweets/test.jsonl", "tweeteval/emoji/test.jsonl",
-             "tweeteval/sentiment/test.jsonl", "wnut17/test.jsonl", "ark_pos/test.jsonl", "ark_pos/daily547.jsonl"]
-ROWS = {"tfidf": "(a) TF-IDF + logistic regression", "minilm": "(b) MiniLM-L6, fine-tuned", "minilm-tweets": "(c) MiniLM-L6 + tweetkit continued pretraining",
-        "tiny": "(d) tiny RoBERTa pretrained from scratch",
-        # Ablation (opt-in with --rows): (c) without the vocabulary extension, to tell its effect from the pretraining's.
-        "minilm-tweets-basevocab": "(c') MiniLM-L6 + continued pretraining, base vocabulary",
-        # Ablation: the new MLM head trained alone first (encoder frozen), then (c)'s continued pretraining.
-        "minilm-tweets-warmhead": "(c'') MiniLM-L6 + head warm-up, then continued pretraining"}
+CORPUS_SOURCES = [
+    "raw_tweets/tweets.jsonl",
+    "semeval2017/train.jsonl",
+    "tweeteval/emoji/train.jsonl",
+    "covid_tweets/train.jsonl",
+    "tweeteval/irony/train.jsonl",
+    "xlmt_sentiment/train.jsonl",
+]
+TEST_SETS = [
+    "semeval2017/test.jsonl",
+    "tweeteval/irony/test.jsonl",
+    "covid_tweets/test.jsonl",
+    "tweeteval/emoji/test.jsonl",
+    "tweeteval/sentiment/test.jsonl",
+    "wnut17/test.jsonl",
+    "ark_pos/test.jsonl",
+    "ark_pos/daily547.jsonl",
+]
+ROWS = {
+    "tfidf": "(a) TF-IDF + logistic regression",
+    "minilm": "(b) MiniLM-L6, fine-tuned",
+    "minilm-tweets": "(c) MiniLM-L6 + tweetkit continued pretraining",
+    "tiny": "(d) tiny RoBERTa pretrained from scratch",
+    # Ablation (opt-in with --rows): (c) without the vocabulary extension, to tell its effect from the pretraining's.
+    "minilm-tweets-basevocab": "(c') MiniLM-L6 + continued pretraining, base vocabulary",
+    # Ablation: the new MLM head trained alone first (encoder frozen), then (c)'s continued pretraining.
+    "minilm-tweets-warmhead": "(c'') MiniLM-L6 + head warm-up, then continued pretraining",
+}
 
 
 def row_name(row, kind):
@@ -162,36 +204,80 @@ def build_corpus(args, work):
     sources = [os.path.join(args.data, s) for s in CORPUS_SOURCES]
 
     def text_only():
-        write_jsonl(os.path.join(work, "corpus.raw.jsonl"), ({"text": undo_artefacts(r["text"])} for s in sources for r in read_jsonl(s)))
+        write_jsonl(
+            os.path.join(work, "corpus.raw.jsonl"),
+            ({"text": undo_artefacts(r["text"])} for s in sources for r in read_jsonl(s)),
+        )
 
     os.makedirs(work, exist_ok=True)
     started = time.time()
     step(os.path.join(work, "corpus.raw.jsonl"), text_only)
-    step(corpus, lambda: pipe([
-        TWEETKIT + ["langid", os.path.join(work, "corpus.raw.jsonl"), "--keep", "en", "--dropped", os.path.join(work, "corpus.not-english.jsonl"), "-q"],
-        TWEETKIT + ["normalize", "--emoji-names", "bertweet", "-q"],
-        TWEETKIT + ["dedup", "--drop-retweets", "--min-tokens", "3", "--dropped", os.path.join(work, "corpus.duplicates.jsonl"), "-q"],
-    ], corpus))
+    step(
+        corpus,
+        lambda: pipe(
+            [
+                TWEETKIT
+                + [
+                    "langid",
+                    os.path.join(work, "corpus.raw.jsonl"),
+                    "--keep",
+                    "en",
+                    "--dropped",
+                    os.path.join(work, "corpus.not-english.jsonl"),
+                    "-q",
+                ],
+                TWEETKIT + ["normalize", "--emoji-names", "bertweet", "-q"],
+                TWEETKIT
+                + [
+                    "dedup",
+                    "--drop-retweets",
+                    "--min-tokens",
+                    "3",
+                    "--dropped",
+                    os.path.join(work, "corpus.duplicates.jsonl"),
+                    "-q",
+                ],
+            ],
+            corpus,
+        ),
+    )
 
     def against_tests():
         # Test tweets first: `dedup` keeps first occurrences, so every corpus tweet that
         # (near-)duplicates a test tweet is dropped; then the test tweets are removed.
-        tests = [{"text": r["text"] if "text" in r else " ".join(r["tokens"]), "repro_test": True}
-                 for s in TEST_SETS for r in read_jsonl(os.path.join(args.data, s))]
+        tests = [
+            {"text": r["text"] if "text" in r else " ".join(r["tokens"]), "repro_test": True}
+            for s in TEST_SETS
+            for r in read_jsonl(os.path.join(args.data, s))
+        ]
         write_jsonl(os.path.join(work, "tests.raw.jsonl"), tests)
-        sh(TWEETKIT + ["normalize", "--emoji-names", "bertweet", "-q", os.path.join(work, "tests.raw.jsonl")], stdout=os.path.join(work, "tests.jsonl"))
+        sh(
+            TWEETKIT + ["normalize", "--emoji-names", "bertweet", "-q", os.path.join(work, "tests.raw.jsonl")],
+            stdout=os.path.join(work, "tests.jsonl"),
+        )
         both = os.path.join(work, "tests+corpus.jsonl")
         with open(both, "w", encoding="utf-8") as out:
             for name in ("tests.jsonl", "corpus.dedup.jsonl"):
                 with open(os.path.join(work, name), encoding="utf-8") as handle:
                     out.writelines(handle)
-        sh(TWEETKIT + ["dedup", both, "--dropped", os.path.join(work, "corpus.test-overlap.jsonl"), "-q"], stdout=os.path.join(work, "tests+corpus.dedup.jsonl"))
-        write_jsonl(clean, (r for r in read_jsonl(os.path.join(work, "tests+corpus.dedup.jsonl")) if not r.get("repro_test")))
+        sh(
+            TWEETKIT + ["dedup", both, "--dropped", os.path.join(work, "corpus.test-overlap.jsonl"), "-q"],
+            stdout=os.path.join(work, "tests+corpus.dedup.jsonl"),
+        )
+        write_jsonl(
+            clean, (r for r in read_jsonl(os.path.join(work, "tests+corpus.dedup.jsonl")) if not r.get("repro_test"))
+        )
         overlap = sum(1 for r in read_jsonl(os.path.join(work, "corpus.test-overlap.jsonl")) if not r.get("repro_test"))
         raw = count_lines(os.path.join(work, "corpus.raw.jsonl"))
-        summary = {"sources": CORPUS_SOURCES, "tweets_in": raw, "after_langid_normalize_dedup": count_lines(corpus),
-                   "removed_as_test_duplicates": overlap, "test_sets": TEST_SETS, "tweets": count_lines(clean),
-                   "seconds": round(time.time() - started, 1)}
+        summary = {
+            "sources": CORPUS_SOURCES,
+            "tweets_in": raw,
+            "after_langid_normalize_dedup": count_lines(corpus),
+            "removed_as_test_duplicates": overlap,
+            "test_sets": TEST_SETS,
+            "tweets": count_lines(clean),
+            "seconds": round(time.time() - started, 1),
+        }
         with open(os.path.join(work, "corpus.json"), "w") as handle:
             json.dump(summary, handle, indent=2)
         os.remove(both)
@@ -210,31 +296,156 @@ def build_minilm_tweets(args, work, corpus, extend=True, warm_head=False):
     tok = os.path.join(work, slug(base, "tweets-tokenizer", f"x{pieces}")) if extend else args.model
     start = args.model
     warm = f"head{args.head_steps}" if warm_head else ""
-    model = os.path.join(work, slug(base, "tweets", f"x{pieces}", warm, f"{args.pretrain_steps}x{args.pretrain_batch_size}", f"lr{args.continue_lr}", args.precision))
-    common = ["--train", corpus, "--batch-size", args.pretrain_batch_size, "--precision", args.precision, "--log-every", "5", "--save-every", "100",
-              "--resume", "--cache-dir", os.path.join(work, "cache"), "-q"]
+    model = os.path.join(
+        work,
+        slug(
+            base,
+            "tweets",
+            f"x{pieces}",
+            warm,
+            f"{args.pretrain_steps}x{args.pretrain_batch_size}",
+            f"lr{args.continue_lr}",
+            args.precision,
+        ),
+    )
+    common = [
+        "--train",
+        corpus,
+        "--batch-size",
+        args.pretrain_batch_size,
+        "--precision",
+        args.precision,
+        "--log-every",
+        "5",
+        "--save-every",
+        "100",
+        "--resume",
+        "--cache-dir",
+        os.path.join(work, "cache"),
+        "-q",
+    ]
     if extend:
-        step(tok, lambda: sh(TWEETKIT + ["train-bpe", corpus, "--extend", args.model, "--vocab-size", args.extend_pieces, "-o", tok, "-q"],
-                             stdout=tok + ".json"))
+        step(
+            tok,
+            lambda: sh(
+                TWEETKIT
+                + ["train-bpe", corpus, "--extend", args.model, "--vocab-size", args.extend_pieces, "-o", tok, "-q"],
+                stdout=tok + ".json",
+            ),
+        )
     if warm_head:
-        start = os.path.join(work, slug(base, "tweets", f"x{pieces}", f"head{args.head_steps}x{args.pretrain_batch_size}", "lr5e-4", args.precision))
-        step(start, lambda: sh(TWEETKIT + ["pretrain", "--tokenizer", tok, "--init-from", args.model, "-o", start, "--freeze-base",
-                                           "--max-steps", args.head_steps, "--lr", "5e-4", *common], stdout=start + ".metrics.jsonl"))
+        start = os.path.join(
+            work,
+            slug(
+                base,
+                "tweets",
+                f"x{pieces}",
+                f"head{args.head_steps}x{args.pretrain_batch_size}",
+                "lr5e-4",
+                args.precision,
+            ),
+        )
+        step(
+            start,
+            lambda: sh(
+                TWEETKIT
+                + [
+                    "pretrain",
+                    "--tokenizer",
+                    tok,
+                    "--init-from",
+                    args.model,
+                    "-o",
+                    start,
+                    "--freeze-base",
+                    "--max-steps",
+                    args.head_steps,
+                    "--lr",
+                    "5e-4",
+                    *common,
+                ],
+                stdout=start + ".metrics.jsonl",
+            ),
+        )
         tok = start  # the same vocabulary, saved with the warmed model
-    step(model, lambda: sh(TWEETKIT + ["pretrain", "--tokenizer", tok, "--init-from", start, "-o", model,
-                                       "--max-steps", args.pretrain_steps, "--lr", args.continue_lr, *common], stdout=model + ".metrics.jsonl"))
+    step(
+        model,
+        lambda: sh(
+            TWEETKIT
+            + [
+                "pretrain",
+                "--tokenizer",
+                tok,
+                "--init-from",
+                start,
+                "-o",
+                model,
+                "--max-steps",
+                args.pretrain_steps,
+                "--lr",
+                args.continue_lr,
+                *common,
+            ],
+            stdout=model + ".metrics.jsonl",
+        ),
+    )
     return model, sum(seconds_of(p) for p in {tok, start, model})
 
 
 def build_tiny(args, work, corpus):
     """(d): a tokenizer trained on the corpus and a tiny RoBERTa pretrained from scratch."""
     tok = os.path.join(work, f"tiny-tokenizer-v{args.tiny_vocab_size}")
-    model = os.path.join(work, slug("tiny", f"v{args.tiny_vocab_size}", f"{args.tiny_steps}x{args.pretrain_batch_size}", "lr5e-4", args.precision))
-    step(tok, lambda: sh(TWEETKIT + ["train-bpe", corpus, "--vocab-size", args.tiny_vocab_size, "-o", tok, "-q"], stdout=tok + ".json"))
-    step(model, lambda: sh(TWEETKIT + ["pretrain", "--train", corpus, "--tokenizer", tok, "--model-config", "tiny", "-o", model,
-                                       "--max-steps", args.tiny_steps, "--batch-size", args.pretrain_batch_size, "--lr", "5e-4",
-                                       "--precision", args.precision, "--log-every", "5", "--save-every", "100", "--resume", "--cache-dir", os.path.join(work, "cache"), "-q"],
-                                      stdout=model + ".metrics.jsonl"))
+    model = os.path.join(
+        work,
+        slug(
+            "tiny",
+            f"v{args.tiny_vocab_size}",
+            f"{args.tiny_steps}x{args.pretrain_batch_size}",
+            "lr5e-4",
+            args.precision,
+        ),
+    )
+    step(
+        tok,
+        lambda: sh(
+            TWEETKIT + ["train-bpe", corpus, "--vocab-size", args.tiny_vocab_size, "-o", tok, "-q"],
+            stdout=tok + ".json",
+        ),
+    )
+    step(
+        model,
+        lambda: sh(
+            TWEETKIT
+            + [
+                "pretrain",
+                "--train",
+                corpus,
+                "--tokenizer",
+                tok,
+                "--model-config",
+                "tiny",
+                "-o",
+                model,
+                "--max-steps",
+                args.tiny_steps,
+                "--batch-size",
+                args.pretrain_batch_size,
+                "--lr",
+                "5e-4",
+                "--precision",
+                args.precision,
+                "--log-every",
+                "5",
+                "--save-every",
+                "100",
+                "--resume",
+                "--cache-dir",
+                os.path.join(work, "cache"),
+                "-q",
+            ],
+            stdout=model + ".metrics.jsonl",
+        ),
+    )
     return model, seconds_of(tok) + seconds_of(model)
 
 
@@ -267,7 +478,9 @@ def task_data(args, target, work):
             normalized(train, everything)
             total = count_lines(everything)
             validation_share = min(1000, 0.05 * total) / total
-            train_share = min(args.train_limit / total, 1 - validation_share) if args.train_limit else 1 - validation_share
+            train_share = (
+                min(args.train_limit / total, 1 - validation_share) if args.train_limit else 1 - validation_share
+            )
             ratios = f"train={train_share:.6f},validation={validation_share:.6f}"
             if 1 - train_share - validation_share > 1e-6:
                 ratios += f",unused={1 - train_share - validation_share:.6f}"
@@ -307,13 +520,39 @@ def run_row(args, target, row, model, paths, work):
     else:
         lr, epochs = (args.tiny_lr, args.tiny_epochs) if row == "tiny" else (args.lr, args.epochs)
         name = model_slug(args) if row == "minilm" else os.path.basename(model)
-        out = os.path.join(os.path.dirname(paths["train"]), slug(name, f"e{epochs}", f"lr{lr}", f"b{args.batch_size}",
-                                                                  args.precision, "s" + "_".join(map(str, seeds))))
+        out = os.path.join(
+            os.path.dirname(paths["train"]),
+            slug(name, f"e{epochs}", f"lr{lr}", f"b{args.batch_size}", args.precision, "s" + "_".join(map(str, seeds))),
+        )
     started = time.time()
-    finetune = TWEETKIT + ["finetune", "--model", model, "--task", kind, "--train", paths["train"], "--validation", paths["validation"],
-                           *flags, "--patience", "0", "-q"]
+    finetune = TWEETKIT + [
+        "finetune",
+        "--model",
+        model,
+        "--task",
+        kind,
+        "--train",
+        paths["train"],
+        "--validation",
+        paths["validation"],
+        *flags,
+        "--patience",
+        "0",
+        "-q",
+    ]
     if row != "tfidf":
-        finetune += ["--epochs", epochs, "--lr", lr, "--batch-size", args.batch_size, "--precision", args.precision, "--seeds", ",".join(map(str, seeds))]
+        finetune += [
+            "--epochs",
+            epochs,
+            "--lr",
+            lr,
+            "--batch-size",
+            args.batch_size,
+            "--precision",
+            args.precision,
+            "--seeds",
+            ",".join(map(str, seeds)),
+        ]
     # A step cut short is run again: the transformers resume from their last epoch checkpoint.
     again = ["--overwrite"] if row == "tfidf" else ["--resume"]
     ran = step(out, lambda: sh(finetune + ["-o", out, *again], stdout=out + ".finetune.jsonl"))
@@ -322,7 +561,13 @@ def run_row(args, target, row, model, paths, work):
         directory = out if row == "tfidf" else os.path.join(out, f"seed-{seed}")
         result = directory + ".test.json"
         extra = ["--positive-label", "irony"] if "--positive-label" in flags else []
-        ran |= step(result, lambda: sh(TWEETKIT + ["evaluate", "--model", directory, paths["test"], "-q", *extra], stdout=result + ".tmp") or os.replace(result + ".tmp", result))
+        evaluate = TWEETKIT + ["evaluate", "--model", directory, paths["test"], "-q", *extra]
+        ran |= step(
+            result,
+            lambda evaluate=evaluate, result=result: (
+                sh(evaluate, stdout=result + ".tmp") or os.replace(result + ".tmp", result)
+            ),
+        )
         with open(result) as handle:
             scores.append(json.load(handle))
     summary = {}
@@ -341,8 +586,14 @@ def run_row(args, target, row, model, paths, work):
         with open(spent_file, "w") as handle:
             handle.write(f"{spent:.1f}")
     minutes = spent / 60
-    return {"row": row, "name": row_name(row, kind), "seeds": seeds, "test": summary, "finetune_minutes": round(minutes, 1),
-            **({"confusion_matrix": confusion} if confusion else {})}
+    return {
+        "row": row,
+        "name": row_name(row, kind),
+        "seeds": seeds,
+        "test": summary,
+        "finetune_minutes": round(minutes, 1),
+        **({"confusion_matrix": confusion} if confusion else {}),
+    }
 
 
 def summed_confusion(scores):
@@ -372,19 +623,36 @@ def hardware():
     except (OSError, StopIteration):
         pass
     # Machines sold under one name differ: the vector unit decides fp32 and bf16 speed.
-    vector = "AVX-512 + bf16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    vector = (
+        "AVX-512 + bf16"
+        if "avx512_bf16" in flags
+        else "AVX-512"
+        if "avx512f" in flags
+        else "AVX2"
+        if "avx2" in flags
+        else None
+    )
     if vector:
         cpu += f", {vector}"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return f"{gpu} GPU" if gpu else f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} {platform.machine()}"
+    return (
+        f"{gpu} GPU" if gpu else f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} {platform.machine()}"
+    )
 
 
 def markdown(result):
     metrics = TARGETS[result["target"]][5]
-    lines = [f"| {result['target']} row | " + " | ".join(metrics) + " | seeds | fine-tune min |", "|---|" + "---:|" * (len(metrics) + 2)]
+    lines = [
+        f"| {result['target']} row | " + " | ".join(metrics) + " | seeds | fine-tune min |",
+        "|---|" + "---:|" * (len(metrics) + 2),
+    ]
     for row in result["rows"]:
-        cells = [f"{row['test'][m]['mean']:.1f} ± {row['test'][m]['std']:.1f}" if m in row["test"] else "-" for m in metrics]
-        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {len(row['seeds'])} | {row['finetune_minutes']:.1f} |")
+        cells = [
+            f"{row['test'][m]['mean']:.1f} ± {row['test'][m]['std']:.1f}" if m in row["test"] else "-" for m in metrics
+        ]
+        lines.append(
+            f"| {row['name']} | " + " | ".join(cells) + f" | {len(row['seeds'])} | {row['finetune_minutes']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -394,23 +662,35 @@ def main():
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="repro-work", help="intermediate files; shared by all targets")
     parser.add_argument("--results", default="results")
-    parser.add_argument("--name", default=None, help="results file name, RESULTS/NAME.json [default: the target], so that a run "
-                        "with other settings (e.g. the full train set) sits beside the default one instead of replacing it")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="results file name, RESULTS/NAME.json [default: the target], so that a run "
+        "with other settings (e.g. the full train set) sits beside the default one instead of replacing it",
+    )
     parser.add_argument("--model", default=None, help="base model of rows (b) and (c) [default: the packaged MiniLM]")
     parser.add_argument("--rows", default="tfidf,minilm,minilm-tweets,tiny")
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--epochs", default=None, help="fine-tuning epochs [default: per target, 1 for the large sets, 3 for the small]")
+    parser.add_argument(
+        "--epochs", default=None, help="fine-tuning epochs [default: per target, 1 for the large sets, 3 for the small]"
+    )
     parser.add_argument("--lr", default="5e-5")
     parser.add_argument("--batch-size", default="32")
-    parser.add_argument("--train-limit", type=int, default=8000, help="subsample the training split to this many examples (0: all)")
+    parser.add_argument(
+        "--train-limit", type=int, default=8000, help="subsample the training split to this many examples (0: all)"
+    )
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--pretrain-steps", default="300", help="continued-pretraining steps of row (c)")
     parser.add_argument("--pretrain-batch-size", default="32", help="packed rows of 128 tokens per step")
     parser.add_argument("--continue-lr", default="1e-4")
-    parser.add_argument("--head-steps", default="200", help="steps of head warm-up (encoder frozen) in the (c'') ablation")
+    parser.add_argument(
+        "--head-steps", default="200", help="steps of head warm-up (encoder frozen) in the (c'') ablation"
+    )
     parser.add_argument("--extend-pieces", default="2000", help="pieces train-bpe --extend adds to the base vocabulary")
     parser.add_argument("--tiny-steps", default="400")
-    parser.add_argument("--tiny-vocab-size", default="16000", help="vocabulary of the tokenizer train-bpe makes for row (d)")
+    parser.add_argument(
+        "--tiny-vocab-size", default="16000", help="vocabulary of the tokenizer train-bpe makes for row (d)"
+    )
     parser.add_argument("--tiny-epochs", default="3")
     parser.add_argument("--tiny-lr", default="2e-4")
     args = parser.parse_args()
@@ -419,29 +699,54 @@ def main():
     args.name = args.name or args.target
     args.data, args.work = os.path.abspath(args.data), os.path.abspath(args.work)
     corpus, corpus_summary = build_corpus(args, args.work)
-    log(f"pretraining corpus: {corpus_summary['tweets']:,} tweets ({corpus_summary['removed_as_test_duplicates']:,} removed as test-set duplicates)")
+    log(
+        f"pretraining corpus: {corpus_summary['tweets']:,} tweets ({corpus_summary['removed_as_test_duplicates']:,} removed as test-set duplicates)"
+    )
     paths = task_data(args, args.target, args.work)
     data_used = {name: count_lines(path) for name, path in paths.items()}
     rows = []
     for row in args.rows.split(","):
         model = {"tfidf": "linear", "minilm": args.model}.get(row)
         if row.startswith("minilm-tweets"):
-            model, pretrain_seconds = build_minilm_tweets(args, args.work, corpus, extend=row != "minilm-tweets-basevocab", warm_head=row == "minilm-tweets-warmhead")
+            model, pretrain_seconds = build_minilm_tweets(
+                args,
+                args.work,
+                corpus,
+                extend=row != "minilm-tweets-basevocab",
+                warm_head=row == "minilm-tweets-warmhead",
+            )
         elif row == "tiny":
             model, pretrain_seconds = build_tiny(args, args.work, corpus)
         result = run_row(args, args.target, row, model, paths, args.work)
         if row.startswith("minilm-tweets") or row == "tiny":
             result["pretrain_minutes"] = round(pretrain_seconds / 60, 1)  # tokenizer and model(s)
             os.makedirs(args.results, exist_ok=True)
-            result["pretrain_metrics"] = os.path.join(args.results, f"pretrain-{row}.metrics.jsonl")  # kept with the results for plotting
+            result["pretrain_metrics"] = os.path.join(
+                args.results, f"pretrain-{row}.metrics.jsonl"
+            )  # kept with the results for plotting
             shutil.copyfile(model + ".metrics.jsonl", result["pretrain_metrics"])
         rows.append(result)
-        log(f"{row_name(row, TARGETS[args.target][0])}: " + ", ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in result["test"].items()))
-    result = {"target": args.target, "name": args.name, "metrics": TARGETS[args.target][5], "rows": rows, "data": data_used, "corpus": corpus_summary,
-              "settings": {k: v for k, v in vars(args).items() if k not in ("data", "work", "results")}, "hardware": hardware(),
-              # The recorded times of its steps, so that a resumed (or fully cached) run reports what it cost.
-              "minutes": round(corpus_summary.get("seconds", 0) / 60 + sum(r["finetune_minutes"] + r.get("pretrain_minutes", 0) for r in rows), 1),
-              "command": " ".join(map(shlex.quote, sys.argv))}
+        log(
+            f"{row_name(row, TARGETS[args.target][0])}: "
+            + ", ".join(f"{k} {v['mean']:.2f} ± {v['std']:.2f}" for k, v in result["test"].items())
+        )
+    result = {
+        "target": args.target,
+        "name": args.name,
+        "metrics": TARGETS[args.target][5],
+        "rows": rows,
+        "data": data_used,
+        "corpus": corpus_summary,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("data", "work", "results")},
+        "hardware": hardware(),
+        # The recorded times of its steps, so that a resumed (or fully cached) run reports what it cost.
+        "minutes": round(
+            corpus_summary.get("seconds", 0) / 60
+            + sum(r["finetune_minutes"] + r.get("pretrain_minutes", 0) for r in rows),
+            1,
+        ),
+        "command": " ".join(map(shlex.quote, sys.argv)),
+    }
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, f"{args.name}.json"), "w") as handle:
         json.dump(result, handle, indent=2)

@@ -16,22 +16,52 @@ import sys
 # Published test figures (metric in percent), as quoted in the issue tracker from
 # TweetEval's README and the BERTweet paper (Nguyen et al., 2020).
 PUBLISHED = {
-    "semeval17": ("macro_recall", [("SVM (TweetEval README)", 62.9), ("FastText (TweetEval README)", 62.9), ("RoBERTa-base (TweetEval README)", 71.3),
-                                   ("BERTweet (TweetEval README)", 73.4), ("TimeLM-2021 (TweetEval README)", 73.7)]),
+    "semeval17": (
+        "macro_recall",
+        [
+            ("SVM (TweetEval README)", 62.9),
+            ("FastText (TweetEval README)", 62.9),
+            ("RoBERTa-base (TweetEval README)", 71.3),
+            ("BERTweet (TweetEval README)", 73.4),
+            ("TimeLM-2021 (TweetEval README)", 73.7),
+        ],
+    ),
     "irony": ("f1_pos", [("RoBERTa-base (TweetEval README)", 59.7), ("BERTweet (TweetEval README)", 82.1)]),
     "wnut17": ("f1", [("BERTweet (paper)", 56.5)]),
     "ark": ("token_accuracy", [("BERTweet (paper)", 94.1)]),
 }
-METRIC_NAMES = {"macro_recall": "AvgRec", "f1_pos": "F1 (irony)", "f1": "entity F1", "token_accuracy": "accuracy", "macro_f1": "macro-F1", "accuracy": "accuracy",
-                "precision": "precision", "recall": "recall"}
-TITLES = {"semeval17": "SemEval-2017 4A sentiment", "irony": "SemEval-2018 3A irony (TweetEval)", "wnut17": "WNUT-17 NER", "ark": "ARK POS",
-          "covid": "COVID-19 tweet sentiment (5 classes)"}
+METRIC_NAMES = {
+    "macro_recall": "AvgRec",
+    "f1_pos": "F1 (irony)",
+    "f1": "entity F1",
+    "token_accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+}
+TITLES = {
+    "semeval17": "SemEval-2017 4A sentiment",
+    "irony": "SemEval-2018 3A irony (TweetEval)",
+    "wnut17": "WNUT-17 NER",
+    "ark": "ARK POS",
+    "covid": "COVID-19 tweet sentiment (5 classes)",
+}
 
 
 # Targets whose sections show each row's test confusion matrix, and label orders that read
 # better than the alphabet.
 CONFUSION_TARGETS = {"covid"}
-LABEL_ORDER = ["Extremely Negative", "Negative", "Neutral", "Positive", "Extremely Positive", "negative", "neutral", "positive"]
+LABEL_ORDER = [
+    "Extremely Negative",
+    "Negative",
+    "Neutral",
+    "Positive",
+    "Extremely Positive",
+    "negative",
+    "neutral",
+    "positive",
+]
 
 
 def confusion_tables(result):
@@ -41,13 +71,27 @@ def confusion_tables(result):
         confusion = row.get("confusion_matrix")
         if not confusion:
             continue
-        order = sorted(range(len(confusion["labels"])), key=lambda i: (LABEL_ORDER.index(confusion["labels"][i]) if confusion["labels"][i] in LABEL_ORDER
-                                                                      else len(LABEL_ORDER), confusion["labels"][i]))
+        order = sorted(
+            range(len(confusion["labels"])),
+            key=lambda i: (
+                LABEL_ORDER.index(confusion["labels"][i])
+                if confusion["labels"][i] in LABEL_ORDER
+                else len(LABEL_ORDER),
+                confusion["labels"][i],
+            ),
+        )
         labels = [confusion["labels"][i] for i in order]
-        lines += ["", f"Confusion matrix of {row['name']} on test, summed over {confusion['seeds']} seed(s) (rows: gold, columns: predicted):", "",
-                  "| gold / predicted | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        lines += [
+            "",
+            f"Confusion matrix of {row['name']} on test, summed over {confusion['seeds']} seed(s) (rows: gold, columns: predicted):",
+            "",
+            "| gold / predicted | " + " | ".join(labels) + " |",
+            "|---|" + "---:|" * len(labels),
+        ]
         for g in order:
-            lines.append(f"| {confusion['labels'][g]} | " + " | ".join(f"{confusion['matrix'][g][p]:,}" for p in order) + " |")
+            lines.append(
+                f"| {confusion['labels'][g]} | " + " | ".join(f"{confusion['matrix'][g][p]:,}" for p in order) + " |"
+            )
     return lines
 
 
@@ -70,22 +114,34 @@ def target_section(result):
     lines += [header, "|---|" + "---:|" * (len(metrics) + 2)]
     for row in result["rows"]:
         minutes = row["finetune_minutes"] + row.get("pretrain_minutes", 0)
-        lines.append(f"| {row['name']} | " + " | ".join(cell(row, m) for m in metrics) + f" | {len(row['seeds'])} | {minutes:.0f} |")
+        lines.append(
+            f"| {row['name']} | "
+            + " | ".join(cell(row, m) for m in metrics)
+            + f" | {len(row['seeds'])} | {minutes:.0f} |"
+        )
     published_metric, published = PUBLISHED.get(target, (None, []))
     for name, value in published:
-        lines.append(f"| *published:* {name} | " + " | ".join(f"*{value:.1f}*" if m == published_metric else "" for m in metrics) + " | | |")
+        lines.append(
+            f"| *published:* {name} | "
+            + " | ".join(f"*{value:.1f}*" if m == published_metric else "" for m in metrics)
+            + " | | |"
+        )
     if target in CONFUSION_TARGETS:
         lines += confusion_tables(result)
     data = result["data"]
     settings = result["settings"]
     shared = result["corpus"].get("seconds", 0) / 60 + sum(row.get("pretrain_minutes", 0) for row in result["rows"])
-    lines += ["", f"Data used: {data['train']:,} train / {data['validation']:,} validation / {data['test']:,} test examples "
-              f"(train subsampled to ~{settings['train_limit']:,} when larger; 0 = all). Fine-tuning: {settings['epochs']} epoch(s), lr {settings['lr']}, "
-              f"batch {settings['batch_size']}, best epoch on validation; tiny: {settings['tiny_epochs']} epochs, lr {settings['tiny_lr']}. "
-              f"Seeds {settings['seeds']} (mean ± sample std over seeds). Hardware: {result['hardware']}; from an empty work directory the target "
-              f"takes {result['minutes']:.0f} minutes (the recorded time of each step), {shared:.0f} of them building the corpus and the pretrained "
-              "models that every target shares (a later target reuses them). Minutes per row include pretraining for (c) and (d).",
-              f"Command: `{result['command']}`", ""]
+    lines += [
+        "",
+        f"Data used: {data['train']:,} train / {data['validation']:,} validation / {data['test']:,} test examples "
+        f"(train subsampled to ~{settings['train_limit']:,} when larger; 0 = all). Fine-tuning: {settings['epochs']} epoch(s), lr {settings['lr']}, "
+        f"batch {settings['batch_size']}, best epoch on validation; tiny: {settings['tiny_epochs']} epochs, lr {settings['tiny_lr']}. "
+        f"Seeds {settings['seeds']} (mean ± sample std over seeds). Hardware: {result['hardware']}; from an empty work directory the target "
+        f"takes {result['minutes']:.0f} minutes (the recorded time of each step), {shared:.0f} of them building the corpus and the pretrained "
+        "models that every target shares (a later target reuses them). Minutes per row include pretraining for (c) and (d).",
+        f"Command: `{result['command']}`",
+        "",
+    ]
     return lines
 
 
@@ -117,21 +173,31 @@ def adaptation_statement(result):
     lines = [f"**Domain adaptation on {title(result)}:**"]
     if "minilm-tweets" in adapted:
         c, mean, std, per_seed, diffs = comparison("minilm-tweets")
-        verdict = "beats" if mean > 0 and (len(diffs) < 2 or mean > std) else ("trails" if mean < 0 and (len(diffs) < 2 or -mean > std) else "is within the seed spread of")
-        lines[0] += (f" (c) continued pretraining {verdict} (b) direct fine-tuning: {name} {c['mean']:.2f} ± {c['std']:.2f} vs {b['mean']:.2f} ± {b['std']:.2f}; "
-                     f"paired by seed, (c) − (b) = {mean:+.2f} ± {std:.2f} (per seed: {per_seed}).")
+        verdict = (
+            "beats"
+            if mean > 0 and (len(diffs) < 2 or mean > std)
+            else ("trails" if mean < 0 and (len(diffs) < 2 or -mean > std) else "is within the seed spread of")
+        )
+        lines[0] += (
+            f" (c) continued pretraining {verdict} (b) direct fine-tuning: {name} {c['mean']:.2f} ± {c['std']:.2f} vs {b['mean']:.2f} ± {b['std']:.2f}; "
+            f"paired by seed, (c) − (b) = {mean:+.2f} ± {std:.2f} (per seed: {per_seed})."
+        )
     else:
         lines[0] += f" (b) direct fine-tuning: {name} {b['mean']:.2f} ± {b['std']:.2f}."
     best = max(rows[key]["test"][metric]["mean"] for key in adapted)
     if goal is not None:
-        lines[0] += f" The goal of {goal:.1f} AvgRec for (c) is {'met' if best >= goal else 'not met'} at these settings (best (c) variant: {best:.2f})."
+        lines[0] += (
+            f" The goal of {goal:.1f} AvgRec for (c) is {'met' if best >= goal else 'not met'} at these settings (best (c) variant: {best:.2f})."
+        )
     lines.append("")
     for key in adapted:
         if key != "minilm-tweets":
             row = rows[key]
             other, mean, std, per_seed, _ = comparison(key)
             label = row["name"].split(" ", 1)[0]
-            lines.append(f"- Ablation {row['name']}: {name} {other['mean']:.2f} ± {other['std']:.2f}; {label} − (b) = {mean:+.2f} ± {std:.2f} (per seed: {per_seed}).")
+            lines.append(
+                f"- Ablation {row['name']}: {name} {other['mean']:.2f} ± {other['std']:.2f}; {label} − (b) = {mean:+.2f} ± {std:.2f} (per seed: {per_seed})."
+            )
     if lines[-1]:
         lines.append("")
     return lines
@@ -147,7 +213,12 @@ def pretraining_budget(results):
     for result in results:
         row = next((r for r in result["rows"] if r["row"] == "minilm-tweets" and r.get("pretrain_metrics")), None)
         settings = result.get("settings", {})
-        if row is None or not os.path.exists(row["pretrain_metrics"]) or "pretrain_steps" not in settings or "pretrain_batch_size" not in settings:
+        if (
+            row is None
+            or not os.path.exists(row["pretrain_metrics"])
+            or "pretrain_steps" not in settings
+            or "pretrain_batch_size" not in settings
+        ):
             continue
         records = read_metrics(row["pretrain_metrics"])
         if not records:
@@ -156,12 +227,16 @@ def pretraining_budget(results):
         steps, rows = int(settings["pretrain_steps"]), int(settings["pretrain_batch_size"])
         head = [r["loss"] for r in records[:3]]
         tail = [r["loss"] for r in records[-3:]]
-        return [f"What (c) amounted to: {steps:,} steps of {rows} packed rows of 128 tokens (~{steps * rows * 128 / 1e6:.1f}M tokens"
-                + (f", {last['epoch']:.0%} of one pass over the corpus" if "epoch" in last else "") + f") in {row.get('pretrain_minutes', 0):.0f} minutes on this machine; the MLM loss "
-                f"fell from {sum(head) / len(head):.2f} to {sum(tail) / len(tail):.2f} (mean of the first and last three logged steps). MiniLM-L6 ships "
-                "without an MLM head, so the first steps fit a random head (`pretrain --freeze-base` warms it up first: the opt-in (c'') row). "
-                "With a GPU: tens of thousands of steps over the whole corpus (`PRETRAIN_STEPS=20000 PRECISION=bf16`), the full 49.5k train set "
-                "for 2-3 epochs (`TRAIN_LIMIT=0 EPOCHS=3`), and 5 seeds.", ""]
+        return [
+            f"What (c) amounted to: {steps:,} steps of {rows} packed rows of 128 tokens (~{steps * rows * 128 / 1e6:.1f}M tokens"
+            + (f", {last['epoch']:.0%} of one pass over the corpus" if "epoch" in last else "")
+            + f") in {row.get('pretrain_minutes', 0):.0f} minutes on this machine; the MLM loss "
+            f"fell from {sum(head) / len(head):.2f} to {sum(tail) / len(tail):.2f} (mean of the first and last three logged steps). MiniLM-L6 ships "
+            "without an MLM head, so the first steps fit a random head (`pretrain --freeze-base` warms it up first: the opt-in (c'') row). "
+            "With a GPU: tens of thousands of steps over the whole corpus (`PRETRAIN_STEPS=20000 PRECISION=bf16`), the full 49.5k train set "
+            "for 2-3 epochs (`TRAIN_LIMIT=0 EPOCHS=3`), and 5 seeds.",
+            "",
+        ]
     return []
 
 
@@ -180,29 +255,68 @@ def main():
     if not results:
         sys.exit(f"results_md: no results in {args.results}/ (run make repro-semeval17 first)")
     order = ["semeval17", "irony", "wnut17", "ark", "covid"]
-    results.sort(key=lambda r: (order.index(r["target"]) if r["target"] in order else len(order), r.get("name", r["target"]) != r["target"], r.get("name", "")))
-    lines = ["# Results", "", "Generated by `python scripts/results_md.py` from `results/*.json`, which `make repro-<target>` writes "
-             "(scripts/repro.py). Do not edit by hand. Every score is on the official test split; rows (c) and (d) use tweetkit's "
-             "own pretraining on the unlabeled corpus below.", ""]
+    results.sort(
+        key=lambda r: (
+            order.index(r["target"]) if r["target"] in order else len(order),
+            r.get("name", r["target"]) != r["target"],
+            r.get("name", ""),
+        )
+    )
+    lines = [
+        "# Results",
+        "",
+        "Generated by `python scripts/results_md.py` from `results/*.json`, which `make repro-<target>` writes "
+        "(scripts/repro.py). Do not edit by hand. Every score is on the official test split; rows (c) and (d) use tweetkit's "
+        "own pretraining on the unlabeled corpus below.",
+        "",
+    ]
     for result in results:
         lines += adaptation_statement(result)
     lines += pretraining_budget(results)
     for result in results:
         lines += target_section(result)
     corpus = results[0]["corpus"]
-    lines += ["## Pretraining corpus", "", f"{corpus['tweets_in']:,} tweets from {', '.join(corpus['sources'])} → langid (en) | normalize | dedup: "
-              f"{corpus['after_langid_normalize_dedup']:,}; {corpus['removed_as_test_duplicates']:,} more removed as (near-)duplicates of the test sets "
-              f"({', '.join(corpus['test_sets'])}) by `tweetkit dedup`; {corpus['tweets']:,} tweets remain.", ""]
-    curves = [(row["pretrain_metrics"], row["row"]) for r in results for row in r["rows"] if row.get("pretrain_metrics") and os.path.exists(row["pretrain_metrics"])]
+    lines += [
+        "## Pretraining corpus",
+        "",
+        f"{corpus['tweets_in']:,} tweets from {', '.join(corpus['sources'])} → langid (en) | normalize | dedup: "
+        f"{corpus['after_langid_normalize_dedup']:,}; {corpus['removed_as_test_duplicates']:,} more removed as (near-)duplicates of the test sets "
+        f"({', '.join(corpus['test_sets'])}) by `tweetkit dedup`; {corpus['tweets']:,} tweets remain.",
+        "",
+    ]
+    curves = [
+        (row["pretrain_metrics"], row["row"])
+        for r in results
+        for row in r["rows"]
+        if row.get("pretrain_metrics") and os.path.exists(row["pretrain_metrics"])
+    ]
     curves = list(dict(curves).items())
     if curves:
         svg = os.path.join(args.results, "pretrain-loss.svg")
-        command = [sys.executable, "-m", "tweetkit", "plot", *[p for p, _ in curves], "-o", svg, "--keys", "loss", "--title", "MLM training loss"]
+        command = [
+            sys.executable,
+            "-m",
+            "tweetkit",
+            "plot",
+            *[p for p, _ in curves],
+            "-o",
+            svg,
+            "--keys",
+            "loss",
+            "--title",
+            "MLM training loss",
+        ]
         for _, label in curves:
             command += ["--label", label]
         subprocess.run(command, check=True)
-        lines += ["## Pretraining loss", "", f"![MLM training loss]({os.path.relpath(svg, os.path.dirname(os.path.abspath(args.output)) or '.')})", "",
-                  "(c) starts from MiniLM's weights with 2,000 new vocabulary rows initialised from their pieces' mean; (d) from random weights.", ""]
+        lines += [
+            "## Pretraining loss",
+            "",
+            f"![MLM training loss]({os.path.relpath(svg, os.path.dirname(os.path.abspath(args.output)) or '.')})",
+            "",
+            "(c) starts from MiniLM's weights with 2,000 new vocabulary rows initialised from their pieces' mean; (d) from random weights.",
+            "",
+        ]
     with open(args.output, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     print(f"results_md: wrote {args.output} ({len(results)} targets)", file=sys.stderr)

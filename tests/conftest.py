@@ -60,7 +60,9 @@ def run_cli(args, stdin: bytes | str = b"") -> Result:
 
 def run_subprocess(args, stdin: bytes = b"", **kwargs) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "tweetkit", *args], input=stdin, capture_output=True, env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "tweetkit", *args], input=stdin, capture_output=True, env=env, **kwargs
+    )
 
 
 def jsonl(*records) -> bytes:

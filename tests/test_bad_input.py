@@ -8,10 +8,17 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
 
-GOOD = [{"id": i, "text": f"tweet number {i} about the weather and the game tonight", "label": "a" if i % 2 else "b", "pred": "a"} for i in range(40)]
+GOOD = [
+    {
+        "id": i,
+        "text": f"tweet number {i} about the weather and the game tonight",
+        "label": "a" if i % 2 else "b",
+        "pred": "a",
+    }
+    for i in range(40)
+]
 BAD_LINES = {
     "invalid JSON": b"this is not json\n",
     "not a JSON object": b"[1, 2, 3]\n",
@@ -26,17 +33,49 @@ BAD_LINES = {
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     (root / "train.jsonl").write_bytes(jsonl(*GOOD))
-    assert run_cli(["finetune", "--model", "linear", "--task", "classification", "--train", str(root / "train.jsonl"), "-o", str(root / "linear"), "-q"]).exit_code == 0
+    assert (
+        run_cli(
+            [
+                "finetune",
+                "--model",
+                "linear",
+                "--task",
+                "classification",
+                "--train",
+                str(root / "train.jsonl"),
+                "-o",
+                str(root / "linear"),
+                "-q",
+            ]
+        ).exit_code
+        == 0
+    )
     corpus = read_jsonl(shared("semeval2017/train.jsonl"), 400)
     (root / "corpus.jsonl").write_bytes(jsonl(*[{"text": r["text"]} for r in corpus]))
-    assert run_cli(["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "400", "-q"]).exit_code == 0
+    assert (
+        run_cli(
+            ["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "400", "-q"]
+        ).exit_code
+        == 0
+    )
     return root
 
 
 def commands(models, tmp_path):
     """Every command that reads records, as (name, argv before the input file)."""
     micro = tmp_path / "micro.json"
-    micro.write_text(json.dumps({"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 1, "intermediate_size": 32, "max_position_embeddings": 130, "type_vocab_size": 1}))
+    micro.write_text(
+        json.dumps(
+            {
+                "hidden_size": 16,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 1,
+                "intermediate_size": 32,
+                "max_position_embeddings": 130,
+                "type_vocab_size": 1,
+            }
+        )
+    )
     return {
         "normalize": ["normalize"],
         "langid": ["langid"],
@@ -46,7 +85,21 @@ def commands(models, tmp_path):
         "stats": ["stats", "-q"],
         "train-bpe": ["train-bpe", "-o", str(tmp_path / "tok"), "--vocab-size", "120", "-q"],
         "evaluate": ["evaluate", "-q"],
-        "pretrain": ["pretrain", "--tokenizer", str(models / "tok"), "-o", str(tmp_path / "mlm"), "--model-config", str(micro), "--max-steps", "0", "--cache-dir", str(tmp_path / "cache"), "-q", "--train"],
+        "pretrain": [
+            "pretrain",
+            "--tokenizer",
+            str(models / "tok"),
+            "-o",
+            str(tmp_path / "mlm"),
+            "--model-config",
+            str(micro),
+            "--max-steps",
+            "0",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "-q",
+            "--train",
+        ],
     }
 
 
@@ -70,11 +123,17 @@ def test_bad_line_is_one_line_with_file_and_line(models, tmp_path, name, reason)
 @pytest.mark.parametrize("name", NAMES)
 def test_every_bad_line_skipped_and_counted(models, tmp_path, name):
     path = tmp_path / "in.jsonl"
-    bad = b"".join(value for key, value in BAD_LINES.items() if not (name == "evaluate" and key.startswith(("missing", "field"))))
+    bad = b"".join(
+        value for key, value in BAD_LINES.items() if not (name == "evaluate" and key.startswith(("missing", "field")))
+    )
     path.write_bytes(jsonl(*GOOD[:3]) + bad + jsonl(*GOOD[3:]))
     argv = commands(models, tmp_path)[name]
     rejects = tmp_path / "rejects.jsonl"
-    result = run_cli([*argv, str(path), "--on-error", "skip", "--rejects", str(rejects)] if name not in ("evaluate", "pretrain") else [*argv, str(path), "--on-error", "skip"])
+    result = run_cli(
+        [*argv, str(path), "--on-error", "skip", "--rejects", str(rejects)]
+        if name not in ("evaluate", "pretrain")
+        else [*argv, str(path), "--on-error", "skip"]
+    )
     assert result.exit_code == 0, result.stderr
     assert "Traceback" not in result.stderr
     if name in ("normalize", "langid", "dedup", "split", "predict"):
@@ -90,7 +149,10 @@ def test_truncated_gzip_is_one_line(models, tmp_path):
     path.write_bytes(full[: len(full) // 2])
     for name, argv in commands(models, tmp_path).items():
         result = run_cli([*argv, str(path)])
-        assert result.exit_code == 1 and "Traceback" not in result.stderr and str(path) in result.stderr, (name, result.stderr)
+        assert result.exit_code == 1 and "Traceback" not in result.stderr and str(path) in result.stderr, (
+            name,
+            result.stderr,
+        )
 
 
 # --- labels --------------------------------------------------------------------------------
@@ -100,9 +162,26 @@ def test_truncated_gzip_is_one_line(models, tmp_path):
 def test_labels_of_the_wrong_type_are_bad_records(tmp_path, label):
     path = tmp_path / "train.jsonl"
     path.write_bytes(jsonl(*GOOD[:5], {"text": "odd one", "label": label}, *GOOD[5:]))
-    failed = run_cli(["finetune", "--model", "linear", "--task", "classification", "--train", str(path), "-o", str(tmp_path / "m")])
+    failed = run_cli(
+        ["finetune", "--model", "linear", "--task", "classification", "--train", str(path), "-o", str(tmp_path / "m")]
+    )
     assert failed.exit_code == 1 and f"{path}:6: field 'label' is not a string or an integer" in failed.stderr
-    skipped = run_cli(["finetune", "--model", "linear", "--task", "classification", "--train", str(path), "-o", str(tmp_path / "m"), "--on-error", "skip", "-q"])
+    skipped = run_cli(
+        [
+            "finetune",
+            "--model",
+            "linear",
+            "--task",
+            "classification",
+            "--train",
+            str(path),
+            "-o",
+            str(tmp_path / "m"),
+            "--on-error",
+            "skip",
+            "-q",
+        ]
+    )
     assert skipped.exit_code == 0, skipped.stderr
     from tweetkit import linear
 
@@ -111,8 +190,12 @@ def test_labels_of_the_wrong_type_are_bad_records(tmp_path, label):
 
 def test_tagging_length_mismatch_names_file_and_line(tmp_path):
     path = tmp_path / "ner.jsonl"
-    path.write_bytes(jsonl({"tokens": ["a", "b"], "tags": ["O", "B-x"]}, {"tokens": ["a", "b", "c"], "tags": ["O", "O"]}))
-    result = run_cli(["finetune", "--model", "linear", "--task", "tagging", "--train", str(path), "-o", str(tmp_path / "m")])
+    path.write_bytes(
+        jsonl({"tokens": ["a", "b"], "tags": ["O", "B-x"]}, {"tokens": ["a", "b", "c"], "tags": ["O", "O"]})
+    )
+    result = run_cli(
+        ["finetune", "--model", "linear", "--task", "tagging", "--train", str(path), "-o", str(tmp_path / "m")]
+    )
     assert result.exit_code == 1 and f"{path}:2: 3 tokens but 2 tags" in result.stderr
 
 
@@ -127,8 +210,23 @@ def test_unseen_test_labels_fail_with_place_or_score_as_errors(models, tmp_path)
 
 
 def test_unknown_metric_is_refused_before_training(models, tmp_path):
-    result = run_cli(["finetune", "--model", "linear", "--task", "classification", "--train", str(models / "train.jsonl"), "--validation", str(models / "train.jsonl"),
-                      "--metric", "bogus", "-o", str(tmp_path / "m")])
+    result = run_cli(
+        [
+            "finetune",
+            "--model",
+            "linear",
+            "--task",
+            "classification",
+            "--train",
+            str(models / "train.jsonl"),
+            "--validation",
+            str(models / "train.jsonl"),
+            "--metric",
+            "bogus",
+            "-o",
+            str(tmp_path / "m"),
+        ]
+    )
     assert result.exit_code == 1 and "--metric bogus: not one of accuracy, macro_f1, macro_recall" in result.stderr
     assert result.stdout == b"" and not (tmp_path / "m").exists()
 
@@ -166,19 +264,45 @@ def test_a_filter_that_drops_everything_warns_without_progress():
 def test_model_and_device_errors_are_one_line(models, tmp_path):
     cases = [
         (["predict", "--model", "no/such/model/dir"], "cannot load model no/such/model/dir: no such directory"),
-        (["pretrain", "--train", str(models / "corpus.jsonl"), "--tokenizer", "no/such/tok/dir", "-o", str(tmp_path / "o")], "cannot load tokenizer no/such/tok/dir: no such directory"),
+        (
+            [
+                "pretrain",
+                "--train",
+                str(models / "corpus.jsonl"),
+                "--tokenizer",
+                "no/such/tok/dir",
+                "-o",
+                str(tmp_path / "o"),
+            ],
+            "cannot load tokenizer no/such/tok/dir: no such directory",
+        ),
         (["stats", "-o", "/dev/null/x"], "/dev/null/x"),
     ]
     import torch
 
     if not torch.cuda.is_available():
-        mlm = tmp_path / "clf"
-        built = run_cli(["finetune", "--model", str(models / "tok"), "--task", "classification", "--train", str(models / "train.jsonl"), "-o", str(mlm)])
-        assert built.exit_code == 1  # a tokenizer is not a model: one line
-        cases.append((["evaluate", "--mlm", "--model", str(models / "tok"), "--device", "cuda"], "--device cuda: no CUDA GPU"))
+        cases.append(
+            (
+                [
+                    "pretrain",
+                    "--train",
+                    str(models / "corpus.jsonl"),
+                    "--tokenizer",
+                    str(models / "tok"),
+                    "-o",
+                    str(tmp_path / "o"),
+                    "--device",
+                    "cuda",
+                ],
+                "--device cuda: no CUDA GPU",
+            )
+        )
     for argv, message in cases:
         result = run_cli(argv, stdin=jsonl(*GOOD[:2]))
-        assert result.exit_code == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (argv, result.stderr)
+        assert result.exit_code == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+            argv,
+            result.stderr,
+        )
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
@@ -193,7 +317,9 @@ def test_a_damaged_linear_model_is_one_line(models, tmp_path, damage):
     else:
         weights.write_bytes(weights.read_bytes()[:50])
     result = run_cli(["predict", "--model", str(model)], stdin=jsonl(GOOD[0]))
-    assert result.exit_code == 1 and "linear model" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.exit_code == 1 and "linear model" in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+        result.stderr
+    )
 
 
 def test_train_bpe_vocabulary_the_corpus_cannot_fill(tmp_path):
@@ -215,7 +341,7 @@ def test_full_disk_is_one_line():
 
 def test_closed_pipe_exits_141_from_tweetkit_itself():
     lines = jsonl(*[{"text": f"tweet {i} is here"} for i in range(50000)])
-    result = shell(f"{sys.executable} -m tweetkit normalize | head -1; echo \"status ${{PIPESTATUS[0]}}\" >&2", lines)
+    result = shell(f'{sys.executable} -m tweetkit normalize | head -1; echo "status ${{PIPESTATUS[0]}}" >&2', lines)
     assert b"status 141" in result.stderr and b"Traceback" not in result.stderr, result.stderr
     assert len(result.stdout.splitlines()) == 1
 

@@ -4,7 +4,6 @@ import gzip
 import json
 
 import pytest
-
 from conftest import jsonl, run_cli, run_subprocess
 
 # (command, extra args) for every data command; each must pass every test here.
@@ -143,9 +142,9 @@ def test_help_does_not_import_torch(command):
     name, _ = command
     code = (
         "import sys; from tweetkit.cli import main\n"
-        "try:\n    main([%r, '--help'])\nexcept SystemExit:\n    pass\n"
+        f"try:\n    main([{name!r}, '--help'])\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
-        "assert 'transformers' not in sys.modules\n" % name
+        "assert 'transformers' not in sys.modules\n"
     )
     import subprocess
     import sys

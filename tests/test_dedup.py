@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
-
 from conftest import jsonl, read_jsonl, run_cli, shared
+
 from tweetkit.text.dedup import Deduplicator, NearConfig, dedup_key
 
 BASE = "the council voted tonight to keep the public library open on sundays after months of protest"
@@ -18,7 +18,9 @@ def run_dedup(texts, *args):
 
 
 def test_key_ignores_tweet_noise():
-    assert dedup_key("RT @news: The Council VOTED!!! https://t.co/abc @bob 😂 #win") == dedup_key("the council voted win")
+    assert dedup_key("RT @news: The Council VOTED!!! https://t.co/abc @bob 😂 #win") == dedup_key(
+        "the council voted win"
+    )
 
 
 def test_trivial_and_near_variants_dropped_first_wins(tmp_path):
@@ -59,7 +61,14 @@ def test_distinct_tweets_sharing_words_survive():
 def test_lsh_collision_is_verified_not_dropped():
     """Force every tweet into the same LSH buckets: only real Jaccard may drop."""
     dedup = Deduplicator("near", NearConfig())
-    keys = [dedup_key(t) for t in ["alpha beta gamma delta epsilon zeta", "one two three four five six seven", "alpha beta gamma delta epsilon zeta eta"]]
+    keys = [
+        dedup_key(t)
+        for t in [
+            "alpha beta gamma delta epsilon zeta",
+            "one two three four five six seven",
+            "alpha beta gamma delta epsilon zeta eta",
+        ]
+    ]
     prepared = dedup.prepare(keys)
     forced_bands = prepared[0][1][1]
     collided = [(h, (shingles, forced_bands)) for h, (shingles, _) in prepared]
@@ -69,7 +78,13 @@ def test_lsh_collision_is_verified_not_dropped():
 
 
 def test_exact_mode_and_filters(tmp_path):
-    texts = [BASE, BASE + "!", BASE.replace("protest", "campaigning"), "RT @x: " + BASE.replace("library", "pool"), "too short here"]
+    texts = [
+        BASE,
+        BASE + "!",
+        BASE.replace("protest", "campaigning"),
+        "RT @x: " + BASE.replace("library", "pool"),
+        "too short here",
+    ]
     assert run_dedup(texts, "--mode", "exact") == ["t0", "t2", "t3", "t4"]
     dropped = tmp_path / "d.jsonl"
     kept = run_dedup(texts, "--mode", "exact", "--drop-retweets", "--min-tokens", "4", "--dropped", str(dropped))
@@ -80,7 +95,11 @@ def test_exact_mode_and_filters(tmp_path):
 
 
 def test_retweet_flags():
-    records = [{"id": 1, "text": "original words here", "is_retweet": True}, {"id": 2, "text": "more words", "retweeted_status": {"id": 9}}, {"id": 3, "text": "keep me"}]
+    records = [
+        {"id": 1, "text": "original words here", "is_retweet": True},
+        {"id": 2, "text": "more words", "retweeted_status": {"id": 9}},
+        {"id": 3, "text": "keep me"},
+    ]
     result = run_cli(["dedup", "--drop-retweets"], stdin=jsonl(*records))
     assert [r["id"] for r in result.records()] == [3]
 

@@ -3,12 +3,17 @@
 import json
 
 import pytest
+from conftest import jsonl, read_jsonl, run_cli, shared
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-from conftest import jsonl, read_jsonl, run_cli, shared
-from tweetkit import metrics
-
-MICRO = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 130, "type_vocab_size": 1}
+MICRO = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "max_position_embeddings": 130,
+    "type_vocab_size": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -20,23 +25,62 @@ def base(tmp_path_factory):
     (root / "irony_val.jsonl").write_bytes(jsonl(*read_jsonl(shared("tweeteval/irony/validation.jsonl"), 120)))
     (root / "wnut_train.jsonl").write_bytes(jsonl(*read_jsonl(shared("wnut17/train.jsonl"), 300)))
     (root / "wnut_val.jsonl").write_bytes(jsonl(*read_jsonl(shared("wnut17/validation.jsonl"), 80)))
-    corpus = [{"text": r["text"]} for r in irony] + [{"text": " ".join(r["tokens"])} for r in read_jsonl(shared("wnut17/train.jsonl"))]
+    corpus = [{"text": r["text"]} for r in irony] + [
+        {"text": " ".join(r["tokens"])} for r in read_jsonl(shared("wnut17/train.jsonl"))
+    ]
     (root / "corpus.jsonl").write_bytes(jsonl(*corpus))
-    assert run_cli(["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "1500", "-q"]).exit_code == 0
+    assert (
+        run_cli(
+            ["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "1500", "-q"]
+        ).exit_code
+        == 0
+    )
     (root / "micro.json").write_text(json.dumps(MICRO))
-    made = run_cli(["pretrain", "--train", str(root / "corpus.jsonl"), "--tokenizer", str(root / "tok"), "-o", str(root / "mlm"), "--model-config", str(root / "micro.json"), "--max-steps", "0", "--cache-dir", str(root / "cache"), "-q"])
+    made = run_cli(
+        [
+            "pretrain",
+            "--train",
+            str(root / "corpus.jsonl"),
+            "--tokenizer",
+            str(root / "tok"),
+            "-o",
+            str(root / "mlm"),
+            "--model-config",
+            str(root / "micro.json"),
+            "--max-steps",
+            "0",
+            "--cache-dir",
+            str(root / "cache"),
+            "-q",
+        ]
+    )
     assert made.exit_code == 0, made.stderr
     return root
 
 
 def finetune(base, out, *args):
-    result = run_cli(["finetune", "--model", str(base / "mlm"), "-o", str(out), "-q", "--lr", "5e-4", "--batch-size", "16", *args])
+    result = run_cli(
+        ["finetune", "--model", str(base / "mlm"), "-o", str(out), "-q", "--lr", "5e-4", "--batch-size", "16", *args]
+    )
     assert result.exit_code == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
 def test_classification_end_to_end(base, tmp_path):
-    lines = finetune(base, tmp_path / "cls", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "--validation", str(base / "irony_val.jsonl"), "--epochs", "2", "--positive-label", "irony")
+    lines = finetune(
+        base,
+        tmp_path / "cls",
+        "--task",
+        "classification",
+        "--train",
+        str(base / "irony_train.jsonl"),
+        "--validation",
+        str(base / "irony_val.jsonl"),
+        "--epochs",
+        "2",
+        "--positive-label",
+        "irony",
+    )
     epochs = [line for line in lines if "validation_f1_pos" in line and "loss" in line]
     assert len(epochs) >= 1 and all(0 <= e["validation_accuracy"] <= 1 for e in epochs)
     best = lines[-1]["best"]
@@ -48,12 +92,25 @@ def test_classification_end_to_end(base, tmp_path):
     assert [r["id"] for r in rows] == [r["id"] for r in read_jsonl(base / "irony_val.jsonl")]
     assert all(r["pred"] in ("irony", "non_irony") and abs(sum(r["scores"].values()) - 1) < 1e-4 for r in rows)
     scored = run_cli(["evaluate", "-q", "--positive-label", "irony"], stdin=predicted.stdout)
-    direct = run_cli(["evaluate", "-q", "--model", str(tmp_path / "cls"), "--positive-label", "irony", str(base / "irony_val.jsonl")])
+    direct = run_cli(
+        ["evaluate", "-q", "--model", str(tmp_path / "cls"), "--positive-label", "irony", str(base / "irony_val.jsonl")]
+    )
     assert json.loads(scored.stdout) == json.loads(direct.stdout)
 
 
 def test_tagging_first_subword_and_entity_f1(base, tmp_path):
-    finetune(base, tmp_path / "ner", "--task", "tagging", "--train", str(base / "wnut_train.jsonl"), "--validation", str(base / "wnut_val.jsonl"), "--epochs", "2")
+    finetune(
+        base,
+        tmp_path / "ner",
+        "--task",
+        "tagging",
+        "--train",
+        str(base / "wnut_train.jsonl"),
+        "--validation",
+        str(base / "wnut_val.jsonl"),
+        "--epochs",
+        "2",
+    )
     model = AutoModelForTokenClassification.from_pretrained(tmp_path / "ner")
     assert "B-location" in model.config.label2id
     result = run_cli(["predict", "--model", str(tmp_path / "ner"), "--field", "tokens", str(base / "wnut_val.jsonl")])
@@ -62,20 +119,24 @@ def test_tagging_first_subword_and_entity_f1(base, tmp_path):
     assert all(len(r["pred_tags"]) == len(r["tokens"]) for r in rows)
     scored = json.loads(run_cli(["evaluate", "-q"], stdin=result.stdout).stdout)
     assert scored["task"] == "tagging" and {"f1", "precision", "recall", "token_accuracy"} <= set(scored)
-    bad = run_cli(["predict", "--model", str(tmp_path / "ner"), "--field", "tokens"], stdin=jsonl({"tokens": "not a list"}))
+    bad = run_cli(
+        ["predict", "--model", str(tmp_path / "ner"), "--field", "tokens"], stdin=jsonl({"tokens": "not a list"})
+    )
     assert bad.exit_code == 1 and "<stdin>:1: field 'tokens' is not a list of strings" in bad.stderr
 
 
 def test_task_first_subword_labels(base):
-    from tweetkit.tasks.supervised import TaggingTask
     from tweetkit.modeling import load_tokenizer
+    from tweetkit.tasks.supervised import TaggingTask
 
     tokenizer = load_tokenizer(str(base / "tok"))
     words, tags = ["Supercalifragilistic", "in", "London"], ["B-person", "O", "B-location"]
     task = TaggingTask(tokenizer, [(words, tags)], [], ["B-location", "B-person", "O"], 128, 8, 0, "f1")
     encoded = tokenizer(words, is_split_into_words=True)
     labels = task.train_labels[0]
-    firsts = [i for i, w in enumerate(encoded.word_ids()) if w is not None and (i == 0 or encoded.word_ids()[i - 1] != w)]
+    firsts = [
+        i for i, w in enumerate(encoded.word_ids()) if w is not None and (i == 0 or encoded.word_ids()[i - 1] != w)
+    ]
     assert [labels[i] for i in firsts] == [1, 2, 0]
     assert sum(label != -100 for label in labels) == 3 and len(labels) > 5  # the long word has several pieces
 
@@ -86,53 +147,160 @@ def test_regression_and_multilabel(base, tmp_path):
     multi = [{"text": r["text"], "label": [r["label"]] + (["long"] if len(r["text"]) > 80 else [])} for r in rows]
     (tmp_path / "reg.jsonl").write_bytes(jsonl(*regression))
     (tmp_path / "multi.jsonl").write_bytes(jsonl(*multi))
-    reg = finetune(base, tmp_path / "reg", "--task", "regression", "--train", str(tmp_path / "reg.jsonl"), "--validation", str(tmp_path / "reg.jsonl"), "--epochs", "1")
+    reg = finetune(
+        base,
+        tmp_path / "reg",
+        "--task",
+        "regression",
+        "--train",
+        str(tmp_path / "reg.jsonl"),
+        "--validation",
+        str(tmp_path / "reg.jsonl"),
+        "--epochs",
+        "1",
+    )
     assert "validation_pearson" in reg[-1]["best"]
     predicted = run_cli(["predict", "--model", str(tmp_path / "reg")], stdin=jsonl({"text": "hello there"})).records()
     assert isinstance(predicted[0]["pred"], float)
-    ml = finetune(base, tmp_path / "ml", "--task", "multilabel", "--train", str(tmp_path / "multi.jsonl"), "--validation", str(tmp_path / "multi.jsonl"), "--epochs", "1")
+    ml = finetune(
+        base,
+        tmp_path / "ml",
+        "--task",
+        "multilabel",
+        "--train",
+        str(tmp_path / "multi.jsonl"),
+        "--validation",
+        str(tmp_path / "multi.jsonl"),
+        "--epochs",
+        "1",
+    )
     assert "validation_macro_f1" in ml[-1]["best"]
     out = run_cli(["predict", "--model", str(tmp_path / "ml")], stdin=jsonl({"text": "so angry today"})).records()[0]
     assert isinstance(out["pred"], list) and set(out["scores"]) == {"anger", "joy", "long", "optimism", "sadness"}
 
 
 def test_seeds_patience_and_sweep(base, tmp_path):
-    lines = finetune(base, tmp_path / "seeds", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "--validation", str(base / "irony_val.jsonl"), "--epochs", "1", "--seeds", "1,2")
-    assert (tmp_path / "seeds" / "seed-1" / "config.json").exists() and (tmp_path / "seeds" / "seed-2" / "config.json").exists()
+    lines = finetune(
+        base,
+        tmp_path / "seeds",
+        "--task",
+        "classification",
+        "--train",
+        str(base / "irony_train.jsonl"),
+        "--validation",
+        str(base / "irony_val.jsonl"),
+        "--epochs",
+        "1",
+        "--seeds",
+        "1,2",
+    )
+    assert (tmp_path / "seeds" / "seed-1" / "config.json").exists() and (
+        tmp_path / "seeds" / "seed-2" / "config.json"
+    ).exists()
     summary = lines[-1]["mean_std"]["validation_macro_f1"]
     assert 0 <= summary["mean"] <= 1 and summary["std"] >= 0
-    stopped = finetune(base, tmp_path / "stop", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "--validation", str(base / "irony_val.jsonl"), "--epochs", "6", "--patience", "1", "--lr", "0")
+    stopped = finetune(
+        base,
+        tmp_path / "stop",
+        "--task",
+        "classification",
+        "--train",
+        str(base / "irony_train.jsonl"),
+        "--validation",
+        str(base / "irony_val.jsonl"),
+        "--epochs",
+        "6",
+        "--patience",
+        "1",
+        "--lr",
+        "0",
+    )
     epochs_run = [line["epoch"] for line in stopped if "loss" in line]
     assert max(epochs_run) == 2.0  # no improvement after epoch 1 with lr 0: stop after one more
-    sweep = finetune(base, tmp_path / "sweep", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "--validation", str(base / "irony_val.jsonl"), "--epochs", "1", "--sweep", "lr=1e-4,5e-4")
+    sweep = finetune(
+        base,
+        tmp_path / "sweep",
+        "--task",
+        "classification",
+        "--train",
+        str(base / "irony_train.jsonl"),
+        "--validation",
+        str(base / "irony_val.jsonl"),
+        "--epochs",
+        "1",
+        "--sweep",
+        "lr=1e-4,5e-4",
+    )
     assert [line["lr"] for line in sweep if "sweep_point" in line] == [1e-4, 5e-4]
     assert "sweep_best" in sweep[-1]
 
 
 def test_tfidf_baseline(base, tmp_path):
-    result = run_cli(["finetune", "--model", "tfidf", "--task", "classification", "--train", str(shared("tweeteval/irony/train.jsonl")), "--validation", str(shared("tweeteval/irony/validation.jsonl")), "-o", str(tmp_path / "tfidf"), "-q"])
+    result = run_cli(
+        [
+            "finetune",
+            "--model",
+            "tfidf",
+            "--task",
+            "classification",
+            "--train",
+            str(shared("tweeteval/irony/train.jsonl")),
+            "--validation",
+            str(shared("tweeteval/irony/validation.jsonl")),
+            "-o",
+            str(tmp_path / "tfidf"),
+            "-q",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     best = json.loads(result.stdout)["best"]
     assert best["validation_accuracy"] > 0.58
-    scored = json.loads(run_cli(["evaluate", "-q", "--model", str(tmp_path / "tfidf"), str(shared("tweeteval/irony/validation.jsonl"))]).stdout)
+    scored = json.loads(
+        run_cli(
+            ["evaluate", "-q", "--model", str(tmp_path / "tfidf"), str(shared("tweeteval/irony/validation.jsonl"))]
+        ).stdout
+    )
     assert scored["accuracy"] == pytest.approx(best["validation_accuracy"])
 
 
 def test_linear_tagging_baseline(tmp_path):
     # ARK POS: 300 training tweets; a per-word logistic regression tags most validation words right.
     train = tmp_path / "train.jsonl"
-    train.write_text("".join(shared("ark_pos/train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:300]), encoding="utf-8")
+    train.write_text(
+        "".join(shared("ark_pos/train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:300]),
+        encoding="utf-8",
+    )
     validation = shared("ark_pos/validation.jsonl")
-    result = run_cli(["finetune", "--model", "tfidf", "--task", "tagging", "--train", str(train), "--validation", str(validation), "-o", str(tmp_path / "pos"), "-q"])
+    result = run_cli(
+        [
+            "finetune",
+            "--model",
+            "tfidf",
+            "--task",
+            "tagging",
+            "--train",
+            str(train),
+            "--validation",
+            str(validation),
+            "-o",
+            str(tmp_path / "pos"),
+            "-q",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     best = json.loads(result.stdout)["best"]
     assert 0.75 < best["validation_token_accuracy"] < 1.0
     scored = json.loads(run_cli(["evaluate", "-q", "--model", str(tmp_path / "pos"), str(validation)]).stdout)
     assert scored["token_accuracy"] == pytest.approx(best["validation_token_accuracy"])
     # predict: one tag per word, from the tag set of the training data.
-    output = run_cli(["predict", "--model", str(tmp_path / "pos"), "--field", "tokens"], stdin=jsonl({"tokens": ["@USER", "lol", "this", "is", "great", "!"]}, {"tokens": []})).stdout
+    output = run_cli(
+        ["predict", "--model", str(tmp_path / "pos"), "--field", "tokens"],
+        stdin=jsonl({"tokens": ["@USER", "lol", "this", "is", "great", "!"]}, {"tokens": []}),
+    ).stdout
     predicted = [json.loads(line) for line in output.splitlines()]
-    assert len(predicted[0]["pred_tags"]) == 6 and predicted[0]["pred_tags"][0] == "@" and predicted[1]["pred_tags"] == []
+    assert (
+        len(predicted[0]["pred_tags"]) == 6 and predicted[0]["pred_tags"][0] == "@" and predicted[1]["pred_tags"] == []
+    )
 
 
 def test_word_shape_and_features():
@@ -145,28 +313,94 @@ def test_word_shape_and_features():
 
 def test_finetune_errors(base, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "x"}\n')
-    missing_label = run_cli(["finetune", "--model", str(base / "mlm"), "--task", "classification", "--train", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "o")])
+    missing_label = run_cli(
+        [
+            "finetune",
+            "--model",
+            str(base / "mlm"),
+            "--task",
+            "classification",
+            "--train",
+            str(tmp_path / "bad.jsonl"),
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
     assert missing_label.exit_code == 1 and f"{tmp_path / 'bad.jsonl'}:1: missing field 'label'" in missing_label.stderr
     no_model = run_cli(["evaluate", "--model", str(tmp_path / "nothing"), str(base / "irony_val.jsonl")])
     assert no_model.exit_code == 1 and "cannot load model" in no_model.stderr and "Traceback" not in no_model.stderr
     (tmp_path / "empty.jsonl").write_text("")
-    empty_validation = run_cli(["finetune", "--model", "tfidf", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "--validation", str(tmp_path / "empty.jsonl"), "-o", str(tmp_path / "o")])
+    empty_validation = run_cli(
+        [
+            "finetune",
+            "--model",
+            "tfidf",
+            "--task",
+            "classification",
+            "--train",
+            str(base / "irony_train.jsonl"),
+            "--validation",
+            str(tmp_path / "empty.jsonl"),
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
     assert empty_validation.exit_code == 1 and "no validation examples" in empty_validation.stderr
-    assert run_cli(["finetune", "--model", "tfidf", "--task", "classification", "--train", str(base / "irony_train.jsonl"), "-o", str(tmp_path / "t"), "-q"]).exit_code == 0
+    assert (
+        run_cli(
+            [
+                "finetune",
+                "--model",
+                "tfidf",
+                "--task",
+                "classification",
+                "--train",
+                str(base / "irony_train.jsonl"),
+                "-o",
+                str(tmp_path / "t"),
+                "-q",
+            ]
+        ).exit_code
+        == 0
+    )
     (tmp_path / "one_tag.jsonl").write_text(json.dumps({"tokens": ["hi", "there"], "tags": ["O", "O"]}) + "\n")
-    one_tag = run_cli(["finetune", "--model", "tfidf", "--task", "tagging", "--train", str(tmp_path / "one_tag.jsonl"), "-o", str(tmp_path / "one")])
-    assert one_tag.exit_code == 1 and "at least two different labels" in one_tag.stderr and "Traceback" not in one_tag.stderr
-    unknown = run_cli(["evaluate", "--model", str(tmp_path / "t")], stdin=jsonl({"text": "so ironic", "label": "sarcasm"}))
+    one_tag = run_cli(
+        [
+            "finetune",
+            "--model",
+            "tfidf",
+            "--task",
+            "tagging",
+            "--train",
+            str(tmp_path / "one_tag.jsonl"),
+            "-o",
+            str(tmp_path / "one"),
+        ]
+    )
+    assert (
+        one_tag.exit_code == 1
+        and "at least two different labels" in one_tag.stderr
+        and "Traceback" not in one_tag.stderr
+    )
+    unknown = run_cli(
+        ["evaluate", "--model", str(tmp_path / "t")], stdin=jsonl({"text": "so ironic", "label": "sarcasm"})
+    )
     assert unknown.exit_code == 1 and "sarcasm" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_evaluate_mlm_top_k(base):
-    result = run_cli(["evaluate", "--mlm", "--model", str(base / "mlm"), "--top-k", "1,5", "-q", str(base / "irony_val.jsonl")])
+    result = run_cli(
+        ["evaluate", "--mlm", "--model", str(base / "mlm"), "--top-k", "1,5", "-q", str(base / "irony_val.jsonl")]
+    )
     assert result.exit_code == 0, result.stderr
     scores = json.loads(result.stdout)
     assert scores["task"] == "mlm" and scores["masked_words"] == 120
     assert 0 <= scores["top1_accuracy"] <= scores["top5_accuracy"] <= 1 and scores["pseudo_perplexity"] > 1
-    again = json.loads(run_cli(["evaluate", "--mlm", "--model", str(base / "mlm"), "--top-k", "1,5", "-q", str(base / "irony_val.jsonl")]).stdout)
+    again = json.loads(
+        run_cli(
+            ["evaluate", "--mlm", "--model", str(base / "mlm"), "--top-k", "1,5", "-q", str(base / "irony_val.jsonl")]
+        ).stdout
+    )
     assert again == scores  # the masked word of each tweet is seeded
 
 

@@ -3,17 +3,24 @@
 import collections
 
 from conftest import jsonl, read_jsonl, run_cli, shared
+
 from tweetkit.text.langid import LanguageIdentifier, clean_for_langid
 
 
 def test_predicts_real_languages():
     identifier = LanguageIdentifier()
-    texts = ["I love this so much, best day ever", "No puedo creer lo que pasó hoy en el partido", "Je ne sais pas quoi faire ce soir"]
+    texts = [
+        "I love this so much, best day ever",
+        "No puedo creer lo que pasó hoy en el partido",
+        "Je ne sais pas quoi faire ce soir",
+    ]
     assert [lang for lang, _ in identifier.predict(texts)] == ["en", "es", "fr"]
 
 
 def test_cleaning_removes_tweet_noise():
-    cleaned = clean_for_langid("RT @someone: LOVE THIS #BestDay 😂😂 https://t.co/abc HTTPURL @USER :face_with_tears_of_joy:")
+    cleaned = clean_for_langid(
+        "RT @someone: LOVE THIS #BestDay 😂😂 https://t.co/abc HTTPURL @USER :face_with_tears_of_joy:"
+    )
     assert cleaned == "love this bestday"
 
 
@@ -30,7 +37,11 @@ def test_record_text_unchanged_and_fields_added():
 
 def test_keep_min_prob_and_dropped_file(tmp_path):
     dropped = tmp_path / "dropped.jsonl"
-    rows = [{"id": 1, "text": "this is an english sentence"}, {"id": 2, "text": "esto es una frase en español"}, {"id": 3, "text": "@x"}]
+    rows = [
+        {"id": 1, "text": "this is an english sentence"},
+        {"id": 2, "text": "esto es una frase en español"},
+        {"id": 3, "text": "@x"},
+    ]
     result = run_cli(["langid", "--keep", "en", "--dropped", str(dropped), "--progress"], stdin=jsonl(*rows))
     assert [r["id"] for r in result.records()] == [1]
     lost = [__import__("json").loads(line) for line in dropped.read_text().splitlines()]

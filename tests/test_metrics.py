@@ -3,14 +3,21 @@
 import random
 
 import pytest
+from conftest import read_jsonl, shared
 from scipy.stats import pearsonr, spearmanr
 from seqeval.metrics import f1_score as seq_f1
 from seqeval.metrics import precision_score as seq_precision
 from seqeval.metrics import recall_score as seq_recall
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, jaccard_score, precision_recall_fscore_support, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    jaccard_score,
+    precision_recall_fscore_support,
+    recall_score,
+)
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from conftest import read_jsonl, shared
 from tweetkit import metrics
 
 TOLERANCE = 1e-9
@@ -31,11 +38,15 @@ def test_classification_equals_sklearn_and_tweeteval_definitions():
     # TweetEval's sentiment score (SemEval-2017 AvgRec) is the macro-averaged recall.
     assert result["macro_recall"] == pytest.approx(recall_score(gold, pred, average="macro"), abs=TOLERANCE)
     assert result["f1_pos"] == pytest.approx(f1_score(gold, pred, labels=["positive"], average="macro"), abs=TOLERANCE)
-    assert result["f1_pn"] == pytest.approx(f1_score(gold, pred, labels=["positive", "negative"], average="macro"), abs=TOLERANCE)
+    assert result["f1_pn"] == pytest.approx(
+        f1_score(gold, pred, labels=["positive", "negative"], average="macro"), abs=TOLERANCE
+    )
     precision, recall, f1, support = precision_recall_fscore_support(gold, pred, labels=labels)
     for i, label in enumerate(labels):
         got = result["per_class"][label]
-        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx((precision[i], recall[i], f1[i], support[i]), abs=TOLERANCE)
+        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx(
+            (precision[i], recall[i], f1[i], support[i]), abs=TOLERANCE
+        )
     assert result["confusion_matrix"]["matrix"] == confusion_matrix(gold, pred, labels=labels).tolist()
 
 
@@ -63,7 +74,9 @@ def test_tagging_equals_seqeval():
     pos_pred = [noisy(tags, sorted({t for s in pos_gold for t in s}), 0.2, i) for i, tags in enumerate(pos_gold)]
     pos_result = metrics.tagging_metrics(pos_gold, pos_pred)
     assert "f1" not in pos_result  # POS tags are not BIO: accuracy is the metric
-    assert pos_result["token_accuracy"] == pytest.approx(accuracy_score([t for s in pos_gold for t in s], [t for s in pos_pred for t in s]), abs=TOLERANCE)
+    assert pos_result["token_accuracy"] == pytest.approx(
+        accuracy_score([t for s in pos_gold for t in s], [t for s in pos_pred for t in s]), abs=TOLERANCE
+    )
 
 
 def test_conlleval_counting_of_partial_entities():
@@ -82,8 +95,12 @@ def test_multilabel_equals_sklearn():
     y_true, y_pred = binarizer.fit_transform(gold), binarizer.transform(pred)
     result = metrics.multilabel_metrics(gold, pred, labels, scores)
     assert result["micro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="micro"), abs=TOLERANCE)
-    assert result["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0), abs=TOLERANCE)
-    assert result["jaccard"] == pytest.approx(jaccard_score(y_true, y_pred, average="samples", zero_division=1), abs=TOLERANCE)
+    assert result["macro_f1"] == pytest.approx(
+        f1_score(y_true, y_pred, average="macro", zero_division=0), abs=TOLERANCE
+    )
+    assert result["jaccard"] == pytest.approx(
+        jaccard_score(y_true, y_pred, average="samples", zero_division=1), abs=TOLERANCE
+    )
     top1 = sum(max(s, key=s.get) in g for s, g in zip(scores, gold)) / len(gold)
     assert result["top1_accuracy"] == pytest.approx(top1, abs=TOLERANCE)
 

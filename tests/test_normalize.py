@@ -3,9 +3,9 @@
 import random
 
 import pytest
-
 from bertweet_oracle import reference_normalizer
 from conftest import jsonl, read_jsonl, run_cli, shared
+
 from tweetkit.text.normalize import TweetNormalizer, bertweet_emoji_table
 
 MODES = ["current", "bertweet"]
@@ -43,9 +43,30 @@ HARD_CASES = [
     "word.com word. word... word.! word:( word:D wo:D Do: p: http: https:x",
 ]
 
-ALPHABET = list("aAbz09 .,:;!?'’…-_@#/()<>&*\"=+$%") + [
-    "\t", "\n", "\u00a0", "😂", "🏽", "\u200d", "\ufe0f", "🇺", "é", "\u0301", "x", "t", "h", "p", "w", "m", "n", "’",
-] + ["http", "www.", "n't", "can", "not", "p.m.", " . ", "555", "&amp;", "@user", "#tag", ".com", ":)", "xD"]
+ALPHABET = (
+    list("aAbz09 .,:;!?'’…-_@#/()<>&*\"=+$%")
+    + [
+        "\t",
+        "\n",
+        "\u00a0",
+        "😂",
+        "🏽",
+        "\u200d",
+        "\ufe0f",
+        "🇺",
+        "é",
+        "\u0301",
+        "x",
+        "t",
+        "h",
+        "p",
+        "w",
+        "m",
+        "n",
+        "’",
+    ]
+    + ["http", "www.", "n't", "can", "not", "p.m.", " . ", "555", "&amp;", "@user", "#tag", ".com", ":)", "xD"]
+)
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -67,7 +88,10 @@ def test_random_strings_identical(pair):
         assert fast(text) == reference(text), repr(text)
 
 
-@pytest.mark.parametrize("path,limit", [("raw_tweets/tweets.jsonl", None), ("covid_tweets/test.jsonl", None), ("semeval2017/test.jsonl", 4000)])
+@pytest.mark.parametrize(
+    "path,limit",
+    [("raw_tweets/tweets.jsonl", None), ("covid_tweets/test.jsonl", None), ("semeval2017/test.jsonl", 4000)],
+)
 def test_real_tweets_identical(pair, path, limit):
     fast, reference = pair
     for row in read_jsonl(shared(path), limit):

@@ -11,12 +11,19 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
 from safetensors.torch import load_file
 
-from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
 from tweetkit.text.normalize import TweetNormalizer
 
-MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 130, "type_vocab_size": 1}
+MICRO = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 130,
+    "type_vocab_size": 1,
+}
 
 
 class Exploit:
@@ -43,18 +50,72 @@ def data(tmp_path_factory):
     (root / "val.jsonl").write_bytes(jsonl(*[dict(r, text=normalize(r["text"])) for r in irony[200:]]))
     texts = [normalize(r["text"]) for r in read_jsonl(shared("semeval2017/train.jsonl"), 600)]
     (root / "corpus.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts]))
-    assert run_cli(["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "600", "-q"]).exit_code == 0
+    assert (
+        run_cli(
+            ["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "600", "-q"]
+        ).exit_code
+        == 0
+    )
     (root / "micro.json").write_text(json.dumps(MICRO))
-    made = run_cli(["pretrain", "--train", str(root / "corpus.jsonl"), "--tokenizer", str(root / "tok"), "-o", str(root / "mlm"), "--model-config", str(root / "micro.json"), "--max-steps", "0", "--cache-dir", str(root / "cache"), "-q"])
+    made = run_cli(
+        [
+            "pretrain",
+            "--train",
+            str(root / "corpus.jsonl"),
+            "--tokenizer",
+            str(root / "tok"),
+            "-o",
+            str(root / "mlm"),
+            "--model-config",
+            str(root / "micro.json"),
+            "--max-steps",
+            "0",
+            "--cache-dir",
+            str(root / "cache"),
+            "-q",
+        ]
+    )
     assert made.exit_code == 0, made.stderr
-    linear = run_cli(["finetune", "--model", "linear", "--task", "classification", "--train", str(root / "train.jsonl"), "-o", str(root / "linear"), "-q"])
+    linear = run_cli(
+        [
+            "finetune",
+            "--model",
+            "linear",
+            "--task",
+            "classification",
+            "--train",
+            str(root / "train.jsonl"),
+            "-o",
+            str(root / "linear"),
+            "-q",
+        ]
+    )
     assert linear.exit_code == 0, linear.stderr
     return root
 
 
 def pretrain_args(data, out, *args):
-    return ["pretrain", "--train", str(data / "corpus.jsonl"), "--tokenizer", str(data / "tok"), "-o", str(out), "--cache-dir", str(data / "cache"),
-            "--model-config", str(data / "micro.json"), "--batch-size", "8", "--lr", "1e-3", "--log-every", "1", "-q", *args]
+    return [
+        "pretrain",
+        "--train",
+        str(data / "corpus.jsonl"),
+        "--tokenizer",
+        str(data / "tok"),
+        "-o",
+        str(out),
+        "--cache-dir",
+        str(data / "cache"),
+        "--model-config",
+        str(data / "micro.json"),
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--log-every",
+        "1",
+        "-q",
+        *args,
+    ]
 
 
 def pretrain(data, out, *args, code=0):
@@ -95,10 +156,22 @@ def test_a_pickled_model_file_is_never_loaded(data, tmp_path):
     old = tmp_path / "old"
     old.mkdir()
     plant_pickle(old / "tfidf.joblib", tmp_path / "pwned")
+    (old / "tweetkit_model.json").write_text(json.dumps({"type": "tfidf", "task": "classification", "labels": ["a", "b"]}))  # as older tweetkit wrote
     for command in (["predict", "--model", str(old)], ["evaluate", "--model", str(old), str(data / "val.jsonl")]):
         result = run_cli(command, stdin=jsonl({"text": "hi"}))
         assert result.exit_code == 1 and "pickled" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "pwned").exists()
+
+
+def test_predict_on_a_gpu_that_is_not_there_is_one_line(data):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_cli(["predict", "--model", str(data / "mlm"), "--device", "cuda"], stdin=jsonl({"text": "hi"}))
+    assert (
+        result.exit_code == 1
+        and "--device cuda: no CUDA GPU" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_two_added_files_cannot_take_over_an_hf_model(data, tmp_path):
@@ -158,12 +231,16 @@ def test_resume_refuses_other_settings_by_name(data, tmp_path):
     lr = pretrain(data, out, "--max-steps", "4", "--resume", "--lr", "5e-4", code=1)
     assert "lr: 0.001 -> 0.0005" in lr.stderr and len(lr.stderr.strip().splitlines()) == 1
     (tmp_path / "wide.json").write_text(json.dumps(dict(MICRO, hidden_size=64)))
-    shape = run_cli(pretrain_args(data, out, "--max-steps", "4", "--resume") + ["--model-config", str(tmp_path / "wide.json")])
+    shape = run_cli(
+        pretrain_args(data, out, "--max-steps", "4", "--resume") + ["--model-config", str(tmp_path / "wide.json")]
+    )
     assert shape.exit_code == 1 and "hidden_size: 32 -> 64" in shape.stderr and "Traceback" not in shape.stderr
 
 
 def test_resume_without_checkpoint_says_so(data, tmp_path):
-    result = run_cli([arg for arg in pretrain_args(data, tmp_path / "fresh", "--max-steps", "2", "--resume") if arg != "-q"])
+    result = run_cli(
+        [arg for arg in pretrain_args(data, tmp_path / "fresh", "--max-steps", "2", "--resume") if arg != "-q"]
+    )
     assert result.exit_code == 0 and "no checkpoint" in result.stderr and "starting fresh" in result.stderr
 
 
@@ -176,9 +253,15 @@ def test_corrupt_latest_checkpoint_falls_back_and_finishes_identically(data, tmp
     (out / "model.safetensors").unlink()
     with open(out / "checkpoint-4" / "optimizer.safetensors", "r+b") as handle:
         handle.truncate(100)  # a copy cut short
-    result = run_cli([a for a in pretrain_args(data, out, "--max-steps", "6", "--save-every", "2", "--resume") if a != "-q"])
+    result = run_cli(
+        [a for a in pretrain_args(data, out, "--max-steps", "6", "--save-every", "2", "--resume") if a != "-q"]
+    )
     assert result.exit_code == 0, result.stderr
-    assert "checkpoint-4 is unreadable" in result.stderr and "resumed from" in result.stderr and "checkpoint-2" in result.stderr
+    assert (
+        "checkpoint-4 is unreadable" in result.stderr
+        and "resumed from" in result.stderr
+        and "checkpoint-2" in result.stderr
+    )
     assert same_weights(tmp_path / "straight", out)
 
 
@@ -210,7 +293,9 @@ def run_process(args):
 
 def interrupt_after(args, lines):
     """Run tweetkit in a process, send SIGINT after `lines` lines of stdout; (exit status, stderr)."""
-    process = subprocess.Popen([sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
+    )
     for _ in range(lines):
         process.stdout.readline()
     process.send_signal(signal.SIGINT)
@@ -232,10 +317,30 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_matches_the_straight_run(data, tm
 
 
 def test_finetune_resumes_to_the_same_best_model(data, tmp_path):
-    args = ["finetune", "--model", str(data / "mlm"), "--task", "classification", "--train", str(data / "train.jsonl"), "--validation", str(data / "val.jsonl"),
-            "--epochs", "8", "--batch-size", "8", "--lr", "1e-3", "--patience", "0", "-q"]
+    args = [
+        "finetune",
+        "--model",
+        str(data / "mlm"),
+        "--task",
+        "classification",
+        "--train",
+        str(data / "train.jsonl"),
+        "--validation",
+        str(data / "val.jsonl"),
+        "--epochs",
+        "8",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--patience",
+        "0",
+        "-q",
+    ]
     straight = run_process([*args, "-o", str(tmp_path / "straight")])
-    assert not any(n.startswith("checkpoint-") for n in os.listdir(tmp_path / "straight"))  # only the best model is kept
+    assert not any(
+        n.startswith("checkpoint-") for n in os.listdir(tmp_path / "straight")
+    )  # only the best model is kept
     out = tmp_path / "run"
     code, err = interrupt_after([*args, "-o", str(out)], 2)  # after the first epochs' lines
     assert code == 130 and "checkpoint written" in err, err
@@ -250,14 +355,31 @@ def test_saved_config_has_what_the_run_depends_on(data, tmp_path):
     out = tmp_path / "run"
     pretrain(data, out, "--max-steps", "1")
     saved = json.loads((out / "tweetkit_train_config.json").read_text())
-    assert saved["run"]["max_length"] == 128 and saved["run"]["mask_prob"] == 0.15 and saved["run"]["tokenizer"].endswith("tok")
+    assert (
+        saved["run"]["max_length"] == 128
+        and saved["run"]["mask_prob"] == 0.15
+        and saved["run"]["tokenizer"].endswith("tok")
+    )
     assert saved["model_config"]["hidden_size"] == 32
 
 
 def test_token_cache_keeps_on_error_apart(data, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(jsonl({"text": "a fine tweet"}) * 20 + b"not json\n")
-    common = ["pretrain", "--train", str(bad), "--tokenizer", str(data / "tok"), "--cache-dir", str(tmp_path / "cache"), "--model-config", str(data / "micro.json"), "--max-steps", "0", "-q"]
+    common = [
+        "pretrain",
+        "--train",
+        str(bad),
+        "--tokenizer",
+        str(data / "tok"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--model-config",
+        str(data / "micro.json"),
+        "--max-steps",
+        "0",
+        "-q",
+    ]
     assert run_cli([*common, "-o", str(tmp_path / "a"), "--on-error", "skip"]).exit_code == 0
     strict = run_cli([*common, "-o", str(tmp_path / "b")])
     assert strict.exit_code == 1 and f"{bad}:21: invalid JSON" in strict.stderr

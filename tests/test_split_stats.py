@@ -3,6 +3,7 @@
 import json
 
 from conftest import jsonl, read_jsonl, run_cli, shared
+
 from tweetkit.commands.stats import percentile
 
 
@@ -18,13 +19,17 @@ def test_split_is_stable_and_independent_of_order_and_corpus():
     assert first == tagged(list(reversed(records)))
     assert {i: first[i] for i in range(100)} == tagged(records[:100])
     assert tagged(records, "--seed", "1") != first
-    shares = {name: sum(1 for s in first.values() if s == name) / len(first) for name in ("train", "validation", "test")}
+    shares = {
+        name: sum(1 for s in first.values() if s == name) / len(first) for name in ("train", "validation", "test")
+    }
     assert abs(shares["train"] - 0.8) < 0.04 and abs(shares["test"] - 0.1) < 0.03
 
 
 def test_duplicates_land_in_the_same_split():
     base = [{"id": f"b{i}", "text": f"Breaking: story number {i} today"} for i in range(500)]
-    variants = [{"id": f"v{i}", "text": f"RT @news: BREAKING story number {i} today!! https://t.co/{i}"} for i in range(500)]
+    variants = [
+        {"id": f"v{i}", "text": f"RT @news: BREAKING story number {i} today!! https://t.co/{i}"} for i in range(500)
+    ]
     splits = tagged(base + variants)
     assert all(splits[f"b{i}"] == splits[f"v{i}"] for i in range(500))
 

@@ -4,9 +4,9 @@ import json
 import os
 
 import pytest
+from conftest import jsonl, read_jsonl, run_cli, shared
 from transformers import AutoTokenizer
 
-from conftest import jsonl, read_jsonl, run_cli, shared
 from tweetkit.text.normalize import TweetNormalizer
 
 
@@ -27,7 +27,9 @@ def train(corpus_path, out, *args):
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("algorithm,backend", [("bpe", "hf"), ("unigram", "hf"), ("bpe", "sentencepiece"), ("unigram", "sentencepiece")])
+@pytest.mark.parametrize(
+    "algorithm,backend", [("bpe", "hf"), ("unigram", "hf"), ("bpe", "sentencepiece"), ("unigram", "sentencepiece")]
+)
 def test_trains_fast_tokenizer_that_round_trips(corpus, tmp_path, algorithm, backend):
     path, texts = corpus
     summary = train(path, tmp_path / "tok", "--vocab-size", "1500", "--algorithm", algorithm, "--backend", backend)
@@ -108,7 +110,9 @@ def test_extend_bpe_base_keeps_ids(corpus, tmp_path):
 def test_report_overlap(corpus, tmp_path):
     path, _ = corpus
     train(path, tmp_path / "a", "--vocab-size", "800")
-    summary = train(path, tmp_path / "b", "--vocab-size", "800", "--algorithm", "unigram", "--report-overlap", str(tmp_path / "a"))
+    summary = train(
+        path, tmp_path / "b", "--vocab-size", "800", "--algorithm", "unigram", "--report-overlap", str(tmp_path / "a")
+    )
     overlap = summary["overlap"]
     assert 0 < overlap["shared_share_of_this"] < 1
     assert overlap["shared_pieces"] == round(overlap["shared_share_of_other"] * overlap["other_vocab_size"])
@@ -119,6 +123,8 @@ def test_errors_are_one_line(tmp_path):
     assert empty.exit_code == 1 and "no tweets to train on" in empty.stderr
     bad = run_cli(["train-bpe", "-o", str(tmp_path / "t")], stdin=b'{"text": "ok"}\nnope\n')
     assert bad.exit_code == 1 and "tweetkit train-bpe: <stdin>:2: invalid JSON" in bad.stderr
-    missing = run_cli(["train-bpe", "-o", str(tmp_path / "t"), "--extend", str(tmp_path / "nothing")], stdin=jsonl({"text": "a b c"}))
+    missing = run_cli(
+        ["train-bpe", "-o", str(tmp_path / "t"), "--extend", str(tmp_path / "nothing")], stdin=jsonl({"text": "a b c"})
+    )
     assert missing.exit_code == 1 and "cannot load tokenizer" in missing.stderr
     assert run_cli(["train-bpe"], stdin=b"").exit_code == 2  # needs -o DIR

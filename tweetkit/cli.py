@@ -117,7 +117,13 @@ def _silence_stdout() -> None:
 # --- options every data command shares ---------------------------------------------------
 
 
-def data_options(*, field_help: str = "JSON field holding the tweet text.", output_help: str = "Write JSONL here (.gz compresses).", dropped: bool = False, workers: bool = False):
+def data_options(
+    *,
+    field_help: str = "JSON field holding the tweet text.",
+    output_help: str = "Write JSONL here (.gz compresses).",
+    dropped: bool = False,
+    workers: bool = False,
+):
     """Decorator adding the streaming I/O flags; the command receives `stream: StreamOptions`."""
 
     def decorate(func):
@@ -132,17 +138,35 @@ def data_options(*, field_help: str = "JSON field holding the tweet text.", outp
                 show_default=True,
                 help="Bad lines (not JSON, not an object, no text field, bad UTF-8): stop with an error, or count and skip them.",
             ),
-            click.option("--rejects", type=click.Path(dir_okay=False), help="With --on-error skip: write bad lines here, byte for byte."),
-            click.option("--progress/--no-progress", default=None, help="Progress and summary on stderr [default: when stderr is a terminal]."),
+            click.option(
+                "--rejects",
+                type=click.Path(dir_okay=False),
+                help="With --on-error skip: write bad lines here, byte for byte.",
+            ),
+            click.option(
+                "--progress/--no-progress",
+                default=None,
+                help="Progress and summary on stderr [default: when stderr is a terminal].",
+            ),
             click.option("-q", "--quiet", is_flag=True, help="No progress, no summary."),
         ]
         if dropped:
             options.append(
-                click.option("--dropped", type=click.Path(dir_okay=False), help="Write every dropped record here, with its 'reason'.")
+                click.option(
+                    "--dropped",
+                    type=click.Path(dir_okay=False),
+                    help="Write every dropped record here, with its 'reason'.",
+                )
             )
         if workers:
             options.append(
-                click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes; output order is kept.")
+                click.option(
+                    "--workers",
+                    type=click.IntRange(min=1),
+                    default=1,
+                    show_default=True,
+                    help="Worker processes; output order is kept.",
+                )
             )
 
         def wrapper(**kwargs):

@@ -4,7 +4,6 @@ The CLI turns any TweetkitError into a single line on stderr and exit status 1;
 click's own usage errors keep exit status 2.
 """
 
-
 import sys
 
 

@@ -20,8 +20,9 @@ import os
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -243,7 +244,9 @@ class Counts:
         for label, counter in (("routed", self.routed), ("dropped", self.dropped), ("rejected", self.rejected)):
             if counter:
                 detail = ", ".join(f"{reason}: {n:,}" for reason, n in counter.most_common())
-                parts.append(f"{label} ({detail})" if label == "routed" else f"{sum(counter.values()):,} {label} ({detail})")
+                parts.append(
+                    f"{label} ({detail})" if label == "routed" else f"{sum(counter.values()):,} {label} ({detail})"
+                )
         return f"tweetkit {command}: " + ", ".join(parts)
 
 
@@ -273,9 +276,24 @@ def refuse_overlap(inputs: Sequence[str | None], outputs: Sequence[str | None]) 
 # What a training command writes into its output directory; --overwrite removes exactly
 # these, so a directory shared with other files loses nothing else.
 RUN_FILES = (
-    "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
-    "tweetkit_train_config.json", "tweetkit_model.json", "linear_model.safetensors", "linear_vocabulary.json", "tfidf.joblib", "validation_metrics.json",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "tweetkit_train_config.json",
+    "tweetkit_model.json",
+    "linear_model.safetensors",
+    "linear_vocabulary.json",
+    "tfidf.joblib",
+    "validation_metrics.json",
 )
 RUN_DIRS = re.compile(r"^(checkpoint|seed|sweep)-[0-9]+(\.partial)?$")
 
@@ -289,14 +307,18 @@ def prepare_output_dir(path: str, resume: bool = False, overwrite: bool = False,
 
     if os.path.exists(path) and not os.path.isdir(path):
         raise click.UsageError(f"-o {path}: exists and is not a directory")
-    previous = sorted(name for name in (os.listdir(path) if os.path.isdir(path) else []) if name in RUN_FILES or RUN_DIRS.match(name))
+    previous = sorted(
+        name for name in (os.listdir(path) if os.path.isdir(path) else []) if name in RUN_FILES or RUN_DIRS.match(name)
+    )
     if not previous or resume:
         return
     if overwrite and not remove:
         return
     if not overwrite:
         shown = ", ".join(previous[:4]) + (", ..." if len(previous) > 4 else "")
-        raise click.UsageError(f"-o {path} holds a previous run ({shown}): add --overwrite to replace it, or --resume to continue it")
+        raise click.UsageError(
+            f"-o {path} holds a previous run ({shown}): add --overwrite to replace it, or --resume to continue it"
+        )
     for name in previous:
         target = os.path.join(path, name)
         shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
@@ -410,7 +432,9 @@ def consume_records(
 
     counts = Counts()
     rejects = open_output(options.rejects) if options.rejects else None
-    bar = tqdm(unit=" rec", file=sys.stderr, disable=not options.progress or options.quiet, dynamic_ncols=True, desc=command)
+    bar = tqdm(
+        unit=" rec", file=sys.stderr, disable=not options.progress or options.quiet, dynamic_ncols=True, desc=command
+    )
     try:
         for name, batch in read_batches(options.inputs):
             for lineno, raw in batch:

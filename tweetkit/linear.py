@@ -35,8 +35,13 @@ def word_features(words: list[str]) -> list[dict[str, float]]:
             "bias": 1.0,
             f"w={low}": 1.0,
             f"shape={shapes[i]}": 1.0,
-            f"p1={low[:1]}": 1.0, f"p2={low[:2]}": 1.0, f"p3={low[:3]}": 1.0,
-            f"s1={low[-1:]}": 1.0, f"s2={low[-2:]}": 1.0, f"s3={low[-3:]}": 1.0, f"s4={low[-4:]}": 1.0,
+            f"p1={low[:1]}": 1.0,
+            f"p2={low[:2]}": 1.0,
+            f"p3={low[:3]}": 1.0,
+            f"s1={low[-1:]}": 1.0,
+            f"s2={low[-2:]}": 1.0,
+            f"s3={low[-3:]}": 1.0,
+            f"s4={low[-4:]}": 1.0,
         }
         if word[:1].isupper():
             feats["title"] = 1.0
@@ -74,7 +79,10 @@ def fit(kind: str, inputs: list, targets: list, c: float = 1.0, balanced: bool =
     from sklearn.pipeline import make_pipeline, make_union
 
     if kind == "tagging":
-        pipeline = make_pipeline(DictVectorizer(), LogisticRegression(max_iter=2000, C=c, class_weight="balanced" if balanced else None, random_state=0))
+        pipeline = make_pipeline(
+            DictVectorizer(),
+            LogisticRegression(max_iter=2000, C=c, class_weight="balanced" if balanced else None, random_state=0),
+        )
         pipeline.fit([f for words in inputs for f in word_features(words)], [t for tags in targets for t in tags])
         return pipeline
     pipeline = make_pipeline(
@@ -100,7 +108,9 @@ def predict(pipeline, kind: str, inputs: list) -> list:
         return out
     probabilities = pipeline.predict_proba(inputs)
     classes = [str(c) for c in pipeline.classes_]
-    return [(classes[int(row.argmax())], {c: round(float(p), 6) for c, p in zip(classes, row)}) for row in probabilities]
+    return [
+        (classes[int(row.argmax())], {c: round(float(p), 6) for c, p in zip(classes, row)}) for row in probabilities
+    ]
 
 
 # --- saving and loading, as data only ----------------------------------------------------
@@ -187,7 +197,9 @@ def load(directory: str) -> tuple[dict, object]:
         else:
             parts = []
             for spec in info["vectorizers"]:
-                params = {key: tuple(value) if key == "ngram_range" else value for key, value in spec.items() if key != "name"}
+                params = {
+                    key: tuple(value) if key == "ngram_range" else value for key, value in spec.items() if key != "name"
+                }
                 tfidf = TfidfVectorizer(**params)
                 tfidf.vocabulary_, tfidf.fixed_vocabulary_ = vocabulary[spec["name"]], False
                 tfidf.idf_ = arrays[f"idf.{spec['name']}"]
@@ -195,4 +207,6 @@ def load(directory: str) -> tuple[dict, object]:
             vectorizer = make_union(*parts)
         return info, make_pipeline(vectorizer, classifier)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise ConfigError(f"{directory}: unreadable linear model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise ConfigError(
+            f"{directory}: unreadable linear model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None

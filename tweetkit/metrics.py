@@ -55,7 +55,9 @@ def classification_metrics(gold: list, pred: list, labels: list | None = None, p
     return result
 
 
-def multilabel_metrics(gold: list[list], pred: list[list], labels: list | None = None, scores: list[dict] | None = None) -> dict:
+def multilabel_metrics(
+    gold: list[list], pred: list[list], labels: list | None = None, scores: list[dict] | None = None
+) -> dict:
     gold_sets, pred_sets = [set(map(str, g)) for g in gold], [set(map(str, p)) for p in pred]
     labels = list(labels) if labels else sorted(set().union(*gold_sets, *pred_sets))
     tp, fp, fn = Counter(), Counter(), Counter()
@@ -70,14 +72,21 @@ def multilabel_metrics(gold: list[list], pred: list[list], labels: list | None =
     for label in labels:
         precision = tp[label] / (tp[label] + fp[label]) if tp[label] + fp[label] else 0.0
         recall = tp[label] / (tp[label] + fn[label]) if tp[label] + fn[label] else 0.0
-        per_class[label] = {"precision": precision, "recall": recall, "f1": _f1(precision, recall), "support": tp[label] + fn[label]}
+        per_class[label] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": _f1(precision, recall),
+            "support": tp[label] + fn[label],
+        }
     all_tp, all_fp, all_fn = sum(tp.values()), sum(fp.values()), sum(fn.values())
     micro_p = all_tp / (all_tp + all_fp) if all_tp + all_fp else 0.0
     micro_r = all_tp / (all_tp + all_fn) if all_tp + all_fn else 0.0
     jaccard = [len(g & p) / len(g | p) if g | p else 1.0 for g, p in zip(gold_sets, pred_sets)]
     extra = {}
     if scores is not None:
-        extra["top1_accuracy"] = sum(max(s, key=s.get) in g for s, g in zip(scores, gold_sets)) / len(gold_sets) if gold_sets else 0.0
+        extra["top1_accuracy"] = (
+            sum(max(s, key=s.get) in g for s, g in zip(scores, gold_sets)) / len(gold_sets) if gold_sets else 0.0
+        )
     return {
         **extra,
         "micro_f1": _f1(micro_p, micro_r),
@@ -134,11 +143,19 @@ def tagging_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     if any(len(g) != len(p) for g, p in zip(gold, pred)):
         raise ValueError("a predicted tag sequence differs in length from its gold sequence")
     tokens = sum(len(g) for g in gold)
-    result = {"token_accuracy": sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p)) / tokens if tokens else 0.0, "count": len(gold), "tokens": tokens}
+    result = {
+        "token_accuracy": sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p)) / tokens if tokens else 0.0,
+        "count": len(gold),
+        "tokens": tokens,
+    }
     if is_bio(gold):
         from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
-        result.update(precision=precision_score(gold, pred, zero_division=0), recall=recall_score(gold, pred, zero_division=0), f1=f1_score(gold, pred, zero_division=0))  # 0, as conlleval, when nothing is predicted
+        result.update(
+            precision=precision_score(gold, pred, zero_division=0),
+            recall=recall_score(gold, pred, zero_division=0),
+            f1=f1_score(gold, pred, zero_division=0),
+        )  # 0, as conlleval, when nothing is predicted
         report = classification_report(gold, pred, output_dict=True, zero_division=0)
         result["per_type"] = {k: {m: float(v) for m, v in d.items()} for k, d in report.items() if "avg" not in k}
     return result
@@ -155,7 +172,9 @@ def primary_metric(kind: str, tags_are_bio: bool = False, positive_label=None) -
     return "f1" if tags_are_bio else "token_accuracy"
 
 
-def score(kind: str, gold: list, pred: list, labels: list | None = None, positive_label=None, scores: list[dict] | None = None) -> dict:
+def score(
+    kind: str, gold: list, pred: list, labels: list | None = None, positive_label=None, scores: list[dict] | None = None
+) -> dict:
     """The one scorer dispatch: the metrics of a task kind, for finetune's validation,
     the linear baseline and evaluate alike."""
     if kind == "classification":

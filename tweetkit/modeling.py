@@ -92,12 +92,17 @@ def model_type(directory: str) -> str:
     has_hf = os.path.exists(os.path.join(directory, "config.json"))
     has_linear = os.path.exists(os.path.join(directory, linear.MODEL_INFO))
     if has_hf and has_linear:
-        raise ConfigError(f"{directory}: holds both an HF model (config.json) and a linear one ({linear.MODEL_INFO}); remove one")
-    if has_linear:
+        raise ConfigError(
+            f"{directory}: holds both an HF model (config.json) and a linear one ({linear.MODEL_INFO}); remove one"
+        )
+    pickled = os.path.exists(os.path.join(directory, "tfidf.joblib")) and not os.path.exists(
+        os.path.join(directory, linear.WEIGHTS)
+    )
+    if has_linear and not pickled:
         return "linear"
     if has_hf:
         return "hf"
-    if os.path.exists(os.path.join(directory, "tfidf.joblib")):
+    if pickled:
         raise ConfigError(
             f"{directory}: a pickled linear model (tfidf.joblib) from an older tweetkit; unpickling can run code, so it is "
             "not loaded: train it again with finetune --model linear"
@@ -107,7 +112,11 @@ def model_type(directory: str) -> str:
 
 # --- fine-tuned models for inference -------------------------------------------------------
 
-PROBLEM_TYPES = {"classification": "single_label_classification", "multilabel": "multi_label_classification", "regression": "regression"}
+PROBLEM_TYPES = {
+    "classification": "single_label_classification",
+    "multilabel": "multi_label_classification",
+    "regression": "regression",
+}
 KINDS_BY_PROBLEM = {v: k for k, v in PROBLEM_TYPES.items()}
 
 
@@ -141,7 +150,9 @@ def load_for_inference(path: str, device: str = "auto") -> LoadedModel:
     elif any(a.endswith("ForSequenceClassification") for a in architectures):
         kind, loader = KINDS_BY_PROBLEM.get(config.problem_type, "classification"), AutoModelForSequenceClassification
     else:
-        raise ConfigError(f"{path}: not a fine-tuned classification or tagging model ({', '.join(architectures) or 'no architecture'})")
+        raise ConfigError(
+            f"{path}: not a fine-tuned classification or tagging model ({', '.join(architectures) or 'no architecture'})"
+        )
     model = load_pretrained(loader, path)
     model.to(target).eval()
     labels = None if kind == "regression" else [config.id2label[i] for i in range(config.num_labels)]
@@ -159,7 +170,9 @@ def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: 
         return linear.predict(loaded.model, loaded.kind, inputs)
     if loaded.kind == "tagging":
         return predict_tags(loaded.model, loaded.tokenizer, inputs, loaded.labels, batch_size, loaded.max_length)
-    return predict_sequences(loaded.model, loaded.tokenizer, inputs, loaded.kind, loaded.labels, batch_size, loaded.max_length, threshold)
+    return predict_sequences(
+        loaded.model, loaded.tokenizer, inputs, loaded.kind, loaded.labels, batch_size, loaded.max_length, threshold
+    )
 
 
 # --- pretraining shapes ------------------------------------------------------------------
@@ -180,7 +193,12 @@ def build_model(name_or_path: str, tokenizer, seed: int):
                 shape = json.load(handle)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--model-config {name_or_path}: {exc}") from None
-    shape.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    shape.update(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(seed)
     try:
         return RobertaForMaskedLM(RobertaConfig(**shape, attn_implementation="sdpa"))

@@ -30,7 +30,9 @@ def label_of(value: float) -> str:
     return f"{value:g}" if abs(value) < 1e5 else f"{value:.0e}"
 
 
-def line_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str = "", x_label: str = "step", y_label: str = "") -> str:
+def line_chart(
+    series: list[tuple[str, list[tuple[float, float]]]], title: str = "", x_label: str = "step", y_label: str = ""
+) -> str:
     """SVG text of one chart; `series` is [(name, [(x, y), ...]), ...].  Non-finite
     points are skipped; a series with one point is drawn as a dot."""
     clean = [(name, [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]) for name, points in series]
@@ -40,7 +42,12 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str =
     xs = [x for _, points in clean for x, _ in points]
     ys = [y for _, points in clean for _, y in points]
     x_ticks, y_ticks = nice_ticks(min(xs), max(xs)), nice_ticks(min(ys), max(ys))
-    x0, x1, y0, y1 = min(x_ticks[0], min(xs)), max(x_ticks[-1], max(xs)), min(y_ticks[0], min(ys)), max(y_ticks[-1], max(ys))
+    x0, x1, y0, y1 = (
+        min(x_ticks[0], min(xs)),
+        max(x_ticks[-1], max(xs)),
+        min(y_ticks[0], min(ys)),
+        max(y_ticks[-1], max(ys)),
+    )
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def px(x):
@@ -49,9 +56,11 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str =
     def py(y):
         return TOP + plot_h - (y - y0) / ((y1 - y0) or 1) * plot_h
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-           f'<text x="{LEFT + plot_w / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<text x="{LEFT + plot_w / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>',
+    ]
     for tick in x_ticks:
         out.append(f'<line x1="{px(tick):.1f}" y1="{TOP}" x2="{px(tick):.1f}" y2="{TOP + plot_h}" stroke="#eee"/>')
         out.append(f'<text x="{px(tick):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{label_of(tick)}</text>')
@@ -60,7 +69,9 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str =
         out.append(f'<text x="{LEFT - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{label_of(tick)}</text>')
     out.append(f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>')
     out.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 10}" text-anchor="middle">{escape(x_label)}</text>')
-    out.append(f'<text transform="translate(16 {TOP + plot_h / 2}) rotate(-90)" text-anchor="middle">{escape(y_label)}</text>')
+    out.append(
+        f'<text transform="translate(16 {TOP + plot_h / 2}) rotate(-90)" text-anchor="middle">{escape(y_label)}</text>'
+    )
     for number, (name, points) in enumerate(clean):
         colour = PALETTE[number % len(PALETTE)]
         if len(points) == 1:
@@ -69,7 +80,9 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str =
             path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
             out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
         legend_y = TOP + 8 + 18 * number
-        out.append(f'<line x1="{WIDTH - RIGHT + 12}" y1="{legend_y}" x2="{WIDTH - RIGHT + 32}" y2="{legend_y}" stroke="{colour}" stroke-width="2"/>')
+        out.append(
+            f'<line x1="{WIDTH - RIGHT + 12}" y1="{legend_y}" x2="{WIDTH - RIGHT + 32}" y2="{legend_y}" stroke="{colour}" stroke-width="2"/>'
+        )
         out.append(f'<text x="{WIDTH - RIGHT + 38}" y="{legend_y + 4}">{escape(name)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

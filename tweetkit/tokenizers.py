@@ -83,7 +83,11 @@ def train_hf(texts: list[str], algorithm: str, vocab_size: int):
     if algorithm == "bpe":
         tokenizer = _metaspace_pipeline(models.BPE(unk_token="<unk>"))
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2, limit_alphabet=1000, show_progress=False
+            vocab_size=vocab_size,
+            special_tokens=SPECIAL_TOKENS,
+            min_frequency=2,
+            limit_alphabet=1000,
+            show_progress=False,
         )
     else:
         tokenizer = _metaspace_pipeline(models.Unigram())
@@ -107,7 +111,9 @@ def train_sentencepiece(texts: list[str], algorithm: str, vocab_size: int):
     except RuntimeError as exc:
         limit = re.search(r"value <= (\d+)", str(exc))
         if limit:
-            raise ConfigError(f"--vocab-size: this corpus fills at most {int(limit.group(1)):,} pieces; ask for fewer or give more text") from None
+            raise ConfigError(
+                f"--vocab-size: this corpus fills at most {int(limit.group(1)):,} pieces; ask for fewer or give more text"
+            ) from None
         raise ConfigError(f"sentencepiece: {str(exc).splitlines()[0]}") from None
     processor = spm.SentencePieceProcessor(model_proto=buffer.getvalue())
     pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
@@ -303,8 +309,12 @@ def extend_tokenizer(base, texts: list[str], new_pieces: int):
         trainer = trainers.UnigramTrainer(vocab_size=target, special_tokens=specials, show_progress=False)
     elif kind == "WordPiece":
         prefix = spec["model"].get("continuing_subword_prefix", "##")
-        learner = Tokenizer(models.WordPiece(unk_token=spec["model"].get("unk_token", "[UNK]"), continuing_subword_prefix=prefix))
-        trainer = trainers.WordPieceTrainer(vocab_size=target, special_tokens=specials, continuing_subword_prefix=prefix, show_progress=False)
+        learner = Tokenizer(
+            models.WordPiece(unk_token=spec["model"].get("unk_token", "[UNK]"), continuing_subword_prefix=prefix)
+        )
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=target, special_tokens=specials, continuing_subword_prefix=prefix, show_progress=False
+        )
     else:
         raise ConfigError(f"--extend supports BPE, Unigram and WordPiece tokenizers, not {kind}")
     learner.normalizer = backend.normalizer

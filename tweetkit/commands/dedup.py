@@ -65,18 +65,69 @@ Examples:
   parallel 'tweetkit dedup --num-shards 4 --shard-index {} corpus.jsonl > part{}.jsonl' ::: 0 1 2 3""",
 )
 @data_options(dropped=True)
-@click.option("--mode", type=click.Choice(["near", "exact"]), default="near", show_default=True, help="near: MinHash-LSH on words and word pairs, verified; exact: identical keys only.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.7, show_default=True, help="Jaccard similarity at which a tweet is a near duplicate.")
+@click.option(
+    "--mode",
+    type=click.Choice(["near", "exact"]),
+    default="near",
+    show_default=True,
+    help="near: MinHash-LSH on words and word pairs, verified; exact: identical keys only.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.7,
+    show_default=True,
+    help="Jaccard similarity at which a tweet is a near duplicate.",
+)
 @click.option("--num-perm", type=click.IntRange(min=1), default=64, show_default=True, help="MinHash permutations.")
-@click.option("--bands", type=click.IntRange(min=1), default=16, show_default=True, help="LSH bands (must divide --num-perm).")
-@click.option("--min-words", type=click.IntRange(min=1), default=5, show_default=True, help="Keys with fewer distinct words are only matched exactly.")
-@click.option("--drop-retweets", is_flag=True, help="Drop 'RT @user:' tweets and records flagged is_retweet/retweeted_status.")
-@click.option("--min-tokens", type=click.IntRange(min=0), help="Drop tweets with fewer whitespace tokens (BERTweet: 10).")
-@click.option("--max-tokens", type=click.IntRange(min=1), help="Drop tweets with more whitespace tokens (BERTweet: 64).")
+@click.option(
+    "--bands", type=click.IntRange(min=1), default=16, show_default=True, help="LSH bands (must divide --num-perm)."
+)
+@click.option(
+    "--min-words",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Keys with fewer distinct words are only matched exactly.",
+)
+@click.option(
+    "--drop-retweets", is_flag=True, help="Drop 'RT @user:' tweets and records flagged is_retweet/retweeted_status."
+)
+@click.option(
+    "--min-tokens", type=click.IntRange(min=0), help="Drop tweets with fewer whitespace tokens (BERTweet: 10)."
+)
+@click.option(
+    "--max-tokens", type=click.IntRange(min=1), help="Drop tweets with more whitespace tokens (BERTweet: 64)."
+)
 @click.option("--id-field", default="id", show_default=True, help="Field naming a record in dup_of (else 'record N').")
-@click.option("--num-shards", type=click.IntRange(min=1), default=1, show_default=True, help="Split the key space into K shards ...")
-@click.option("--shard-index", type=click.IntRange(min=0), default=0, show_default=True, help="... and keep only shard I (exact twins share a shard).")
-def command(stream, mode, threshold, num_perm, bands, min_words, drop_retweets, min_tokens, max_tokens, id_field, num_shards, shard_index):
+@click.option(
+    "--num-shards",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Split the key space into K shards ...",
+)
+@click.option(
+    "--shard-index",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="... and keep only shard I (exact twins share a shard).",
+)
+def command(
+    stream,
+    mode,
+    threshold,
+    num_perm,
+    bands,
+    min_words,
+    drop_retweets,
+    min_tokens,
+    max_tokens,
+    id_field,
+    num_shards,
+    shard_index,
+):
     """Remove retweets, too short/long tweets, and exact and near duplicates.
 
     The first occurrence is kept.  Tweets are compared by a key that ignores case,
@@ -89,7 +140,10 @@ def command(stream, mode, threshold, num_perm, bands, min_words, drop_retweets, 
     if shard_index >= num_shards:
         raise click.BadParameter("must be below --num-shards", param_hint="--shard-index")
     if min_tokens is not None and max_tokens is not None and min_tokens > max_tokens:
-        raise click.BadParameter(f"--min-tokens {min_tokens} is above --max-tokens {max_tokens}: every record would be dropped", param_hint="--min-tokens")
+        raise click.BadParameter(
+            f"--min-tokens {min_tokens} is above --max-tokens {max_tokens}: every record would be dropped",
+            param_hint="--min-tokens",
+        )
     if num_perm % bands:
         raise click.BadParameter("must divide --num-perm", param_hint="--bands")
     config = NearConfig(threshold=threshold, num_perm=num_perm, bands=bands, min_words=min_words)

@@ -61,9 +61,21 @@ Examples:
 @click.option("--model", "model_path", help="Predict with this fine-tuned model first.")
 @click.option("--gold-field", default=None, help="[default: label, or tags for tagging]")
 @click.option("--pred-field", default=None, help="[default: pred, or pred_tags for tagging]")
-@click.option("--field", "--text-field", "text_field", default=None, help="Input of --model [default: text, or tokens for tagging].")
+@click.option(
+    "--field",
+    "--text-field",
+    "text_field",
+    default=None,
+    help="Input of --model [default: text, or tokens for tagging].",
+)
 @click.option("--positive-label", help="Also report the F1 of this class as f1_pos (SemEval-2018 3A: irony).")
-@click.option("--unseen-labels", type=click.Choice(["fail", "wrong"]), default="fail", show_default=True, help="With --model, gold labels the model never saw: stop with file:line, or score them as errors.")
+@click.option(
+    "--unseen-labels",
+    type=click.Choice(["fail", "wrong"]),
+    default="fail",
+    show_default=True,
+    help="With --model, gold labels the model never saw: stop with file:line, or score them as errors.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
@@ -71,7 +83,22 @@ Examples:
 @click.option("--top-k", default="1,5,10", show_default=True, help="With --mlm: the K of top-K accuracy.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --mlm: which word each tweet masks.")
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
-def command(inputs, model_path, gold_field, pred_field, text_field, positive_label, unseen_labels, batch_size, device, on_error, mlm, top_k, seed, quiet):
+def command(
+    inputs,
+    model_path,
+    gold_field,
+    pred_field,
+    text_field,
+    positive_label,
+    unseen_labels,
+    batch_size,
+    device,
+    on_error,
+    mlm,
+    top_k,
+    seed,
+    quiet,
+):
     """Score a task: one JSON object on stdout, tables and a confusion matrix on stderr.
 
     Classification: accuracy, macro_f1, macro_recall (SemEval-2017 AvgRec), f1_pn,
@@ -91,12 +118,20 @@ def command(inputs, model_path, gold_field, pred_field, text_field, positive_lab
             print_report(result, "masked LM")
         return
     if model_path:
-        records, kind, gold_field, pred_field = predicted_records(model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error)
+        records, kind, gold_field, pred_field = predicted_records(
+            model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error
+        )
     else:
         records, kind, gold_field, pred_field = scored_records(inputs, gold_field, pred_field, on_error)
     try:
-        scores = [r["scores"] for r in records] if kind == "multilabel" and all(isinstance(r.get("scores"), dict) for r in records) else None
-        result = score(kind, [r[gold_field] for r in records], [r[pred_field] for r in records], None, positive_label, scores)
+        scores = (
+            [r["scores"] for r in records]
+            if kind == "multilabel" and all(isinstance(r.get("scores"), dict) for r in records)
+            else None
+        )
+        result = score(
+            kind, [r[gold_field] for r in records], [r[pred_field] for r in records], None, positive_label, scores
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     sys.stdout.write(json.dumps({"task": kind, **result}) + "\n")
@@ -108,7 +143,15 @@ def read(inputs, on_error: str, text_field=None, field_type=str, validate=None) 
     from tweetkit.errors import ConfigError
     from tweetkit.io import StreamOptions, consume_records
 
-    records = list(consume_records("evaluate", StreamOptions(inputs=inputs, on_error=on_error, quiet=True), text_field, field_type, validate=validate))
+    records = list(
+        consume_records(
+            "evaluate",
+            StreamOptions(inputs=inputs, on_error=on_error, quiet=True),
+            text_field,
+            field_type,
+            validate=validate,
+        )
+    )
     if not records:
         raise ConfigError("nothing to evaluate (empty input)")
     return records
@@ -133,7 +176,9 @@ def predicted_records(model_path, inputs, gold_field, text_field, unseen_labels,
         if known and unseen_labels == "fail":
             unknown = [str(v) for v in (gold if isinstance(gold, list) else [gold]) if str(v) not in known]
             if unknown:
-                raise ValueError(f"label '{unknown[0]}' is not one the model knows ({', '.join(sorted(known)[:8])}; --unseen-labels wrong scores it as an error)")
+                raise ValueError(
+                    f"label '{unknown[0]}' is not one the model knows ({', '.join(sorted(known)[:8])}; --unseen-labels wrong scores it as an error)"
+                )
 
     records = read(inputs, on_error, text_field, list if tagging else str, check)
     pred_field = "pred_tags" if tagging else "pred"
@@ -182,7 +227,9 @@ def evaluate_mlm(model_path, inputs, field, top_k, seed, batch_size, device, on_
         # A model saved without its MLM head (a sentence encoder, a classifier) would be
         # scored with a random head: a meaningless number that changes from run to run.
         missing = sorted(info["missing_keys"])
-        raise ConfigError(f"{model_path}: no masked-LM head to evaluate ({len(missing)} weights missing, e.g. {missing[0]}); pretrain it first")
+        raise ConfigError(
+            f"{model_path}: no masked-LM head to evaluate ({len(missing)} weights missing, e.g. {missing[0]}); pretrain it first"
+        )
     model.to(target)
     texts = [r[field] for r in read(inputs, on_error, field)]
     return {**masked_word_accuracy(model, tokenizer, texts, ks, seed, batch_size), "count": len(texts)}

@@ -55,9 +55,13 @@ def read_examples(path: str, kind: str, fields: dict, on_error: str) -> list[tup
 
     options = StreamOptions(inputs=[path], on_error=on_error, quiet=True)
     if kind == "tagging":
-        records = consume_records("finetune", options, fields["tokens"], list, [fields["tags"]], label_check(kind, fields))
+        records = consume_records(
+            "finetune", options, fields["tokens"], list, [fields["tags"]], label_check(kind, fields)
+        )
         return [(r[fields["tokens"]], r[fields["tags"]]) for r in records]
-    records = consume_records("finetune", options, fields["text"], required=[fields["label"]], validate=label_check(kind, fields))
+    records = consume_records(
+        "finetune", options, fields["text"], required=[fields["label"]], validate=label_check(kind, fields)
+    )
     return [(r[fields["text"]], r[fields["label"]]) for r in records]
 
 
@@ -88,8 +92,28 @@ def check_metric(kind: str, metric: str, examples: list[tuple], positive_label) 
 
 def run_settings(args: dict, seed: int) -> dict:
     """What makes two fine-tuning runs the same run (compared on --resume)."""
-    keys = ("model", "task", "labels", "max_length", "metric", "positive_label", "threshold", "patience", "train_path", "validation_path", "fields",
-            "lr", "batch_size", "epochs", "max_steps", "weight_decay", "betas", "eps", "warmup_ratio", "precision")
+    keys = (
+        "model",
+        "task",
+        "labels",
+        "max_length",
+        "metric",
+        "positive_label",
+        "threshold",
+        "patience",
+        "train_path",
+        "validation_path",
+        "fields",
+        "lr",
+        "batch_size",
+        "epochs",
+        "max_steps",
+        "weight_decay",
+        "betas",
+        "eps",
+        "warmup_ratio",
+        "precision",
+    )
     return {"seed": seed, **{k: args[k] for k in keys}}
 
 
@@ -113,23 +137,68 @@ def finetune_once(args: dict, seed: int, output: str, log) -> dict:
     tokenizer = load_tokenizer(args["model"], tagging=kind == "tagging")
     metric = args["metric"]
     torch.manual_seed(seed)  # the new head's initialisation
-    mapping = {} if kind == "regression" else dict(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    mapping = (
+        {}
+        if kind == "regression"
+        else dict(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    )
     if kind == "tagging":
-        model = load_pretrained(AutoModelForTokenClassification, args["model"], num_labels=len(labels), attn_implementation="sdpa", **mapping)
-        task = TaggingTask(tokenizer, train_examples, validation_examples, labels, args["max_length"], args["batch_size"], seed, metric)
+        model = load_pretrained(
+            AutoModelForTokenClassification,
+            args["model"],
+            num_labels=len(labels),
+            attn_implementation="sdpa",
+            **mapping,
+        )
+        task = TaggingTask(
+            tokenizer, train_examples, validation_examples, labels, args["max_length"], args["batch_size"], seed, metric
+        )
     else:
         num_labels = 1 if kind == "regression" else len(labels)
-        model = load_pretrained(AutoModelForSequenceClassification, args["model"], num_labels=num_labels, problem_type=PROBLEM_TYPES[kind], attn_implementation="sdpa", **mapping)
-        task = SequenceTask(kind, tokenizer, train_examples, validation_examples, labels, args["max_length"], args["batch_size"], seed, metric, args["positive_label"], args["threshold"])
+        model = load_pretrained(
+            AutoModelForSequenceClassification,
+            args["model"],
+            num_labels=num_labels,
+            problem_type=PROBLEM_TYPES[kind],
+            attn_implementation="sdpa",
+            **mapping,
+        )
+        task = SequenceTask(
+            kind,
+            tokenizer,
+            train_examples,
+            validation_examples,
+            labels,
+            args["max_length"],
+            args["batch_size"],
+            seed,
+            metric,
+            args["positive_label"],
+            args["threshold"],
+        )
     model.config.max_length_trained = args["max_length"]
 
     steps_per_epoch = max(1, task.num_examples() // args["batch_size"])
     config = TrainConfig(
-        output_dir=output, seed=seed, batch_size=args["batch_size"], max_steps=args["max_steps"] or args["epochs"] * steps_per_epoch,
-        lr=args["lr"], weight_decay=args["weight_decay"], betas=args["betas"], eps=args["eps"], warmup_ratio=args["warmup_ratio"],
-        precision=args["precision"], eval_every=steps_per_epoch, log_every=steps_per_epoch, save_every=steps_per_epoch,
-        keep_checkpoints=max(1, args["keep_checkpoints"]), resume=args["resume"], device=args["device"], command_line=sys.argv,
-        run=run_settings(args, seed), model_config=model.config.to_diff_dict(),
+        output_dir=output,
+        seed=seed,
+        batch_size=args["batch_size"],
+        max_steps=args["max_steps"] or args["epochs"] * steps_per_epoch,
+        lr=args["lr"],
+        weight_decay=args["weight_decay"],
+        betas=args["betas"],
+        eps=args["eps"],
+        warmup_ratio=args["warmup_ratio"],
+        precision=args["precision"],
+        eval_every=steps_per_epoch,
+        log_every=steps_per_epoch,
+        save_every=steps_per_epoch,
+        keep_checkpoints=max(1, args["keep_checkpoints"]),
+        resume=args["resume"],
+        device=args["device"],
+        command_line=sys.argv,
+        run=run_settings(args, seed),
+        model_config=model.config.to_diff_dict(),
     )
     keeper = BestKeeper(metric, args["patience"]) if validation_examples else None
     dist = distributed.setup(args["device"])
@@ -143,7 +212,13 @@ def finetune_once(args: dict, seed: int, output: str, log) -> dict:
         return {}
     save_model(model, tokenizer, output)
     best = keeper.state() if keeper is not None else {"step": config.max_steps, "metrics": {}}
-    summary = {"seed": seed, "metric": metric, "best_step": best["step"], "best_epoch": best["step"] // steps_per_epoch, **{k: v for k, v in best["metrics"].items() if isinstance(v, (int, float))}}
+    summary = {
+        "seed": seed,
+        "metric": metric,
+        "best_step": best["step"],
+        "best_epoch": best["step"] // steps_per_epoch,
+        **{k: v for k, v in best["metrics"].items() if isinstance(v, (int, float))},
+    }
     with open(os.path.join(output, "validation_metrics.json"), "w", encoding="utf-8") as handle:
         json.dump({**summary, "details": best["metrics"]}, handle, indent=2)
     config.save(output)  # last: its presence marks a finished run
@@ -166,7 +241,9 @@ def finished_summary(output: str, args: dict, seed: int) -> dict | None:
         return None
     changed = checkpoint.differences(saved.get("run", {}), json.loads(json.dumps(run_settings(args, seed))))
     if changed:
-        raise ConfigError(f"--resume: {output} holds a finished run with other settings ({'; '.join(changed)}); use --overwrite to start again")
+        raise ConfigError(
+            f"--resume: {output} holds a finished run with other settings ({'; '.join(changed)}); use --overwrite to start again"
+        )
     summary.pop("details", None)
     return summary
 
@@ -183,7 +260,9 @@ def finetune_linear(args: dict, output: str) -> dict:
     if kind not in ("classification", "tagging"):
         raise ConfigError("--model linear supports --task classification and --task tagging")
     if len(args["labels"]) < 2:
-        raise ConfigError(f"--model linear needs at least two different labels in --train (found only {args['labels'][0]!r})")
+        raise ConfigError(
+            f"--model linear needs at least two different labels in --train (found only {args['labels'][0]!r})"
+        )
     inputs, targets = [x for x, _ in args["train"]], [y for _, y in args["train"]]
     balanced = kind == "classification" or scorers.is_bio(targets)  # not for POS tags: bench/tagging_baseline.py
     pipeline = linear.fit(kind, inputs, targets, args["linear_c"], balanced)
@@ -194,7 +273,9 @@ def finetune_linear(args: dict, output: str) -> dict:
         predicted = linear.predict(pipeline, kind, inputs)
         if kind == "classification":
             gold, predicted = [str(label) for label in gold], [label for label, _ in predicted]
-        scores = score(kind, gold, predicted, args["labels"] if kind == "classification" else None, args["positive_label"])
+        scores = score(
+            kind, gold, predicted, args["labels"] if kind == "classification" else None, args["positive_label"]
+        )
         summary.update({f"validation_{k}": v for k, v in scores.items() if isinstance(v, (int, float))})
     return summary
 
@@ -218,8 +299,14 @@ def parse_sweep(text: str) -> dict[str, list]:
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, _, values = part.partition("=")
         name = name.strip().replace("-", "_").replace("tfidf_c", "linear_c")
-        if name not in ("lr", "batch_size", "epochs", "weight_decay", "warmup_ratio", "max_length", "linear_c") or not values:
-            raise click.BadParameter(f"cannot sweep {part!r} (lr, batch-size, epochs, weight-decay, warmup-ratio, max-length, linear-c)", param_hint="--sweep")
+        if (
+            name not in ("lr", "batch_size", "epochs", "weight_decay", "warmup_ratio", "max_length", "linear_c")
+            or not values
+        ):
+            raise click.BadParameter(
+                f"cannot sweep {part!r} (lr, batch-size, epochs, weight-decay, warmup-ratio, max-length, linear-c)",
+                param_hint="--sweep",
+            )
         cast = int if name in ("batch_size", "epochs", "max_length") else float
         try:
             grid[name] = [cast(v) for v in values.split(",")]
@@ -239,11 +326,26 @@ Examples:
   tweetkit finetune --model mlm/ --sweep "lr=1e-5,3e-5;batch-size=16,32" ... -o sweep/
   tweetkit finetune ... -o sent/ --resume      # continue after Ctrl-C or a crash""",
 )
-@click.option("--model", required=True, help="Model directory or name, or 'linear' (alias 'tfidf') for the linear baseline: TF-IDF n-grams, or per-word features for tagging, + logistic regression.")
+@click.option(
+    "--model",
+    required=True,
+    help="Model directory or name, or 'linear' (alias 'tfidf') for the linear baseline: TF-IDF n-grams, or per-word features for tagging, + logistic regression.",
+)
 @click.option("--task", "kind", type=click.Choice(TASKS), required=True)
 @click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False))
-@click.option("--validation", "validation_path", type=click.Path(dir_okay=False), help="Scored every epoch; the best epoch is kept.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory: the best model, its config and validation metrics.")
+@click.option(
+    "--validation",
+    "validation_path",
+    type=click.Path(dir_okay=False),
+    help="Scored every epoch; the best epoch is kept.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output directory: the best model, its config and validation metrics.",
+)
 @click.option("--text-field", default="text", show_default=True)
 @click.option("--label-field", default="label", show_default=True)
 @click.option("--tokens-field", default="tokens", show_default=True)
@@ -251,9 +353,22 @@ Examples:
 @click.option("--lr", type=float, default=1e-5, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--max-steps", type=click.IntRange(min=0), default=0, help="Optimizer steps, instead of --epochs [default: from --epochs].")
-@click.option("--patience", type=click.IntRange(min=0), default=5, show_default=True, help="Stop after N epochs without a better validation metric (0: never).")
-@click.option("--metric", help="Validation metric to select on [default: by task: macro_f1, f1_pos, pearson, f1 or accuracy].")
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Optimizer steps, instead of --epochs [default: from --epochs].",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Stop after N epochs without a better validation metric (0: never).",
+)
+@click.option(
+    "--metric", help="Validation metric to select on [default: by task: macro_f1, f1_pos, pearson, f1 or accuracy]."
+)
 @click.option("--positive-label", help="Report (and select on) the F1 of this class, e.g. irony (SemEval-2018 3A).")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Multi-label decision threshold.")
 @click.option("--max-length", type=click.IntRange(min=8), default=128, show_default=True)
@@ -266,14 +381,71 @@ Examples:
 @click.option("--seeds", help="Comma-separated seeds: one fine-tune each, in DIR/seed-N, with mean ± std.")
 @click.option("--sweep", help='Grid, e.g. "lr=1e-5,3e-5;batch-size=16,32", scored on validation.')
 @click.option("--sweep-trials", type=click.IntRange(min=1), help="Random search: this many grid points.")
-@click.option("--linear-c", "--tfidf-c", "linear_c", type=float, default=1.0, show_default=True, help="Inverse regularisation of the linear baseline.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in -o from its last checkpoint (a finished one is left as it is).")
-@click.option("--overwrite", is_flag=True, help="Replace a previous run in -o (its model, checkpoints and metrics are removed first).")
-@click.option("--keep-checkpoints", type=click.IntRange(min=0), default=0, show_default=True, help="Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model.")
+@click.option(
+    "--linear-c",
+    "--tfidf-c",
+    "linear_c",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Inverse regularisation of the linear baseline.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run in -o from its last checkpoint (a finished one is left as it is).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a previous run in -o (its model, checkpoints and metrics are removed first).",
+)
+@click.option(
+    "--keep-checkpoints",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model.",
+)
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True)
-def command(model, kind, train_path, validation_path, output, text_field, label_field, tokens_field, tags_field, lr, batch_size, epochs, max_steps, patience, metric, positive_label, threshold, max_length, weight_decay, betas, eps, warmup_ratio, precision, seed, seeds, sweep, sweep_trials, linear_c, resume, overwrite, keep_checkpoints, on_error, device, quiet):
+def command(
+    model,
+    kind,
+    train_path,
+    validation_path,
+    output,
+    text_field,
+    label_field,
+    tokens_field,
+    tags_field,
+    lr,
+    batch_size,
+    epochs,
+    max_steps,
+    patience,
+    metric,
+    positive_label,
+    threshold,
+    max_length,
+    weight_decay,
+    betas,
+    eps,
+    warmup_ratio,
+    precision,
+    seed,
+    seeds,
+    sweep,
+    sweep_trials,
+    linear_c,
+    resume,
+    overwrite,
+    keep_checkpoints,
+    on_error,
+    device,
+    quiet,
+):
     """Fine-tune a model on a labelled task; keep the best epoch.
 
     Metrics per epoch go to stdout as JSON lines; the best model is saved as an HF
@@ -308,11 +480,37 @@ def command(model, kind, train_path, validation_path, output, text_field, label_
     metric = metric or scorers.primary_metric(kind, tags_are_bio, positive_label)
     if validation_examples:
         check_metric(kind, metric, validation_examples, positive_label)
-    args = dict(model="linear" if linear else model, task=kind, train=train_examples, validation=validation_examples, labels=labels, lr=lr, batch_size=batch_size, epochs=epochs, max_steps=max_steps,
-                patience=patience, metric=metric, positive_label=positive_label, threshold=threshold, max_length=max_length, weight_decay=weight_decay, betas=betas, eps=eps,
-                warmup_ratio=warmup_ratio, precision=precision, device=device, linear_c=linear_c, resume=resume, keep_checkpoints=keep_checkpoints,
-                train_path=train_path, validation_path=validation_path, fields=fields)
-    log(f"{len(train_examples):,} training and {len(validation_examples):,} validation examples; labels: {len(labels) if labels else 'numeric'}")
+    args = dict(
+        model="linear" if linear else model,
+        task=kind,
+        train=train_examples,
+        validation=validation_examples,
+        labels=labels,
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        max_steps=max_steps,
+        patience=patience,
+        metric=metric,
+        positive_label=positive_label,
+        threshold=threshold,
+        max_length=max_length,
+        weight_decay=weight_decay,
+        betas=betas,
+        eps=eps,
+        warmup_ratio=warmup_ratio,
+        precision=precision,
+        device=device,
+        linear_c=linear_c,
+        resume=resume,
+        keep_checkpoints=keep_checkpoints,
+        train_path=train_path,
+        validation_path=validation_path,
+        fields=fields,
+    )
+    log(
+        f"{len(train_examples):,} training and {len(validation_examples):,} validation examples; labels: {len(labels) if labels else 'numeric'}"
+    )
 
     def run(arguments, run_seed, directory):
         if linear:

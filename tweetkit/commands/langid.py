@@ -52,10 +52,30 @@ Examples:
   tweetkit langid --model lid.176.bin --keep es,pt tweets.jsonl""",
 )
 @data_options(dropped=True, workers=True)
-@click.option("--keep", callback=parse_languages, help="Comma-separated codes to keep, any case (lid.176: en, es, zh, ...); unknown codes are refused.")
-@click.option("--min-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Drop records predicted with less confidence.")
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="A fastText LID model (lid.176.bin, GlotLID) [default: bundled lid.176.ftz].")
-@click.option("--clean/--no-clean", default=True, show_default=True, help="Strip links, mentions, emoji, '#' and case before predicting (the text is not changed).")
+@click.option(
+    "--keep",
+    callback=parse_languages,
+    help="Comma-separated codes to keep, any case (lid.176: en, es, zh, ...); unknown codes are refused.",
+)
+@click.option(
+    "--min-prob",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Drop records predicted with less confidence.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A fastText LID model (lid.176.bin, GlotLID) [default: bundled lid.176.ftz].",
+)
+@click.option(
+    "--clean/--no-clean",
+    default=True,
+    show_default=True,
+    help="Strip links, mentions, emoji, '#' and case before predicting (the text is not changed).",
+)
 def command(stream, keep, min_prob, model_path, clean):
     """Identify the language of each tweet with fastText (lid.176), tweet-aware.
 

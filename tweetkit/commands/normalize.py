@@ -42,7 +42,11 @@ Examples:
     help="'current': the installed emoji package's names; 'bertweet': emoji 0.6.0's, as in bertweet-base's vocabulary.",
 )
 @click.option("--output-field", default=None, help="Write the normalised text here [default: replace --field].")
-@click.option("--lexicon", type=click.Path(exists=True, dir_okay=False), help="'noisy<TAB>canonical' whole-token replacements (hard normalisation).")
+@click.option(
+    "--lexicon",
+    type=click.Path(exists=True, dir_okay=False),
+    help="'noisy<TAB>canonical' whole-token replacements (hard normalisation).",
+)
 def command(stream, emoji_names, output_field, lexicon):
     """Normalise tweets as BERTweet did: @USER, HTTPURL, demojized emoji, split clitics.
 

@@ -38,7 +38,12 @@ Examples:
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="SVG file to write.")
-@click.option("--keys", default="loss,validation_loss", show_default=True, help="Comma-separated metrics to draw against the step.")
+@click.option(
+    "--keys",
+    default="loss,validation_loss",
+    show_default=True,
+    help="Comma-separated metrics to draw against the step.",
+)
 @click.option("--label", "labels", multiple=True, help="Legend name per input, in order [default: the file name].")
 @click.option("--title", default="", help="Chart title.")
 def command(inputs, output, keys, labels, title):

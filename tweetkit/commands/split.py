@@ -78,10 +78,22 @@ Examples:
   tweetkit split --ratios train=0.9,test=0.1 --seed 7 corpus.jsonl -o splits/
   tweetkit split --tag-only corpus.jsonl > tagged.jsonl  # adds "split" to each record""",
 )
-@data_options(output_help="Output PREFIX: PREFIX.NAME.jsonl per split, or DIR/NAME.jsonl when PREFIX is a directory (created as needed).")
-@click.option("--ratios", default="train=0.8,validation=0.1,test=0.1", show_default=True, callback=parse_ratios, help="Named shares (normalised to sum to 1).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Another seed gives another, equally stable, split.")
-@click.option("--tag-only", is_flag=True, help="Add a 'split' field and write one stream instead of one file per split.")
+@data_options(
+    output_help="Output PREFIX: PREFIX.NAME.jsonl per split, or DIR/NAME.jsonl when PREFIX is a directory (created as needed)."
+)
+@click.option(
+    "--ratios",
+    default="train=0.8,validation=0.1,test=0.1",
+    show_default=True,
+    callback=parse_ratios,
+    help="Named shares (normalised to sum to 1).",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Another seed gives another, equally stable, split."
+)
+@click.option(
+    "--tag-only", is_flag=True, help="Add a 'split' field and write one stream instead of one file per split."
+)
 def command(stream, ratios, seed, tag_only):
     """Split a corpus so that duplicates never straddle splits.
 

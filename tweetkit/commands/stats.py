@@ -120,7 +120,11 @@ Examples:
   tweetkit stats --tokenizer tok/ corpus.jsonl | jq '."max_length_for_99.9%"'""",
 )
 @data_options(output_help="Write the JSON summary here (.gz compresses) [default: stdout].")
-@click.option("--tokenizer", type=click.Path(exists=True, file_okay=False), help="A tokenizer directory: also count subword tokens.")
+@click.option(
+    "--tokenizer",
+    type=click.Path(exists=True, file_okay=False),
+    help="A tokenizer directory: also count subword tokens.",
+)
 def command(stream, tokenizer):
     """Corpus statistics: counts, length percentiles, the max length covering 99.9%,
     languages (if records have `lang`) and the share of mentions, URLs and emoji."""

@@ -22,17 +22,49 @@ Examples:
   tweetkit train-bpe corpus.jsonl -o tok/ --report-overlap vinai/bertweet-base""",
 )
 @data_options(output_help="Output directory: tokenizer.json and tokenizer_config.json.")
-@click.option("--vocab-size", type=click.IntRange(min=16), default=32000, show_default=True, help="Vocabulary size (with --extend: the most new pieces to add).")
+@click.option(
+    "--vocab-size",
+    type=click.IntRange(min=16),
+    default=32000,
+    show_default=True,
+    help="Vocabulary size (with --extend: the most new pieces to add).",
+)
 @click.option("--algorithm", type=click.Choice(["bpe", "unigram"]), default="bpe", show_default=True)
-@click.option("--backend", type=click.Choice(["sentencepiece", "hf"]), default="sentencepiece", show_default=True, help="Library that trains (sentencepiece: faster in bench/train_bpe.py); the output is the same kind of fast HF tokenizer.")
+@click.option(
+    "--backend",
+    type=click.Choice(["sentencepiece", "hf"]),
+    default="sentencepiece",
+    show_default=True,
+    help="Library that trains (sentencepiece: faster in bench/train_bpe.py); the output is the same kind of fast HF tokenizer.",
+)
 @click.option("--user-symbols", default="", help="Comma-separated extra words to keep as single pieces.")
-@click.option("--all-emoji-names", is_flag=True, help="Make every known emoji name atomic, not only those in the corpus.")
-@click.option("--max-sentences", type=click.IntRange(min=1), help="Train on a uniform sample of this many tweets (reservoir, --seed).")
+@click.option(
+    "--all-emoji-names", is_flag=True, help="Make every known emoji name atomic, not only those in the corpus."
+)
+@click.option(
+    "--max-sentences",
+    type=click.IntRange(min=1),
+    help="Train on a uniform sample of this many tweets (reservoir, --seed).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--extend", "base", help="A tokenizer directory or model name/path: add new pieces, keeping every old id.")
+@click.option(
+    "--extend", "base", help="A tokenizer directory or model name/path: add new pieces, keeping every old id."
+)
 @click.option("--report-overlap", "other", help="Also report the share of pieces shared with this tokenizer.")
 @click.option("--model-max-length", type=click.IntRange(min=1), default=128, show_default=True)
-def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_names, max_sentences, seed, base, other, model_max_length):
+def command(
+    stream,
+    vocab_size,
+    algorithm,
+    backend,
+    user_symbols,
+    all_emoji_names,
+    max_sentences,
+    seed,
+    base,
+    other,
+    model_max_length,
+):
     """Train a subword tokenizer on tweets, or extend an existing one.
 
     Writes DIR (-o) with tokenizer.json and tokenizer_config.json, loadable with
@@ -52,7 +84,11 @@ def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_name
     if not corpus.texts:
         raise ConfigError("no tweets to train on (empty input)")
     summary: dict = {"tweets_read": corpus.seen, "tweets_trained_on": len(corpus.texts)}
-    log = (lambda message: None) if stream.quiet else (lambda message: print(f"tweetkit train-bpe: {message}", file=sys.stderr))
+    log = (
+        (lambda message: None)
+        if stream.quiet
+        else (lambda message: print(f"tweetkit train-bpe: {message}", file=sys.stderr))
+    )
 
     if base:
         base_tokenizer = load_tokenizer(base)
@@ -69,7 +105,9 @@ def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_name
             added_pieces=len(added),
             pieces_per_tweet_before=before["pieces_per_tweet_mean"],
             pieces_per_tweet_after=after["pieces_per_tweet_mean"],
-            pieces_per_tweet_drop=round(1 - after["pieces_per_tweet_mean"] / before["pieces_per_tweet_mean"], 4) if before["pieces_per_tweet_mean"] else 0.0,
+            pieces_per_tweet_drop=round(1 - after["pieces_per_tweet_mean"] / before["pieces_per_tweet_mean"], 4)
+            if before["pieces_per_tweet_mean"]
+            else 0.0,
             unknown_share_before=before["unknown_share"],
             unknown_share_after=after["unknown_share"],
         )
@@ -80,7 +118,9 @@ def command(stream, vocab_size, algorithm, backend, user_symbols, all_emoji_name
         atomic = list(dict.fromkeys(atomic))
         train = tk.train_hf if backend == "hf" else tk.train_sentencepiece
         log(f"training {algorithm} ({backend}) on {len(corpus.texts):,} tweets, {len(atomic):,} atomic words")
-        final = tk.with_roberta_template(tk.train_with_whole_words(train, corpus.texts, algorithm, vocab_size, atomic, len(tk.SPECIAL_TOKENS)))
+        final = tk.with_roberta_template(
+            tk.train_with_whole_words(train, corpus.texts, algorithm, vocab_size, atomic, len(tk.SPECIAL_TOKENS))
+        )
         tk.save_fast_tokenizer(final, directory, model_max_length)
         result = load_tokenizer(directory)
         if len(result.get_vocab()) < vocab_size:

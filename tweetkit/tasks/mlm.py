@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from tweetkit.errors import ConfigError, log_to_stderr
 from tweetkit.tokenizers import unpadded_backend
 
-
 # --- tokenised corpora -----------------------------------------------------------------
 
 
@@ -68,7 +67,9 @@ def tokenize_corpus(paths, tokenizer, stream_options, cache_dir: str, log=log_to
     key = corpus_key(paths, f"{stream_options.field}|on-error={stream_options.on_error}", tokenizer)
     base = os.path.join(cache_dir, key)
     if os.path.exists(base + ".offsets.npy"):
-        return TokenizedCorpus(np.load(base + ".tokens.npy", mmap_mode="r"), np.load(base + ".offsets.npy", mmap_mode="r"))
+        return TokenizedCorpus(
+            np.load(base + ".tokens.npy", mmap_mode="r"), np.load(base + ".offsets.npy", mmap_mode="r")
+        )
     log(f"tokenizing {', '.join(paths)} (cached in {cache_dir})")
     backend = unpadded_backend(tokenizer)
     chunks, lengths, pending = [], [], []
@@ -132,7 +133,9 @@ class MaskedPositionsLM(torch.nn.Module):
         self.encoder, self.head = split_mlm_model(model)
 
     def forward(self, input_ids, attention_mask, position_ids, masked_positions):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
         selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_positions)
         return self.head(selected)
 
@@ -141,7 +144,16 @@ class MaskedPositionsLM(torch.nn.Module):
 
 
 class MLMTask:
-    def __init__(self, train: TokenizedCorpus, validation: TokenizedCorpus | None, tokenizer, max_length: int, mask_prob: float, seed: int, position_offset: int):
+    def __init__(
+        self,
+        train: TokenizedCorpus,
+        validation: TokenizedCorpus | None,
+        tokenizer,
+        max_length: int,
+        mask_prob: float,
+        seed: int,
+        position_offset: int,
+    ):
         self.train_data, self.validation_data = train, validation
         self.max_length, self.mask_prob, self.seed = max_length, mask_prob, seed
         self.position_offset = position_offset  # RoBERTa counts positions from pad_token_id + 1
@@ -196,7 +208,9 @@ class MLMTask:
             draw = torch.rand(self.max_length, generator=generator)[:width]
             chosen = (draw < self.mask_prob) & ~special[b]
             kind = torch.rand(self.max_length, generator=generator)[:width]
-            random_ids = torch.randint(len(self.special_ids), self.vocab_size, (self.max_length,), generator=generator)[:width]
+            random_ids = torch.randint(len(self.special_ids), self.vocab_size, (self.max_length,), generator=generator)[
+                :width
+            ]
             labels[b, chosen] = input_ids[b, chosen]
             input_ids[b, chosen & (kind < 0.8)] = self.mask_id  # 80% <mask>
             swap = chosen & (kind >= 0.8) & (kind < 0.9)  # 10% a random token, 10% unchanged
@@ -238,19 +252,29 @@ class MLMTask:
             if batch["count"] == 0:
                 continue
             device = next(module.parameters()).device
-            logits = module(batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["position_ids"].to(device), batch["masked_positions"].to(device)).float()
+            logits = module(
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                batch["position_ids"].to(device),
+                batch["masked_positions"].to(device),
+            ).float()
             labels = batch["labels"].to(device)
             total += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += int((logits.argmax(-1) == labels).sum())
             count += batch["count"]
-        return {"validation_loss": round(total / max(count, 1), 6), "validation_masked_accuracy": round(correct / max(count, 1), 6)}
+        return {
+            "validation_loss": round(total / max(count, 1), 6),
+            "validation_masked_accuracy": round(correct / max(count, 1), 6),
+        }
 
 
 # --- evaluating a masked LM itself -----------------------------------------------------
 
 
 @torch.no_grad()
-def masked_word_accuracy(model, tokenizer, texts: list[str], ks: list[int], seed: int = 0, batch_size: int = 32, max_length: int = 128) -> dict:
+def masked_word_accuracy(
+    model, tokenizer, texts: list[str], ks: list[int], seed: int = 0, batch_size: int = 32, max_length: int = 128
+) -> dict:
     """Mask one whole word per tweet (chosen with `seed`) and predict it.
 
     A word is right at K when each of its pieces is among the K most likely at its
@@ -268,7 +292,14 @@ def masked_word_accuracy(model, tokenizer, texts: list[str], ks: list[int], seed
     nll = 0.0
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
-        encoded = tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt", return_offsets_mapping=True)
+        encoded = tokenizer(
+            chunk,
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+            return_offsets_mapping=True,
+        )
         input_ids, targets = encoded["input_ids"].clone(), []
         for row in range(len(chunk)):
             word_ids = encoded.word_ids(row)
@@ -280,7 +311,11 @@ def masked_word_accuracy(model, tokenizer, texts: list[str], ks: list[int], seed
             positions = [i for i, w in enumerate(word_ids) if w == chosen]
             targets.append([(i, int(input_ids[row, i])) for i in positions])
             input_ids[row, positions] = tokenizer.mask_token_id
-        logits = model(input_ids=input_ids.to(device), attention_mask=encoded["attention_mask"].to(device)).logits.float().cpu()
+        logits = (
+            model(input_ids=input_ids.to(device), attention_mask=encoded["attention_mask"].to(device))
+            .logits.float()
+            .cpu()
+        )
         log_probs = torch.log_softmax(logits, -1)
         top = logits.topk(max(ks), dim=-1).indices
         for row, target in enumerate(targets):
@@ -293,5 +328,7 @@ def masked_word_accuracy(model, tokenizer, texts: list[str], ks: list[int], seed
                 nll -= float(log_probs[row, i, gold])
                 pieces += 1
     result = {f"top{k}_accuracy": hits[k] / words if words else 0.0 for k in ks}
-    result.update(pseudo_perplexity=math.exp(nll / pieces) if pieces else float("nan"), masked_words=words, masked_pieces=pieces)
+    result.update(
+        pseudo_perplexity=math.exp(nll / pieces) if pieces else float("nan"), masked_words=words, masked_pieces=pieces
+    )
     return result

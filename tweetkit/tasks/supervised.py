@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from tweetkit import metrics as scorers
 
 
-
 def bucketed_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[int]:
     rng = random.Random(seed * 1_000_003 + epoch)
     order = list(range(len(lengths)))
@@ -43,12 +42,59 @@ def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
     return out
 
 
-class SequenceTask:
+class SupervisedTask:
+    """What the fine-tuning tasks share: length-bucketed order, padding, the forward pass."""
+
+    train_ids: list[list[int]]
+    batch_size: int
+    seed: int
+
+    def wrap(self, model):
+        return model
+
+    def num_examples(self) -> int:
+        return len(self.train_ids)
+
+    def order(self, epoch: int) -> list[int]:
+        return bucketed_order([len(ids) for ids in self.train_ids], self.batch_size, self.seed, epoch)
+
+    def padded(self, indices: list[int]) -> dict:
+        ids = _pad([self.train_ids[i] for i in indices], self.tokenizer.pad_token_id)
+        mask = ids != self.tokenizer.pad_token_id
+        return {"input_ids": ids, "attention_mask": mask.long(), "tokens": int(mask.sum())}
+
+    def logits(self, module, batch: dict) -> torch.Tensor:
+        device = next(module.parameters()).device
+        return module(
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+        ).logits.float()
+
+
+class SequenceTask(SupervisedTask):
     """classification | multilabel | regression over one text field."""
 
-    def __init__(self, kind, tokenizer, train, validation, label_names, max_length, batch_size, seed, metric, positive_label=None, threshold=0.5):
+    def __init__(
+        self,
+        kind,
+        tokenizer,
+        train,
+        validation,
+        label_names,
+        max_length,
+        batch_size,
+        seed,
+        metric,
+        positive_label=None,
+        threshold=0.5,
+    ):
         self.kind, self.tokenizer, self.max_length = kind, tokenizer, max_length
-        self.batch_size, self.seed, self.metric, self.positive_label, self.threshold = batch_size, seed, metric, positive_label, threshold
+        self.batch_size, self.seed, self.metric, self.positive_label, self.threshold = (
+            batch_size,
+            seed,
+            metric,
+            positive_label,
+            threshold,
+        )
         self.label_names = label_names  # index -> label (not for regression)
         self.label_index = {name: i for i, name in enumerate(label_names or [])}
         self.train_ids = self.encode([text for text, _ in train])
@@ -68,37 +114,37 @@ class SequenceTask:
             return vector
         return self.label_index[str(label)]
 
-    def wrap(self, model):
-        return model
-
-    def num_examples(self) -> int:
-        return len(self.train_ids)
-
-    def order(self, epoch: int) -> list[int]:
-        return bucketed_order([len(ids) for ids in self.train_ids], self.batch_size, self.seed, epoch)
-
     def collate(self, indices: list[int], epoch: int) -> dict:
-        ids = _pad([self.train_ids[i] for i in indices], self.tokenizer.pad_token_id)
         targets = [self.train_targets[i] for i in indices]
         dtype = torch.long if self.kind == "classification" else torch.float
-        return {"input_ids": ids, "attention_mask": (ids != self.tokenizer.pad_token_id).long(), "targets": torch.tensor(targets, dtype=dtype), "count": len(indices), "tokens": int((ids != self.tokenizer.pad_token_id).sum())}
+        return {**self.padded(indices), "targets": torch.tensor(targets, dtype=dtype), "count": len(indices)}
 
     def loss(self, module, batch):
-        device = next(module.parameters()).device
-        logits = module(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits.float()
-        targets = batch["targets"].to(device)
+        logits = self.logits(module, batch)
+        targets = batch["targets"].to(logits.device)
         if self.kind == "classification":
             return F.cross_entropy(logits, targets, reduction="sum"), batch["count"]
         if self.kind == "multilabel":
-            return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(self.label_names), batch["count"]
+            return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(self.label_names), batch[
+                "count"
+            ]
         return F.mse_loss(logits.squeeze(-1), targets, reduction="sum"), batch["count"]
 
     def evaluate(self, module) -> dict:
         if not self.validation:
             return {}
         texts, gold = [t for t, _ in self.validation], [label for _, label in self.validation]
-        predictions = predict_sequences(module, self.tokenizer, texts, self.kind, self.label_names, 64, self.max_length, self.threshold)
-        scores = scorers.score(self.kind, gold, [p for p, _ in predictions], self.label_names, self.positive_label, [s for _, s in predictions])
+        predictions = predict_sequences(
+            module, self.tokenizer, texts, self.kind, self.label_names, 64, self.max_length, self.threshold
+        )
+        scores = scorers.score(
+            self.kind,
+            gold,
+            [p for p, _ in predictions],
+            self.label_names,
+            self.positive_label,
+            [s for _, s in predictions],
+        )
         return {f"validation_{k}": v for k, v in scores.items()}
 
 
@@ -120,7 +166,10 @@ def predict_sequences(model, tokenizer, texts, kind, label_names, batch_size, ma
                 results[i] = (float(logits[row, 0]), None)
             elif kind == "multilabel":
                 probs = torch.sigmoid(logits[row]).tolist()
-                results[i] = ([label_names[j] for j, p in enumerate(probs) if p >= threshold], dict(zip(label_names, [round(p, 6) for p in probs])))
+                results[i] = (
+                    [label_names[j] for j, p in enumerate(probs) if p >= threshold],
+                    dict(zip(label_names, [round(p, 6) for p in probs])),
+                )
             else:
                 probs = torch.softmax(logits[row], -1).tolist()
                 best = max(range(len(probs)), key=probs.__getitem__)
@@ -129,16 +178,24 @@ def predict_sequences(model, tokenizer, texts, kind, label_names, batch_size, ma
     return results
 
 
-class TaggingTask:
+class TaggingTask(SupervisedTask):
     """One tag per word; the first subword of each word carries it."""
 
     def __init__(self, tokenizer, train, validation, label_names, max_length, batch_size, seed, metric):
-        self.tokenizer, self.max_length, self.batch_size, self.seed, self.metric = tokenizer, max_length, batch_size, seed, metric
+        self.tokenizer, self.max_length, self.batch_size, self.seed, self.metric = (
+            tokenizer,
+            max_length,
+            batch_size,
+            seed,
+            metric,
+        )
         self.label_names = label_names
         self.label_index = {name: i for i, name in enumerate(label_names)}
         self.kind = "tagging"
         self.train_ids, self.train_labels = [], []
-        encoded = tokenizer([words for words, _ in train], is_split_into_words=True, truncation=True, max_length=max_length)
+        encoded = tokenizer(
+            [words for words, _ in train], is_split_into_words=True, truncation=True, max_length=max_length
+        )
         for row, (_, tags) in enumerate(train):
             labels, previous = [], None
             for word in encoded.word_ids(row):
@@ -148,30 +205,26 @@ class TaggingTask:
             self.train_labels.append(labels)
         self.validation = validation
 
-    def wrap(self, model):
-        return model
-
-    def num_examples(self) -> int:
-        return len(self.train_ids)
-
-    def order(self, epoch: int) -> list[int]:
-        return bucketed_order([len(ids) for ids in self.train_ids], self.batch_size, self.seed, epoch)
-
     def collate(self, indices: list[int], epoch: int) -> dict:
-        ids = _pad([self.train_ids[i] for i in indices], self.tokenizer.pad_token_id)
         labels = _pad([self.train_labels[i] for i in indices], -100)
-        return {"input_ids": ids, "attention_mask": (ids != self.tokenizer.pad_token_id).long(), "labels": labels, "count": int((labels != -100).sum()), "tokens": int((ids != self.tokenizer.pad_token_id).sum())}
+        return {**self.padded(indices), "labels": labels, "count": int((labels != -100).sum())}
 
     def loss(self, module, batch):
-        device = next(module.parameters()).device
-        logits = module(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits.float()
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].to(device).reshape(-1), ignore_index=-100, reduction="sum"), batch["count"]
+        logits = self.logits(module, batch)
+        labels = batch["labels"].to(logits.device).reshape(-1)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels, ignore_index=-100, reduction="sum"), batch[
+            "count"
+        ]
 
     def evaluate(self, module) -> dict:
         if not self.validation:
             return {}
-        pred = predict_tags(module, self.tokenizer, [w for w, _ in self.validation], self.label_names, 64, self.max_length)
-        return {f"validation_{k}": v for k, v in scorers.tagging_metrics([t for _, t in self.validation], pred).items()}
+        pred = predict_tags(
+            module, self.tokenizer, [w for w, _ in self.validation], self.label_names, 64, self.max_length
+        )
+        return {
+            f"validation_{k}": v for k, v in scorers.score("tagging", [t for _, t in self.validation], pred).items()
+        }
 
 
 @torch.no_grad()
@@ -185,8 +238,17 @@ def predict_tags(model, tokenizer, word_lists, label_names, batch_size, max_leng
     results: list = [None] * len(word_lists)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        encoded = tokenizer([word_lists[i] for i in chunk], is_split_into_words=True, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        logits = model(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).logits
+        encoded = tokenizer(
+            [word_lists[i] for i in chunk],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        logits = model(
+            input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)
+        ).logits
         best = logits.argmax(-1).cpu()
         for row, i in enumerate(chunk):
             tags = [fallback] * len(word_lists[i])

@@ -38,11 +38,7 @@ def key_hash(key: str) -> int:
 
 
 def is_retweet(record: dict, text: str) -> bool:
-    return (
-        text.startswith("RT @")
-        or record.get("is_retweet") is True
-        or bool(record.get("retweeted_status"))
-    )
+    return text.startswith("RT @") or record.get("is_retweet") is True or bool(record.get("retweeted_status"))
 
 
 @dataclass

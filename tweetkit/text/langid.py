@@ -62,7 +62,9 @@ class LanguageIdentifier:
         known = {code.lower(): code for code in self.languages()}
         unknown = sorted(code for code in codes if code.lower() not in known)
         if unknown:
-            raise ConfigError(f"--keep: {', '.join(unknown)} not among this model's {len(known)} language codes (e.g. {', '.join(sorted(known)[:6])})")
+            raise ConfigError(
+                f"--keep: {', '.join(unknown)} not among this model's {len(known)} language codes (e.g. {', '.join(sorted(known)[:6])})"
+            )
         return frozenset(known[code.lower()] for code in codes)
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import regex
@@ -51,7 +51,7 @@ CACHE_LIMIT = 1 << 20  # chunks; cleared when full so memory stays bounded on en
 _WORD_ENDERS = frozenset('!"$%()*,/;<>?[]^`{|}~+=&#')
 
 
-def _alternative(marker: str) -> "regex.Pattern":
+def _alternative(marker: str) -> regex.Pattern:
     """Compile the one TweetTokenizer alternative whose source contains `marker`."""
     (source,) = [alternative for alternative in REGEXPS_PHONE if marker in alternative]
     return regex.compile(source, regex.VERBOSE | regex.I | regex.UNICODE)
@@ -117,7 +117,7 @@ def split_leading_token(chunk: str) -> tuple[str, str] | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def bertweet_emoji_table() -> dict[str, str]:
     """emoji 0.6.0's names for single code points (the names in bertweet-base's vocabulary)."""
     data = resources.files("tweetkit.text").joinpath("emoji_bertweet.json").read_text(encoding="utf-8")

@@ -31,14 +31,25 @@ class BestKeeper:
         return self.patience > 0 and self.waited >= self.patience
 
     def state(self) -> dict:
-        return {"metric": self.metric, "value": self.value, "step": self.step, "waited": self.waited, "metrics": self.metrics}
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "step": self.step,
+            "waited": self.waited,
+            "metrics": self.metrics,
+        }
 
     def tensors(self) -> dict | None:
         return self.weights
 
     def restore(self, state: dict | None, tensors: dict) -> None:
         if state:
-            self.value, self.step, self.waited, self.metrics = state["value"], state["step"], state["waited"], state["metrics"]
+            self.value, self.step, self.waited, self.metrics = (
+                state["value"],
+                state["step"],
+                state["waited"],
+                state["metrics"],
+            )
             self.weights = dict(tensors) or None
 
     def load_best_into(self, model) -> None:

@@ -49,7 +49,9 @@ def _join_optimizer(tensors: dict, plain: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def save(output_dir: str, step: int, model, optimizer, scaler, state: dict, config: dict, extra: dict | None = None) -> str:
+def save(
+    output_dir: str, step: int, model, optimizer, scaler, state: dict, config: dict, extra: dict | None = None
+) -> str:
     """Write checkpoint-STEP atomically (rank 0 only)."""
     from safetensors.torch import save_file
 
@@ -96,7 +98,18 @@ def remove_all(output_dir: str) -> None:
 
 
 # Settings a resumed run may change: where it logs, saves and runs, not what it computes.
-MAY_DIFFER = {"output_dir", "resume", "overwrite", "command_line", "device", "log_every", "save_every", "keep_checkpoints", "micro_batch_size", "model_config"}
+MAY_DIFFER = {
+    "output_dir",
+    "resume",
+    "overwrite",
+    "command_line",
+    "device",
+    "log_every",
+    "save_every",
+    "keep_checkpoints",
+    "micro_batch_size",
+    "model_config",
+}
 
 
 def differences(saved: dict, current: dict) -> list[str]:
@@ -149,11 +162,15 @@ def find_resumable(output_dir: str, current_config: dict, log) -> dict | None:
         try:
             loaded = load(path)
         except (OSError, ValueError, KeyError, SafetensorError) as exc:
-            log(f"warning: {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); trying the previous checkpoint")
+            log(
+                f"warning: {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); trying the previous checkpoint"
+            )
             continue
         changed = differences(loaded["config"], current_config)
         if changed:
-            raise ConfigError(f"--resume: {path} was written with other settings ({'; '.join(changed)}); use the same settings, or --overwrite to start again")
+            raise ConfigError(
+                f"--resume: {path} was written with other settings ({'; '.join(changed)}); use the same settings, or --overwrite to start again"
+            )
         return loaded
     raise ConfigError(f"--resume: no readable checkpoint in {output_dir}; remove them or run with --overwrite")
 
@@ -170,4 +187,6 @@ def restore_model(model, weights: dict, path: str) -> None:
     loaded_pointers = {state[k].data_ptr() for k in weights if k in state}
     missing = [k for k in result.missing_keys if state[k].data_ptr() not in loaded_pointers]
     if missing or result.unexpected_keys:
-        raise ConfigError(f"--resume: {path} does not fit this model (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+        raise ConfigError(
+            f"--resume: {path} does not fit this model (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})"
+        )

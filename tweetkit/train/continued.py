@@ -24,7 +24,9 @@ def load_for_continued_pretraining(name_or_path: str, tokenizer, new_token_init:
     from tweetkit.modeling import load_pretrained, load_tokenizer
 
     torch.manual_seed(seed)  # the heads a checkpoint lacks are initialised reproducibly
-    model, info = load_pretrained(AutoModelForMaskedLM, name_or_path, output_loading_info=True, attn_implementation="sdpa")
+    model, info = load_pretrained(
+        AutoModelForMaskedLM, name_or_path, output_loading_info=True, attn_implementation="sdpa"
+    )
     if info.get("missing_keys"):
         log(f"initialised what {name_or_path} lacks: {', '.join(sorted(info['missing_keys']))}")
     base_tokenizer = load_tokenizer(name_or_path)
@@ -69,8 +71,16 @@ def migrate_vocabulary(model, old_tokenizer, new_tokenizer, new_token_init: str 
     if model.get_input_embeddings().weight.shape[0] < len(old_vocab):
         raise ConfigError("the base tokenizer has more pieces than the model has embedding rows")
     shared = [piece for piece in new_vocab if piece in old_vocab]
-    report = {"vocab_size": len(new_vocab), "shared_pieces": len(shared), "shared_share": len(shared) / len(new_vocab), "new_pieces": len(new_vocab) - len(shared)}
-    if all(old_vocab.get(piece) == index for piece, index in new_vocab.items()) and len(new_vocab) == model.get_input_embeddings().weight.shape[0]:
+    report = {
+        "vocab_size": len(new_vocab),
+        "shared_pieces": len(shared),
+        "shared_share": len(shared) / len(new_vocab),
+        "new_pieces": len(new_vocab) - len(shared),
+    }
+    if (
+        all(old_vocab.get(piece) == index for piece, index in new_vocab.items())
+        and len(new_vocab) == model.get_input_embeddings().weight.shape[0]
+    ):
         return report
     old_embeddings = model.get_input_embeddings().weight.detach().clone()
     output = model.get_output_embeddings()

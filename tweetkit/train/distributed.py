@@ -34,7 +34,9 @@ class Dist:
 
 def setup(device: str = "auto") -> Dist:
     """Init the process group when torchrun started us: nccl on GPUs, gloo on CPUs."""
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    from tweetkit.modeling import resolve_device
+
+    use_cuda = resolve_device(device).type == "cuda"
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return Dist(device=torch.device("cuda" if use_cuda else "cpu"))
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))

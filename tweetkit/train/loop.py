@@ -144,7 +144,9 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keep
     module = task.wrap(model)  # what the loss calls: DDP must wrap it, since DDP syncs in forward
     ddp_model = module
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(module, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None
+        )
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
     run = Progress()
@@ -157,7 +159,14 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keep
         tokens, elapsed = dist.all_reduce_sum(seen_tokens), run.elapsed + time.perf_counter() - start
         save(model, optimizer, scaler, config, dist, step, tokens, elapsed, on_save, keeper)
 
-    bar = tqdm(total=total, initial=step, file=sys.stderr, disable=not dist.is_main or not sys.stderr.isatty(), desc="train", dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=step,
+        file=sys.stderr,
+        disable=not dist.is_main or not sys.stderr.isatty(),
+        desc="train",
+        dynamic_ncols=True,
+    )
     start = time.perf_counter()
     metrics: dict = {}
     stop = False
@@ -196,7 +205,14 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keep
             loss = dist.all_reduce_sum(loss_sum) / max(global_count, 1)
             tokens = dist.all_reduce_sum(seen_tokens)
             elapsed = run.elapsed + time.perf_counter() - start
-            metrics = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(loss, 6), "lr": param_group["lr"], "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1), "elapsed_s": round(elapsed, 2)}
+            metrics = {
+                "step": step,
+                "epoch": round(step / steps_per_epoch, 4),
+                "loss": round(loss, 6),
+                "lr": param_group["lr"],
+                "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1),
+                "elapsed_s": round(elapsed, 2),
+            }
             evaluated = bool(config.eval_every and step % config.eval_every == 0 and step < total)
             if evaluated:
                 results = evaluate(module, task)
@@ -212,7 +228,9 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keep
                 saved_step = step
             if interrupted:
                 bar.close()
-                raise Interrupted(f"at step {step}; checkpoint written to {config.output_dir}, rerun with --resume to continue")
+                raise Interrupted(
+                    f"at step {step}; checkpoint written to {config.output_dir}, rerun with --resume to continue"
+                )
             if stop:
                 log(f"early stop at step {step}")
                 break
