@@ -156,7 +156,9 @@ def test_a_pickled_model_file_is_never_loaded(data, tmp_path):
     old = tmp_path / "old"
     old.mkdir()
     plant_pickle(old / "tfidf.joblib", tmp_path / "pwned")
-    (old / "tweetkit_model.json").write_text(json.dumps({"type": "tfidf", "task": "classification", "labels": ["a", "b"]}))  # as older tweetkit wrote
+    (old / "tweetkit_model.json").write_text(
+        json.dumps({"type": "tfidf", "task": "classification", "labels": ["a", "b"]})
+    )  # as older tweetkit wrote
     for command in (["predict", "--model", str(old)], ["evaluate", "--model", str(old), str(data / "val.jsonl")]):
         result = run_cli(command, stdin=jsonl({"text": "hi"}))
         assert result.exit_code == 1 and "pickled" in result.stderr and "Traceback" not in result.stderr
