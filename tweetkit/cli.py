@@ -8,7 +8,6 @@ never imports torch.  Exit status: 0 success, 1 an error with a one-line message
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import sys
@@ -112,86 +111,3 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):  # no real stdout (tests capture it)
         pass
-
-
-# --- options every data command shares ---------------------------------------------------
-
-
-def data_options(
-    *,
-    field_help: str = "JSON field holding the tweet text.",
-    output_help: str = "Write JSONL here (.gz compresses).",
-    dropped: bool = False,
-    workers: bool = False,
-):
-    """Decorator adding the streaming I/O flags; the command receives `stream: StreamOptions`."""
-
-    def decorate(func):
-        options = [
-            click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True)),
-            click.option("-o", "--output", default="-", show_default="stdout", help=output_help),
-            click.option("--field", default="text", show_default=True, help=field_help),
-            click.option(
-                "--on-error",
-                type=click.Choice(["fail", "skip"]),
-                default="fail",
-                show_default=True,
-                help="Bad lines (not JSON, not an object, no text field, bad UTF-8): stop with an error, or count and skip them.",
-            ),
-            click.option(
-                "--rejects",
-                type=click.Path(dir_okay=False),
-                help="With --on-error skip: write bad lines here, byte for byte.",
-            ),
-            click.option(
-                "--progress/--no-progress",
-                default=None,
-                help="Progress and summary on stderr [default: when stderr is a terminal].",
-            ),
-            click.option("-q", "--quiet", is_flag=True, help="No progress, no summary."),
-        ]
-        if dropped:
-            options.append(
-                click.option(
-                    "--dropped",
-                    type=click.Path(dir_okay=False),
-                    help="Write every dropped record here, with its 'reason'.",
-                )
-            )
-        if workers:
-            options.append(
-                click.option(
-                    "--workers",
-                    type=click.IntRange(min=1),
-                    default=1,
-                    show_default=True,
-                    help="Worker processes; output order is kept.",
-                )
-            )
-
-        def wrapper(**kwargs):
-            from tweetkit.io import StreamOptions, refuse_overlap
-
-            progress = kwargs.pop("progress")
-            stream = StreamOptions(
-                inputs=kwargs.pop("inputs"),
-                output=kwargs.pop("output"),
-                field=kwargs.pop("field"),
-                on_error=kwargs.pop("on_error"),
-                rejects=kwargs.pop("rejects"),
-                dropped=kwargs.pop("dropped", None),
-                progress=sys.stderr.isatty() if progress is None else progress,
-                quiet=kwargs.pop("quiet"),
-                workers=kwargs.pop("workers", 1),
-            )
-            if stream.rejects and stream.on_error != "skip":
-                raise click.UsageError("--rejects needs --on-error skip")
-            refuse_overlap(stream.inputs, [stream.output, stream.rejects, stream.dropped])
-            return func(stream=stream, **kwargs)
-
-        functools.update_wrapper(wrapper, func)  # keeps the command's own click params
-        for option in reversed(options):
-            wrapper = option(wrapper)
-        return wrapper
-
-    return decorate

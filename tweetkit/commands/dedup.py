@@ -6,8 +6,8 @@ import functools
 
 import click
 
-from tweetkit.cli import data_options
 from tweetkit.io import Drop
+from tweetkit.options import data_options
 
 
 class DedupStep:

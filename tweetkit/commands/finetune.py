@@ -11,7 +11,13 @@ import sys
 
 import click
 
+from tweetkit.options import ON_ERROR, QUIET, config_options, log_for, train_options
+
 TASKS = ("classification", "multilabel", "regression", "tagging")
+TRAIN_FLAGS = [
+    "batch_size", "epochs", "max_steps", "lr", "weight_decay", "betas", "eps", "warmup_ratio", "precision", "keep_checkpoints",
+    "resume", "overwrite", "seed", "device",
+]  # fmt: skip
 
 
 # --- data ------------------------------------------------------------------------------
@@ -90,7 +96,7 @@ def check_metric(kind: str, metric: str, examples: list[tuple], positive_label) 
 # --- one run ---------------------------------------------------------------------------
 
 
-def run_settings(args: dict, seed: int) -> dict:
+def run_settings(job: dict, train: dict, seed: int) -> dict:
     """What makes two fine-tuning runs the same run (compared on --resume)."""
     keys = (
         "model",
@@ -104,130 +110,109 @@ def run_settings(args: dict, seed: int) -> dict:
         "train_path",
         "validation_path",
         "fields",
-        "lr",
-        "batch_size",
-        "epochs",
-        "max_steps",
-        "weight_decay",
-        "betas",
-        "eps",
-        "warmup_ratio",
-        "precision",
     )
-    return {"seed": seed, **{k: args[k] for k in keys}}
+    how = {k: v for k, v in train.items() if k not in ("resume", "overwrite", "keep_checkpoints", "device", "seed")}
+    return {"seed": seed, **{k: job[k] for k in keys}, **how}
 
 
-def finetune_once(args: dict, seed: int, output: str, log) -> dict:
-    """Fine-tune one model with one seed; save the best epoch's model to `output`."""
+def model_and_task(job: dict, train: dict, seed: int):
+    """(model, tokenizer, task): the pretrained encoder with a new head, and its data."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    from tweetkit.modeling import PROBLEM_TYPES, load_pretrained, load_tokenizer, save_model
+    from tweetkit.modeling import PROBLEM_TYPES, load_pretrained, load_tokenizer
     from tweetkit.tasks.supervised import SequenceTask, TaggingTask
-    from tweetkit.train import checkpoint, distributed
-    from tweetkit.train.best import BestKeeper
-    from tweetkit.train.config import TrainConfig
-    from tweetkit.train.loop import train
 
-    kind, train_examples, validation_examples, labels = args["task"], args["train"], args["validation"], args["labels"]
-    finished = finished_summary(output, args, seed) if args["resume"] else None
-    if finished is not None:
-        log(f"{output}: this run finished already; nothing to resume")
-        return finished
-    tokenizer = load_tokenizer(args["model"], tagging=kind == "tagging")
-    metric = args["metric"]
+    kind, labels = job["task"], job["labels"]
+    tokenizer = load_tokenizer(job["model"], tagging=kind == "tagging")
     torch.manual_seed(seed)  # the new head's initialisation
     mapping = (
         {}
         if kind == "regression"
         else dict(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
     )
+    common = (job["train"], job["validation"], labels, job["max_length"], train["batch_size"], seed, job["metric"])
     if kind == "tagging":
         model = load_pretrained(
-            AutoModelForTokenClassification,
-            args["model"],
-            num_labels=len(labels),
-            attn_implementation="sdpa",
-            **mapping,
+            AutoModelForTokenClassification, job["model"], num_labels=len(labels), attn_implementation="sdpa", **mapping
         )
-        task = TaggingTask(
-            tokenizer, train_examples, validation_examples, labels, args["max_length"], args["batch_size"], seed, metric
-        )
+        task = TaggingTask(tokenizer, *common)
     else:
         num_labels = 1 if kind == "regression" else len(labels)
+        loader = AutoModelForSequenceClassification
         model = load_pretrained(
-            AutoModelForSequenceClassification,
-            args["model"],
+            loader,
+            job["model"],
             num_labels=num_labels,
             problem_type=PROBLEM_TYPES[kind],
             attn_implementation="sdpa",
             **mapping,
         )
-        task = SequenceTask(
-            kind,
-            tokenizer,
-            train_examples,
-            validation_examples,
-            labels,
-            args["max_length"],
-            args["batch_size"],
-            seed,
-            metric,
-            args["positive_label"],
-            args["threshold"],
-        )
-    model.config.max_length_trained = args["max_length"]
+        task = SequenceTask(kind, tokenizer, *common, job["positive_label"], job["threshold"])
+    model.config.max_length_trained = job["max_length"]
+    return model, tokenizer, task
 
-    steps_per_epoch = max(1, task.num_examples() // args["batch_size"])
+
+def finetune_once(job: dict, train: dict, seed: int, output: str, log) -> dict:
+    """Fine-tune one model with one seed; save the best epoch's model to `output`."""
+    from tweetkit.train import distributed
+    from tweetkit.train.best import BestKeeper
+    from tweetkit.train.config import TrainConfig
+    from tweetkit.train.loop import train as train_loop
+
+    finished = finished_summary(output, job, train, seed) if train["resume"] else None
+    if finished is not None:
+        log(f"{output}: this run finished already; nothing to resume")
+        return finished
+    model, tokenizer, task = model_and_task(job, train, seed)
+    steps_per_epoch = max(1, task.num_examples() // train["batch_size"])
+    every_epoch = dict(eval_every=steps_per_epoch, log_every=steps_per_epoch, save_every=steps_per_epoch)
+    # Keep at least the latest epoch's checkpoint while training (for --resume); save_finetuned prunes after.
+    settings = {**train, "seed": seed, "max_steps": train["max_steps"] or math.ceil(train["epochs"] * steps_per_epoch),
+                "keep_checkpoints": max(1, train["keep_checkpoints"])}  # fmt: skip
     config = TrainConfig(
-        output_dir=output,
-        seed=seed,
-        batch_size=args["batch_size"],
-        max_steps=args["max_steps"] or args["epochs"] * steps_per_epoch,
-        lr=args["lr"],
-        weight_decay=args["weight_decay"],
-        betas=args["betas"],
-        eps=args["eps"],
-        warmup_ratio=args["warmup_ratio"],
-        precision=args["precision"],
-        eval_every=steps_per_epoch,
-        log_every=steps_per_epoch,
-        save_every=steps_per_epoch,
-        keep_checkpoints=max(1, args["keep_checkpoints"]),
-        resume=args["resume"],
-        device=args["device"],
-        command_line=sys.argv,
-        run=run_settings(args, seed),
-        model_config=model.config.to_diff_dict(),
-    )
-    keeper = BestKeeper(metric, args["patience"]) if validation_examples else None
-    dist = distributed.setup(args["device"])
+        **settings, **every_epoch, output_dir=output,
+        run=run_settings(job, train, seed), model_config=model.config.to_diff_dict(), flags=job["flags"],
+    )  # fmt: skip
+    keeper = BestKeeper(job["metric"], job["patience"]) if job["validation"] else None
+    dist = distributed.setup(train["device"])
     try:
-        train(model, task, config, dist, keeper=keeper, log=log)
+        train_loop(model, task, config, dist, keeper=keeper, log=log)
     finally:
         distributed.teardown()
     if keeper is not None:
         keeper.load_best_into(model)
     if not dist.is_main:
         return {}
+    return save_finetuned(model, tokenizer, config, keeper, job["metric"], steps_per_epoch, train["keep_checkpoints"])
+
+
+def save_finetuned(model, tokenizer, config, keeper, metric: str, steps_per_epoch: int, keep_checkpoints: int) -> dict:
+    """The best model, its validation metrics and config in the output root; the epoch
+    checkpoints go unless --keep-checkpoints asks for them.  Returns the summary."""
+    from tweetkit.modeling import save_model
+    from tweetkit.train import checkpoint
+
+    output = config.output_dir
     save_model(model, tokenizer, output)
     best = keeper.state() if keeper is not None else {"step": config.max_steps, "metrics": {}}
+    scalars = {k: v for k, v in best["metrics"].items() if isinstance(v, (int, float))}
     summary = {
-        "seed": seed,
+        "seed": config.seed,
         "metric": metric,
         "best_step": best["step"],
         "best_epoch": best["step"] // steps_per_epoch,
-        **{k: v for k, v in best["metrics"].items() if isinstance(v, (int, float))},
+        **scalars,
     }
     with open(os.path.join(output, "validation_metrics.json"), "w", encoding="utf-8") as handle:
         json.dump({**summary, "details": best["metrics"]}, handle, indent=2)
     config.save(output)  # last: its presence marks a finished run
-    if not args["keep_checkpoints"]:
+    if not keep_checkpoints:
         checkpoint.remove_all(output)  # the optimizer state is twice the model: kept only if asked
     return summary
 
 
-def finished_summary(output: str, args: dict, seed: int) -> dict | None:
+def finished_summary(output: str, job: dict, train: dict, seed: int) -> dict | None:
     """The summary of a finished run in `output` with these settings, else None."""
     from tweetkit.errors import ConfigError
     from tweetkit.train import checkpoint
@@ -239,7 +224,7 @@ def finished_summary(output: str, args: dict, seed: int) -> dict | None:
             summary = json.load(handle)
     except (OSError, ValueError):
         return None
-    changed = checkpoint.differences(saved.get("run", {}), json.loads(json.dumps(run_settings(args, seed))))
+    changed = checkpoint.differences(saved.get("run", {}), json.loads(json.dumps(run_settings(job, train, seed))))
     if changed:
         raise ConfigError(
             f"--resume: {output} holds a finished run with other settings ({'; '.join(changed)}); use --overwrite to start again"
@@ -324,8 +309,10 @@ Examples:
   tweetkit finetune --model mlm/ --task classification --seeds 1,2,3,4,5 --positive-label irony ... -o irony/
   tweetkit finetune --model linear --task classification --train ... --validation ... -o linear/
   tweetkit finetune --model mlm/ --sweep "lr=1e-5,3e-5;batch-size=16,32" ... -o sweep/
-  tweetkit finetune ... -o sent/ --resume      # continue after Ctrl-C or a crash""",
+  tweetkit finetune ... -o sent/ --resume      # continue after Ctrl-C or a crash
+  tweetkit finetune --config irony.toml -o irony/""",
 )
+@config_options
 @click.option(
     "--model",
     required=True,
@@ -346,19 +333,17 @@ Examples:
     type=click.Path(file_okay=False),
     help="Output directory: the best model, its config and validation metrics.",
 )
-@click.option("--text-field", default="text", show_default=True)
-@click.option("--label-field", default="label", show_default=True)
-@click.option("--tokens-field", default="tokens", show_default=True)
-@click.option("--tags-field", default="tags", show_default=True)
-@click.option("--lr", type=float, default=1e-5, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option(
-    "--max-steps",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Optimizer steps, instead of --epochs [default: from --epochs].",
+    "--field",
+    "--text-field",
+    "text_field",
+    default="text",
+    show_default=True,
+    help="Field of the text (sequence tasks).",
 )
+@click.option("--label-field", default="label", show_default=True)
+@click.option("--tokens-field", default="tokens", show_default=True, help="Field of the word list (tagging).")
+@click.option("--tags-field", default="tags", show_default=True)
 @click.option(
     "--patience",
     type=click.IntRange(min=0),
@@ -372,12 +357,21 @@ Examples:
 @click.option("--positive-label", help="Report (and select on) the F1 of this class, e.g. irony (SemEval-2018 3A).")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Multi-label decision threshold.")
 @click.option("--max-length", type=click.IntRange(min=8), default=128, show_default=True)
-@click.option("--weight-decay", type=float, default=0.01, show_default=True)
-@click.option("--betas", default="0.9,0.999", show_default=True, callback=lambda ctx, param, value: parse_betas(value))
-@click.option("--eps", type=float, default=1e-8, show_default=True)
-@click.option("--warmup-ratio", type=float, default=0.1, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
+@train_options(
+    TRAIN_FLAGS,
+    defaults={
+        "batch_size": 32,
+        "epochs": 30.0,
+        "lr": 1e-5,
+        "betas": (0.9, 0.999),
+        "eps": 1e-8,
+        "warmup_ratio": 0.1,
+        "seed": 1,
+    },
+    helps={
+        "keep_checkpoints": "Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model."
+    },
+)
 @click.option("--seeds", help="Comma-separated seeds: one fine-tune each, in DIR/seed-N, with mean ± std.")
 @click.option("--sweep", help='Grid, e.g. "lr=1e-5,3e-5;batch-size=16,32", scored on validation.')
 @click.option("--sweep-trials", type=click.IntRange(min=1), help="Random search: this many grid points.")
@@ -390,27 +384,11 @@ Examples:
     show_default=True,
     help="Inverse regularisation of the linear baseline.",
 )
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue an interrupted run in -o from its last checkpoint (a finished one is left as it is).",
-)
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Replace a previous run in -o (its model, checkpoints and metrics are removed first).",
-)
-@click.option(
-    "--keep-checkpoints",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model.",
-)
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("-q", "--quiet", is_flag=True)
+@ON_ERROR
+@QUIET
 def command(
+    flags,
+    train,
     model,
     kind,
     train_path,
@@ -420,30 +398,16 @@ def command(
     label_field,
     tokens_field,
     tags_field,
-    lr,
-    batch_size,
-    epochs,
-    max_steps,
     patience,
     metric,
     positive_label,
     threshold,
     max_length,
-    weight_decay,
-    betas,
-    eps,
-    warmup_ratio,
-    precision,
-    seed,
     seeds,
     sweep,
     sweep_trials,
     linear_c,
-    resume,
-    overwrite,
-    keep_checkpoints,
     on_error,
-    device,
     quiet,
 ):
     """Fine-tune a model on a labelled task; keep the best epoch.
@@ -453,93 +417,77 @@ def command(
     with id2label/label2id in its config.  A checkpoint is written every epoch (and on
     Ctrl-C) for --resume, and removed when the run ends.
     """
-    from tweetkit.errors import ConfigError
     from tweetkit.io import prepare_output_dir, refuse_overlap
 
     linear = model in ("linear", "tfidf")
     refuse_overlap([train_path, validation_path], [output])
-    prepare_output_dir(output, resume=resume and not linear, overwrite=overwrite)
+    prepare_output_dir(output, resume=train["resume"] and not linear, overwrite=train["overwrite"])
     seed_list = parse_seeds(seeds) if seeds else None
     grid = parse_sweep(sweep) if sweep else None
-    log = (lambda message: None) if quiet else (lambda message: print(f"tweetkit finetune: {message}", file=sys.stderr))
+    log = log_for("finetune", quiet)
     fields = {"text": text_field, "label": label_field, "tokens": tokens_field, "tags": tags_field}
-    train_examples = read_examples(train_path, kind, fields, on_error)
-    validation_examples = read_examples(validation_path, kind, fields, on_error) if validation_path else []
+    job = dict(model="linear" if linear else model, task=kind, metric=metric, positive_label=positive_label, threshold=threshold, max_length=max_length,
+               patience=patience, linear_c=linear_c, train_path=train_path, validation_path=validation_path, fields=fields, flags=flags)  # fmt: skip
+    job.update(read_task_data(job, on_error, log))
+
+    def run(point: dict, seed: int, directory: str) -> dict:
+        settings = {**train, **{k: v for k, v in point.items() if k in train}}
+        if linear:
+            return finetune_linear({**job, **settings, **point}, directory)
+        return finetune_once({**job, **{k: v for k, v in point.items() if k in job}}, settings, seed, directory, log)
+
+    if grid:
+        run_sweep(run, grid, sweep_trials, train["seed"], output, job["metric"])
+    elif seed_list:
+        runs = [run({}, s, os.path.join(output, f"seed-{s}")) for s in seed_list]
+        summary = mean_std(runs)
+        for key, value in summary.items():
+            log(f"{key[11:]}: {value['mean']:.4f} ± {value['std']:.4f} over {len(runs)} seeds")
+        emit({"seeds": seed_list, "mean_std": summary})
+    else:
+        emit({"best": run({}, train["seed"], output)})
+
+
+def read_task_data(job: dict, on_error: str, log) -> dict:
+    """The examples, label set and validation metric, every check made before training."""
+    from tweetkit import metrics as scorers
+    from tweetkit.errors import ConfigError
+
+    kind, train_path, validation_path = job["task"], job["train_path"], job["validation_path"]
+    train_examples = read_examples(train_path, kind, job["fields"], on_error)
+    validation_examples = read_examples(validation_path, kind, job["fields"], on_error) if validation_path else []
     if not train_examples:
         raise ConfigError(f"{train_path}: no training examples")
     if validation_path and not validation_examples:
         raise ConfigError(f"{validation_path}: no validation examples")
     labels = label_names_of(kind, train_examples)
-    if labels is not None:
-        unseen = set(label_names_of(kind, validation_examples) or []) - set(labels)
-        if unseen:
-            raise ConfigError(f"{validation_path}: labels not in the training data: {', '.join(sorted(unseen)[:5])}")
-    from tweetkit import metrics as scorers
-
+    unseen = set(label_names_of(kind, validation_examples) or []) - set(labels or [])
+    if labels is not None and unseen:
+        raise ConfigError(f"{validation_path}: labels not in the training data: {', '.join(sorted(unseen)[:5])}")
     tags_are_bio = kind == "tagging" and scorers.is_bio([tags for _, tags in train_examples])
-    metric = metric or scorers.primary_metric(kind, tags_are_bio, positive_label)
+    metric = job["metric"] or scorers.primary_metric(kind, tags_are_bio, job["positive_label"])
     if validation_examples:
-        check_metric(kind, metric, validation_examples, positive_label)
-    args = dict(
-        model="linear" if linear else model,
-        task=kind,
-        train=train_examples,
-        validation=validation_examples,
-        labels=labels,
-        lr=lr,
-        batch_size=batch_size,
-        epochs=epochs,
-        max_steps=max_steps,
-        patience=patience,
-        metric=metric,
-        positive_label=positive_label,
-        threshold=threshold,
-        max_length=max_length,
-        weight_decay=weight_decay,
-        betas=betas,
-        eps=eps,
-        warmup_ratio=warmup_ratio,
-        precision=precision,
-        device=device,
-        linear_c=linear_c,
-        resume=resume,
-        keep_checkpoints=keep_checkpoints,
-        train_path=train_path,
-        validation_path=validation_path,
-        fields=fields,
-    )
+        check_metric(kind, metric, validation_examples, job["positive_label"])
     log(
         f"{len(train_examples):,} training and {len(validation_examples):,} validation examples; labels: {len(labels) if labels else 'numeric'}"
     )
+    return {"train": train_examples, "validation": validation_examples, "labels": labels, "metric": metric}
 
-    def run(arguments, run_seed, directory):
-        if linear:
-            return finetune_linear(arguments, directory)
-        return finetune_once(arguments, run_seed, directory, log)
 
-    if grid:
-        points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-        if sweep_trials and sweep_trials < len(points):
-            points = random.Random(seed).sample(points, sweep_trials)
-        rows = []
-        for number, point in enumerate(points):
-            result = run({**args, **point}, seed, os.path.join(output, f"sweep-{number}"))
-            rows.append({"point": point, **result})
-            emit({"sweep_point": number, **point, **{k: v for k, v in result.items() if k.startswith("validation_")}})
-        key = f"validation_{metric}"
-        best = max(rows, key=lambda r: r.get(key, -math.inf))
-        print_sweep_table(rows, key)
-        emit({"sweep_best": best["point"], key: best.get(key)})
-        return
-    if seed_list:
-        runs = [run(args, s, os.path.join(output, f"seed-{s}")) for s in seed_list]
-        summary = mean_std(runs)
-        for key, value in summary.items():
-            log(f"{key[11:]}: {value['mean']:.4f} ± {value['std']:.4f} over {len(runs)} seeds")
-        emit({"seeds": seed_list, "mean_std": summary})
-        return
-    result = run(args, seed, output)
-    emit({"best": result})
+def run_sweep(run, grid: dict, trials: int | None, seed: int, output: str, metric: str) -> None:
+    """Each grid point (or a seeded random sample of them) in DIR/sweep-N; the best on validation."""
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    if trials and trials < len(points):
+        points = random.Random(seed).sample(points, trials)
+    rows = []
+    for number, point in enumerate(points):
+        result = run(point, seed, os.path.join(output, f"sweep-{number}"))
+        rows.append({"point": point, **result})
+        emit({"sweep_point": number, **point, **{k: v for k, v in result.items() if k.startswith("validation_")}})
+    key = f"validation_{metric}"
+    best = max(rows, key=lambda r: r.get(key, -math.inf))
+    print_sweep_table(rows, key)
+    emit({"sweep_best": best["point"], key: best.get(key)})
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -547,14 +495,6 @@ def parse_seeds(text: str) -> list[int]:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise click.BadParameter("expected integers, e.g. 1,2,3", param_hint="--seeds") from None
-
-
-def parse_betas(text: str) -> tuple[float, float]:
-    try:
-        beta1, beta2 = (float(b) for b in text.split(","))
-    except ValueError:
-        raise click.BadParameter("expected two numbers, e.g. 0.9,0.98", param_hint="--betas") from None
-    return beta1, beta2
 
 
 def emit(record: dict) -> None:

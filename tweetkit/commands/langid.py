@@ -6,9 +6,9 @@ import functools
 
 import click
 
-from tweetkit.cli import data_options
 from tweetkit.errors import ConfigError
 from tweetkit.io import Drop
+from tweetkit.options import data_options
 
 
 class LangidStep:

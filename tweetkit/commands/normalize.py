@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from tweetkit.cli import data_options
+from tweetkit.options import data_options
 
 
 class NormalizeStep:

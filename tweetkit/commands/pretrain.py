@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import click
+
+from tweetkit.options import FIELD, ON_ERROR, QUIET, config_options, log_for, train_options
+
+TRAIN_FLAGS = [
+    "max_steps", "epochs", "batch_size", "micro_batch_size", "lr", "weight_decay", "betas", "eps", "warmup_steps",
+    "max_grad_norm", "precision", "save_every", "keep_checkpoints", "eval_every", "log_every", "resume", "overwrite",
+    "seed", "device",
+]  # fmt: skip
 
 
 @click.command(
@@ -16,8 +23,10 @@ Examples:
       --model-config tiny --max-steps 2000 --batch-size 64 --precision bf16
   tweetkit pretrain --train tweets.jsonl --tokenizer tok/ --init-from path/to/minilm -o minilm-tweets/
   torchrun --nproc_per_node=2 -m tweetkit pretrain --train corpus.jsonl --tokenizer tok/ -o mlm/
-  tweetkit pretrain ... -o mlm/ --resume         # continue from mlm/checkpoint-N""",
+  tweetkit pretrain ... -o mlm/ --resume         # continue from mlm/checkpoint-N
+  tweetkit pretrain --config mlm/tweetkit_train_config.json -o mlm2/   # the same run again""",
 )
+@config_options
 @click.option(
     "--train",
     "train_files",
@@ -53,59 +62,26 @@ Examples:
     is_flag=True,
     help="Train only the masked-LM head, the base model frozen: warms up a new head (MiniLM ships none) before continued pretraining, so its random start does not disturb the encoder.",
 )
-@click.option("--field", default="text", show_default=True)
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@FIELD
+@ON_ERROR
 @click.option(
     "--max-length", type=click.IntRange(8, 512), default=128, show_default=True, help="Tokens per packed row."
 )
 @click.option("--mask-prob", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15, show_default=True)
-@click.option(
-    "--max-steps",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Optimizer steps (0: write the initialised model and stop).",
+@train_options(
+    TRAIN_FLAGS,
+    defaults={"max_steps": None, "keep_checkpoints": 2},
+    helps={
+        "max_steps": "Optimizer steps [default: from --epochs]; 0 writes the initialised model and stops.",
+        "batch_size": "Global batch in packed rows, whatever the number of processes.",
+        "keep_checkpoints": "Keep the N newest checkpoints (0: all); two let --resume fall back from a corrupt one.",
+    },
 )
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Global batch in packed rows."
-)
-@click.option(
-    "--micro-batch-size",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Rows per forward pass per process [default: all of its share].",
-)
-@click.option("--lr", type=float, default=5e-4, show_default=True)
-@click.option("--weight-decay", type=float, default=0.01, show_default=True)
-@click.option("--betas", default="0.9,0.98", show_default=True)
-@click.option("--eps", type=float, default=1e-6, show_default=True)
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=0, help="[default: 6% of the steps]")
-@click.option("--max-grad-norm", type=float, default=1.0, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
-@click.option(
-    "--save-every",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Checkpoint every N steps [default: at the end, and on Ctrl-C or SIGTERM].",
-)
-@click.option(
-    "--keep-checkpoints",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Keep the N newest checkpoints (0: all); two let --resume fall back from a corrupt one.",
-)
-@click.option("--eval-every", type=click.IntRange(min=0), default=0)
-@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in -o that has the same settings.")
-@click.option(
-    "--overwrite", is_flag=True, help="Replace a previous run in -o (its model and checkpoints are removed first)."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--cache-dir", default=None, help="Tokenized-corpus cache [default: ~/.cache/tweetkit].")
-@click.option("-q", "--quiet", is_flag=True)
+@QUIET
 def command(
+    flags,
+    train,
     train_files,
     validation,
     tokenizer,
@@ -118,25 +94,6 @@ def command(
     on_error,
     max_length,
     mask_prob,
-    max_steps,
-    epochs,
-    batch_size,
-    micro_batch_size,
-    lr,
-    weight_decay,
-    betas,
-    eps,
-    warmup_steps,
-    max_grad_norm,
-    precision,
-    save_every,
-    keep_checkpoints,
-    eval_every,
-    log_every,
-    resume,
-    overwrite,
-    seed,
-    device,
     cache_dir,
     quiet,
 ):
@@ -146,118 +103,137 @@ def command(
     dynamically (80/10/10), and the vocabulary projection runs only at masked
     positions.  Metrics go to stdout as JSON lines.  Run under torchrun for DDP.
     """
-    from tweetkit.errors import ConfigError
-    from tweetkit.io import StreamOptions, prepare_output_dir
-    from tweetkit.modeling import build_model, load_tokenizer, position_offset, save_model
-    from tweetkit.tasks.mlm import MLMTask, tokenize_corpus
+    from tweetkit.io import StreamOptions
+
+    setup = dict(
+        train=list(train_files), validation=validation, field=field, on_error=on_error, tokenizer=tokenizer, model=init_from or model_config,
+        init_from=init_from, new_token_init=new_token_init if init_from else None, freeze_base=freeze_base, max_length=max_length, mask_prob=mask_prob,
+    )  # fmt: skip
+    cache = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tweetkit")
+    run_pretraining(
+        setup, train, flags, output, StreamOptions(field=field, on_error=on_error, quiet=quiet), cache, quiet
+    )
+
+
+def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, cache: str, quiet: bool) -> None:
+    """The recipe: tokenize (rank 0 first, the others read its cache), build or load the
+    model, train on the shared core, save the model beside its tokenizer and config."""
+    from tweetkit.io import prepare_output_dir
+    from tweetkit.modeling import load_tokenizer, save_model
+    from tweetkit.tasks.mlm import MLMTask
     from tweetkit.train import distributed
     from tweetkit.train.config import TrainConfig
-    from tweetkit.train.loop import train
+    from tweetkit.train.loop import train as train_loop
 
-    try:
-        beta_values = tuple(float(b) for b in betas.split(","))
-        assert len(beta_values) == 2
-    except (ValueError, AssertionError):
-        raise click.BadParameter("expected two numbers, e.g. 0.9,0.98", param_hint="--betas") from None
-    dist = distributed.setup(device)
+    max_steps = train.pop("max_steps")
+    dist = distributed.setup(train["device"])
     prepare_output_dir(
-        output, resume=resume, overwrite=overwrite, remove=dist.is_main
+        output, resume=train["resume"], overwrite=train["overwrite"], remove=dist.is_main
     )  # every rank checks, rank 0 removes
     dist.barrier()
-    log = (
-        (lambda message: None)
-        if quiet or not dist.is_main
-        else (lambda message: print(f"tweetkit pretrain: {message}", file=sys.stderr))
-    )
+    log = log_for("pretrain", quiet or not dist.is_main)
+    stream.quiet = stream.quiet or not dist.is_main
     try:
-        tok = load_tokenizer(tokenizer)
-        cache = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tweetkit")
-        stream = StreamOptions(field=field, on_error=on_error, quiet=quiet or not dist.is_main)
-        # Rank 0 tokenizes and caches; the others wait, then memory-map the cache.
-        if dist.is_main:
-            train_corpus = tokenize_corpus(train_files, tok, stream, cache, log)
-        dist.barrier()
-        if not dist.is_main:
-            train_corpus = tokenize_corpus(train_files, tok, stream, cache, log)
-        if len(train_corpus) == 0:
-            raise ConfigError("the training corpus is empty")
-        validation_corpus = tokenize_corpus([validation], tok, stream, cache, log) if validation else None
-
-        if init_from:
-            from tweetkit.train.continued import load_for_continued_pretraining
-
-            model = load_for_continued_pretraining(init_from, tok, new_token_init, seed, log)
-        else:
-            model = build_model(model_config, tok, seed)
-        if freeze_base:
-            # The output projection is tied to the frozen input embeddings: what trains is
-            # the head's transform and bias, and no gradient flows into the encoder at all.
-            model.base_model.requires_grad_(False)
-            log(
-                f"base model frozen: training {sum(p.numel() for p in model.parameters() if p.requires_grad):,} head parameters"
-            )
-        limit = model.config.max_position_embeddings - position_offset(model)
-        if max_length > limit:
-            raise ConfigError(f"--max-length {max_length} exceeds the model's {limit} positions")
-        task = MLMTask(train_corpus, validation_corpus, tok, max_length, mask_prob, seed, position_offset(model))
-        log(
-            f"{len(train_corpus):,} tweets in {task.num_examples():,} packed rows of <= {max_length} tokens; {sum(p.numel() for p in model.parameters()):,} parameters; {dist.world} process(es)"
+        tok = load_tokenizer(setup["tokenizer"])
+        train_corpus, validation_corpus = tokenize_corpora(setup, tok, stream, cache, dist, log)
+        model = pretraining_model(setup, tok, train["seed"], log)
+        task = MLMTask(
+            train_corpus,
+            validation_corpus,
+            tok,
+            setup["max_length"],
+            setup["mask_prob"],
+            train["seed"],
+            model_offset(model, setup),
         )
-        # What makes two runs the same run: compared with a checkpoint's on --resume.
-        settings = dict(
-            train=[os.path.abspath(p) for p in train_files],
-            validation=os.path.abspath(validation) if validation else None,
-            field=field,
-            on_error=on_error,
-            tokenizer=os.path.abspath(tokenizer) if os.path.exists(tokenizer) else tokenizer,
-            vocab_size=len(tok),
-            model=init_from or model_config,
-            new_token_init=new_token_init if init_from else None,
-            freeze_base=freeze_base,
-            max_length=max_length,
-            mask_prob=mask_prob,
-            shape={
-                k: getattr(model.config, k, None)
-                for k in (
-                    "model_type",
-                    "vocab_size",
-                    "hidden_size",
-                    "num_hidden_layers",
-                    "num_attention_heads",
-                    "intermediate_size",
-                    "max_position_embeddings",
-                )
-            },
+        log(
+            f"{len(train_corpus):,} tweets in {task.num_examples():,} packed rows of <= {setup['max_length']} tokens; "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters; {dist.world} process(es)"
         )
         config = TrainConfig(
-            output_dir=output,
-            seed=seed,
-            batch_size=batch_size,
-            micro_batch_size=micro_batch_size,
+            **train,
             max_steps=max_steps or 0,
-            epochs=epochs,
-            lr=lr,
-            weight_decay=weight_decay,
-            betas=beta_values,
-            eps=eps,
-            warmup_steps=warmup_steps,
-            max_grad_norm=max_grad_norm,
-            precision=precision,
-            save_every=save_every,
-            keep_checkpoints=keep_checkpoints,
-            eval_every=eval_every,
-            log_every=log_every,
-            resume=resume,
-            device=device,
-            command_line=sys.argv,
-            run=settings,
+            output_dir=output,
+            run=run_settings(setup, tok, model),
             model_config=model.config.to_diff_dict(),
+            flags=flags,
         )
         if max_steps != 0:
-            train(model, task, config, dist, on_save=lambda m, path: tok.save_pretrained(path), log=log)
+            train_loop(model, task, config, dist, on_save=lambda m, path: tok.save_pretrained(path), log=log)
         if dist.is_main:  # with --max-steps 0: the initialised model, untrained, for inspection
             save_model(model, tok, output)
             config.save(output)
             log(f"model written to {output}")
     finally:
         distributed.teardown()
+
+
+def tokenize_corpora(setup: dict, tok, stream, cache: str, dist, log):
+    """(train, validation) token corpora; rank 0 tokenizes and caches, the others then memory-map it."""
+    from tweetkit.errors import ConfigError
+    from tweetkit.tasks.mlm import tokenize_corpus
+
+    if dist.is_main:
+        train_corpus = tokenize_corpus(setup["train"], tok, stream, cache, log)
+    dist.barrier()
+    if not dist.is_main:
+        train_corpus = tokenize_corpus(setup["train"], tok, stream, cache, log)
+    if len(train_corpus) == 0:
+        raise ConfigError("the training corpus is empty")
+    validation = setup["validation"]
+    return train_corpus, tokenize_corpus([validation], tok, stream, cache, log) if validation else None
+
+
+def pretraining_model(setup: dict, tok, seed: int, log):
+    """A fresh RoBERTa of --model-config, or --init-from moved to the tokenizer's vocabulary."""
+    from tweetkit.modeling import build_model
+
+    if setup["init_from"]:
+        from tweetkit.train.continued import load_for_continued_pretraining
+
+        model = load_for_continued_pretraining(setup["init_from"], tok, setup["new_token_init"], seed, log)
+    else:
+        model = build_model(setup["model"], tok, seed)
+    if setup["freeze_base"]:
+        # The output projection is tied to the frozen input embeddings: what trains is
+        # the head's transform and bias, and no gradient flows into the encoder at all.
+        model.base_model.requires_grad_(False)
+        log(
+            f"base model frozen: training {sum(p.numel() for p in model.parameters() if p.requires_grad):,} head parameters"
+        )
+    return model
+
+
+def model_offset(model, setup: dict) -> int:
+    """The model's position offset, after checking --max-length fits its positions."""
+    from tweetkit.errors import ConfigError
+    from tweetkit.modeling import position_offset
+
+    limit = model.config.max_position_embeddings - position_offset(model)
+    if setup["max_length"] > limit:
+        raise ConfigError(f"--max-length {setup['max_length']} exceeds the model's {limit} positions")
+    return position_offset(model)
+
+
+def run_settings(setup: dict, tok, model) -> dict:
+    """What makes two runs the same run: compared with a checkpoint's on --resume."""
+    shape = (
+        "model_type",
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+    )
+    absolute = lambda path: os.path.abspath(path) if path and os.path.exists(path) else path  # noqa: E731
+    return {
+        **setup,
+        "train": [absolute(p) for p in setup["train"]],
+        "validation": absolute(setup["validation"]),
+        "tokenizer": absolute(setup["tokenizer"]),
+        "model": absolute(setup["model"]),
+        "init_from": absolute(setup["init_from"]),
+        "vocab_size": len(tok),
+        "shape": {key: getattr(model.config, key, None) for key in shape},
+    }

@@ -7,8 +7,8 @@ import os
 
 import click
 
-from tweetkit.cli import data_options
 from tweetkit.io import Routed
+from tweetkit.options import data_options
 
 
 def parse_ratios(ctx, param, value: str) -> dict[str, float]:

@@ -9,7 +9,7 @@ from collections import Counter
 
 import click
 
-from tweetkit.cli import data_options
+from tweetkit.options import data_options
 
 MENTION_RE = re.compile(r"(?<!\w)@\w+")
 URL_RE = re.compile(r"https?://\S+|www\.\S+|\bHTTPURL\b", re.IGNORECASE)

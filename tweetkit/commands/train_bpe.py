@@ -8,8 +8,8 @@ import time
 
 import click
 
-from tweetkit.cli import data_options
 from tweetkit.errors import ConfigError
+from tweetkit.options import data_options
 
 
 @click.command(

@@ -109,6 +109,7 @@ MAY_DIFFER = {
     "keep_checkpoints",
     "micro_batch_size",
     "model_config",
+    "flags",  # every flag, for the record: what matters is compared through the fields above
 }
 
 

@@ -1,0 +1,257 @@
+"""The flags commands share, defined once, and `--config FILE` for any command.
+
+- `data_options`: the streaming I/O flags of the data commands (files or stdin, -o,
+  --field, --on-error, --rejects, --progress, -q, --dropped, --workers).
+- `train_options`: flags made from `TrainConfig`'s fields and their help; a command
+  names the fields it exposes and may change their defaults.
+- `config_options`: `--config FILE` (TOML, YAML or JSON, or a saved
+  tweetkit_train_config.json) merged under the flags given on the command line, and
+  `--print-config` to show the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+
+import click
+
+FIELD = click.option("--field", default="text", show_default=True, help="JSON field holding the tweet text.")
+ON_ERROR = click.option(
+    "--on-error",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
+    show_default=True,
+    help="Bad lines (not JSON, not an object, no text field, bad UTF-8, bad label): stop with file:line, or count and skip them.",
+)
+QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress, logs or summary on stderr.")
+
+
+def _apply(func, options):
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+# --- data commands ---------------------------------------------------------------------
+
+
+def _stream_flags(field_help: str, output_help: str, dropped: bool, workers: bool) -> list:
+    options = [
+        click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True)),
+        click.option("-o", "--output", default="-", show_default="stdout", help=output_help),
+        click.option("--field", default="text", show_default=True, help=field_help),
+        ON_ERROR,
+        click.option(
+            "--rejects",
+            type=click.Path(dir_okay=False),
+            help="With --on-error skip: write bad lines here, byte for byte.",
+        ),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="Progress and summary on stderr [default: when stderr is a terminal].",
+        ),
+        QUIET,
+    ]
+    if dropped:
+        options.append(
+            click.option(
+                "--dropped", type=click.Path(dir_okay=False), help="Write every dropped record here, with its 'reason'."
+            )
+        )
+    if workers:
+        options.append(
+            click.option(
+                "--workers",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Worker processes; output order is kept.",
+            )
+        )
+    return options
+
+
+def _stream_options(kwargs: dict):
+    from tweetkit.io import StreamOptions, refuse_overlap
+
+    progress = kwargs.pop("progress")
+    stream = StreamOptions(
+        inputs=kwargs.pop("inputs"),
+        output=kwargs.pop("output"),
+        field=kwargs.pop("field"),
+        on_error=kwargs.pop("on_error"),
+        rejects=kwargs.pop("rejects"),
+        dropped=kwargs.pop("dropped", None),
+        progress=sys.stderr.isatty() if progress is None else progress,
+        quiet=kwargs.pop("quiet"),
+        workers=kwargs.pop("workers", 1),
+    )
+    if stream.rejects and stream.on_error != "skip":
+        raise click.UsageError("--rejects needs --on-error skip")
+    refuse_overlap(stream.inputs, [stream.output, stream.rejects, stream.dropped])
+    return stream
+
+
+def data_options(
+    *,
+    field_help: str = "JSON field holding the tweet text.",
+    output_help: str = "Write JSONL here (.gz compresses).",
+    dropped: bool = False,
+    workers: bool = False,
+):
+    """Decorator adding the streaming I/O flags; the command receives `stream: StreamOptions`."""
+
+    def decorate(func):
+        def wrapper(**kwargs):
+            return func(stream=_stream_options(kwargs), **kwargs)
+
+        functools.update_wrapper(wrapper, func)  # keeps the command's own click params
+        return _apply(wrapper, _stream_flags(field_help, output_help, dropped, workers))
+
+    return decorate
+
+
+# --- training commands -----------------------------------------------------------------
+
+
+def _parse_pair(ctx, param, value):
+    if value is None or isinstance(value, tuple):
+        return value
+    try:
+        first, second = (float(v) for v in str(value).split(","))
+    except ValueError:
+        raise click.BadParameter("expected two numbers, e.g. 0.9,0.98") from None
+    return first, second
+
+
+def _flag_for(spec: dataclasses.Field, default, help_text: str | None):
+    """The click option of one TrainConfig field."""
+    meta, name = spec.metadata, "--" + spec.name.replace("_", "-")
+    kwargs = dict(default=default, help=help_text or meta["help"], show_default=True)
+    if spec.type in ("bool", bool):
+        return click.option(name, is_flag=True, default=bool(default), help=kwargs["help"])
+    if "choices" in meta:
+        kwargs["type"] = click.Choice(meta["choices"])
+    elif spec.type in ("int", int):
+        kwargs["type"] = click.IntRange(min=meta.get("min", 0)) if meta.get("min", 0) is not None else int
+    elif spec.type in ("float", float):
+        kwargs["type"] = click.FloatRange(min=0, min_open=True) if meta.get("min_open") else float
+    else:  # the betas pair
+        kwargs.update(callback=_parse_pair, default=",".join(map(str, default)))
+    return click.option(name, **kwargs)
+
+
+def train_options(names: list[str], defaults: dict | None = None, helps: dict | None = None):
+    """Decorator adding the TrainConfig flags `names`; the command receives their values as
+    `train: dict` (field name -> value), ready for TrainConfig(**train, ...)."""
+    from tweetkit.train.config import TrainConfig
+
+    fields = {spec.name: spec for spec in dataclasses.fields(TrainConfig)}
+    defaults, helps = defaults or {}, helps or {}
+
+    def decorate(func):
+        def wrapper(**kwargs):
+            return func(train={name: kwargs.pop(name) for name in names}, **kwargs)
+
+        functools.update_wrapper(wrapper, func)
+        options = [_flag_for(fields[n], defaults.get(n, fields[n].default), helps.get(n)) for n in names]
+        return _apply(wrapper, options)
+
+    return decorate
+
+
+# --- config files ----------------------------------------------------------------------
+
+
+def read_config_file(path: str) -> dict:
+    """Flags from a TOML, YAML or JSON file (keys as the flags, with - or _); a saved
+    tweetkit_train_config.json gives back the flags of the run that wrote it."""
+    from tweetkit.errors import ConfigError
+
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        if path.endswith(".toml"):
+            import tomllib
+
+            data = tomllib.loads(raw.decode("utf-8"))
+        elif path.endswith((".yaml", ".yml")):
+            try:
+                import yaml
+            except ImportError:
+                raise ConfigError(
+                    f"--config {path}: YAML needs PyYAML (pip install pyyaml), or use TOML or JSON"
+                ) from None
+            data = yaml.safe_load(raw)
+        else:
+            data = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a table of flags")
+    data = data.get("flags", data)  # a saved tweetkit_train_config.json
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+def _load_config(ctx: click.Context, param, path):
+    """Eager: the file's values become the defaults of this invocation (click's
+    default_map), so flags given on the command line win and required ones may come
+    from the file."""
+    if not path:
+        return
+    params = {p.name: p for p in ctx.command.params}
+    values = read_config_file(path)
+    unknown = sorted(set(values) - set(params) - {"config", "print_config"})
+    if unknown:
+        raise click.UsageError(f"--config {path}: unknown settings {', '.join(unknown)}")
+    for name, value in values.items():
+        if isinstance(value, list) and not getattr(params[name], "multiple", False) and params[name].nargs == 1:
+            values[name] = ",".join(map(str, value))  # the betas pair, saved as a list
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+
+
+def resolved_flags(kwargs: dict) -> dict:
+    """The flags as JSON-able values (what --print-config prints and outputs save)."""
+    plain = {}
+    for name, value in kwargs.items():
+        if isinstance(value, tuple):
+            value = list(value)
+        plain[name] = value
+    return plain
+
+
+def config_options(func):
+    """Decorator adding `--config FILE` and `--print-config`; the command receives the
+    resolved flags also as `flags: dict`, to save beside its output."""
+
+    def wrapper(print_config, **kwargs):
+        flags = resolved_flags(kwargs)
+        if print_config:
+            sys.stdout.write(json.dumps(flags, indent=2, default=str) + "\n")
+            click.get_current_context().exit(0)
+        return func(flags=flags, **kwargs)
+
+    functools.update_wrapper(wrapper, func)
+    options = [
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False),
+            is_eager=True,
+            expose_value=False,
+            callback=_load_config,
+            help="Flags from a TOML, YAML or JSON file (or a saved tweetkit_train_config.json); flags given here win.",
+        ),
+        click.option("--print-config", is_flag=True, help="Print the resolved flags as JSON and stop."),
+    ]
+    return _apply(wrapper, options)
+
+
+def log_for(command: str, quiet: bool):
+    """The stderr log of a command; silent with -q."""
+    if quiet:
+        return lambda message: None
+    return lambda message: print(f"tweetkit {command}: {message}", file=sys.stderr)
