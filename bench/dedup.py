@@ -9,7 +9,7 @@ over the ~95k real tweets of tweeteval/emoji train + test, texts as they are.
 
 datasketch: MinHash(num_perm=128) over the set of lower-cased whitespace words (and, for
 speed, also built with MinHash.generator, its faster path), MinHashLSH(threshold=0.7); a tweet is
-dropped when lsh.query finds any candidate, else inserted.  tweetkit: DedupStep, near
+dropped when lsh.query finds any candidate, else inserted.  tweetkit: dedup_steps, near
 mode, default NearConfig, batches of 512 as the CLI feeds it.
 
     python bench/dedup.py [--data ../shared/data] [--bases 3000] [--shorts 3000] [--seed 7]
@@ -26,9 +26,9 @@ from collections import Counter
 from common import DEFAULT_DATA, read_rows
 from datasketch import MinHash, MinHashLSH
 
-from tweetkit.commands.dedup import DedupStep
 from tweetkit.io import Drop
 from tweetkit.text.dedup import NearConfig, dedup_key
+from tweetkit.text.steps import dedup_steps
 
 BATCH = 512
 LINK = re.compile(r"https?://\S+")
@@ -149,7 +149,7 @@ def plant(data, n_bases, n_shorts, seed):
 def run_tweetkit(texts):
     """Indices of dropped texts, and seconds."""
     begin = time.perf_counter()
-    step = DedupStep("text", "id", "near", NearConfig(), False, None, None, 1, 0)
+    step = dedup_steps("text", "id", "near", NearConfig(), False, None, None)
     dropped = set()
     for start in range(0, len(texts), BATCH):
         records = [{"id": str(start + i), "text": t} for i, t in enumerate(texts[start : start + BATCH])]

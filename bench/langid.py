@@ -21,9 +21,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from common import DEFAULT_DATA, read_rows  # noqa: E402
 
-from tweetkit.commands.langid import LangidStep  # noqa: E402
 from tweetkit.io import StreamOptions, run_stream  # noqa: E402
 from tweetkit.text.langid import LanguageIdentifier  # noqa: E402
+from tweetkit.text.steps import Langid  # noqa: E402
 
 
 def accuracy(data_dir):
@@ -65,7 +65,7 @@ def throughput(data_dir, repeats=3):
     options = StreamOptions(inputs=[path], output=os.devnull, quiet=True)
     import functools
 
-    make_step = functools.partial(LangidStep, "text", None, True, None, 0.0)
+    make_step = functools.partial(Langid, "text", None, True, None, 0.0)
     best = {"plain loop": float("inf"), "tweetkit langid": float("inf")}
     for _ in range(repeats):  # interleaved, best of N: the machine is noisy
         start = time.perf_counter()

@@ -4,7 +4,7 @@ import json
 
 from conftest import jsonl, read_jsonl, run_cli, shared
 
-from tweetkit.commands.stats import percentile
+from tweetkit.metrics import percentile
 
 
 def tagged(records, *args):

@@ -16,6 +16,14 @@ import math
 from collections import Counter
 
 
+def percentile(sorted_values: list[int], q: float) -> int:
+    """Nearest-rank percentile: the smallest value with at least q% of values at or below it."""
+    if not sorted_values:
+        return 0
+    rank = max(1, -(-len(sorted_values) * q // 100))  # ceil without floats drifting
+    return sorted_values[int(rank) - 1]
+
+
 def _f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 

@@ -19,11 +19,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tweetkit.errors import ConfigError
+from tweetkit.metrics import percentile
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's, ids 0..4
 PLACEHOLDERS = ["@USER", "HTTPURL"]
 WORD_MARK = "▁"
-_EMOJI_NAME = re.compile(r"^:[^\s:]+:$")
 
 
 def known_emoji_names() -> set[str]:
@@ -257,7 +257,7 @@ def pieces_per_tweet(tokenizer, texts: list[str], limit: int = 100_000) -> dict:
     return {
         "tweets_measured": len(sample),
         "pieces_per_tweet_mean": round(total / len(lengths), 3) if lengths else 0.0,
-        "pieces_per_tweet_p99.9": lengths[min(len(lengths) - 1, int(len(lengths) * 0.999))] if lengths else 0,
+        "pieces_per_tweet_p99.9": percentile(lengths, 99.9),  # nearest rank, as `stats`
         "unknown_share": round(unknown / total, 6) if total else 0.0,
     }
 

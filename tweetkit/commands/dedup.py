@@ -6,53 +6,7 @@ import functools
 
 import click
 
-from tweetkit.io import Drop
 from tweetkit.options import data_options
-
-
-class DedupStep:
-    """The transform: filters in a fixed order (shard, retweet, length, exact, near)."""
-
-    def __init__(self, field, id_field, mode, config, drop_retweets, min_tokens, max_tokens, num_shards, shard_index):
-        from tweetkit.text.dedup import Deduplicator
-
-        self.field, self.id_field = field, id_field
-        self.drop_retweets, self.min_tokens, self.max_tokens = drop_retweets, min_tokens, max_tokens
-        self.num_shards, self.shard_index = num_shards, shard_index
-        self.dedup = Deduplicator(mode, config)
-        self.seen = 0
-
-    def __call__(self, records: list[dict]) -> list:
-        from tweetkit.text.dedup import dedup_key, is_retweet
-
-        results: list = [None] * len(records)
-        candidates, keys = [], []
-        for i, record in enumerate(records):
-            self.seen += 1
-            text = record[self.field]
-            key = dedup_key(text)
-            if self.num_shards > 1 and self.dedup_shard(key) != self.shard_index:
-                results[i] = Drop("other shard", write=False)
-            elif self.drop_retweets and is_retweet(record, text):
-                results[i] = Drop("retweet")
-            elif self.min_tokens is not None and len(text.split()) < self.min_tokens:
-                results[i] = Drop("too few tokens")
-            elif self.max_tokens is not None and len(text.split()) > self.max_tokens:
-                results[i] = Drop("too many tokens")
-            else:
-                label = record.get(self.id_field)
-                candidates.append((i, record, str(label) if label is not None else f"record {self.seen}"))
-                keys.append(key)
-        for (i, record, label), prepared in zip(candidates, self.dedup.prepare(keys)):
-            found = self.dedup.check(prepared, label)
-            results[i] = record if found is None else Drop(found[0], {"dup_of": found[1]})
-        return results
-
-    def dedup_shard(self, key: str) -> int:
-        from tweetkit.text.dedup import key_hash
-
-        # The top bits of a different hash than the table's, so shards stay balanced.
-        return (key_hash("shard:" + key) >> 32) % self.num_shards
 
 
 @click.command(
@@ -147,7 +101,18 @@ def command(
     if num_perm % bands:
         raise click.BadParameter("must divide --num-perm", param_hint="--bands")
     config = NearConfig(threshold=threshold, num_perm=num_perm, bands=bands, min_words=min_words)
+    from tweetkit.text.steps import dedup_steps
+
     make_step = functools.partial(
-        DedupStep, stream.field, id_field, mode, config, drop_retweets, min_tokens, max_tokens, num_shards, shard_index
+        dedup_steps,
+        stream.field,
+        id_field,
+        mode,
+        config,
+        drop_retweets,
+        min_tokens,
+        max_tokens,
+        num_shards,
+        shard_index,
     )
     run_stream("dedup", stream, make_step, text_field=stream.field)

@@ -7,31 +7,7 @@ import functools
 import click
 
 from tweetkit.errors import ConfigError
-from tweetkit.io import Drop
 from tweetkit.options import data_options
-
-
-class LangidStep:
-    """The transform: predict a batch, annotate, and drop what --keep/--min-prob exclude."""
-
-    def __init__(self, field: str, model_path: str | None, clean: bool, keep: frozenset | None, min_prob: float):
-        from tweetkit.text.langid import LanguageIdentifier
-
-        self.field, self.keep, self.min_prob = field, keep, min_prob
-        self.identifier = LanguageIdentifier(model_path, clean=clean)
-
-    def __call__(self, records: list[dict]) -> list:
-        predictions = self.identifier.predict([r[self.field] for r in records])
-        results: list = []
-        for record, (lang, prob) in zip(records, predictions):
-            record["lang"], record["lang_prob"] = lang, prob
-            if self.keep is not None and lang not in self.keep:
-                results.append(Drop("language not kept"))
-            elif prob < self.min_prob:
-                results.append(Drop("below --min-prob"))
-            else:
-                results.append(record)
-        return results
 
 
 def parse_languages(ctx, param, value):
@@ -91,5 +67,7 @@ def command(stream, keep, min_prob, model_path, clean):
             keep = identifier.canonical_codes(keep)
         except ConfigError as exc:
             raise click.BadParameter(str(exc).removeprefix("--keep: "), param_hint="--keep") from None
-    make_step = functools.partial(LangidStep, stream.field, model_path, clean, keep, min_prob)
+    from tweetkit.text.steps import Langid
+
+    make_step = functools.partial(Langid, stream.field, model_path, clean, keep, min_prob)
     run_stream("langid", stream, make_step, text_field=stream.field)

@@ -9,22 +9,6 @@ import click
 from tweetkit.options import data_options
 
 
-class NormalizeStep:
-    """The transform: normalise `field` of each record into `output_field`."""
-
-    def __init__(self, field: str, output_field: str, emoji_names: str, lexicon: dict | None):
-        from tweetkit.text.normalize import TweetNormalizer
-
-        self.field, self.output_field = field, output_field
-        self.normalizer = TweetNormalizer(emoji_names=emoji_names, lexicon=lexicon)
-
-    def __call__(self, records: list[dict]) -> list[dict]:
-        normalize, field, output_field = self.normalizer, self.field, self.output_field
-        for record in records:
-            record[output_field] = normalize(record[field])
-        return records
-
-
 @click.command(
     "normalize",
     epilog="""\b
@@ -54,9 +38,10 @@ def command(stream, emoji_names, output_field, lexicon):
     """
     from tweetkit.io import run_stream
     from tweetkit.text.normalize import load_lexicon
+    from tweetkit.text.steps import Normalize
 
     make_step = functools.partial(
-        NormalizeStep,
+        Normalize,
         stream.field,
         output_field or stream.field,
         emoji_names,

@@ -7,7 +7,6 @@ import os
 
 import click
 
-from tweetkit.io import Routed
 from tweetkit.options import data_options
 
 
@@ -25,39 +24,6 @@ def parse_ratios(ctx, param, value: str) -> dict[str, float]:
     if total <= 0:
         raise click.BadParameter("ratios must add up to more than 0")
     return {name: r / total for name, r in ratios.items()}
-
-
-def split_of(key: str, seed: int, bounds: list[tuple[float, str]]) -> str:
-    """The split a dedup key falls in: a uniform draw from a hash of (seed, key)."""
-    from tweetkit.text.dedup import key_hash
-
-    draw = key_hash(f"{seed}\x00{key}") / 2**64
-    for upper, name in bounds:
-        if draw < upper:
-            return name
-    return bounds[-1][1]
-
-
-class SplitStep:
-    def __init__(self, field: str, ratios: dict[str, float], seed: int, tag_only: bool):
-        self.field, self.seed, self.tag_only = field, seed, tag_only
-        cumulative, self.bounds = 0.0, []
-        for name, ratio in ratios.items():
-            cumulative += ratio
-            self.bounds.append((cumulative, name))
-
-    def __call__(self, records: list[dict]) -> list:
-        from tweetkit.text.dedup import dedup_key
-
-        results = []
-        for record in records:
-            name = split_of(dedup_key(record[self.field]), self.seed, self.bounds)
-            if self.tag_only:
-                record["split"] = name
-                results.append(record)
-            else:
-                results.append(Routed(name, record))
-        return results
 
 
 def split_paths(prefix: str, names) -> dict[str, str]:
@@ -103,8 +69,9 @@ def command(stream, ratios, seed, tag_only):
     rest of the corpus or its order.  -o names the output PREFIX.
     """
     from tweetkit.io import run_stream
+    from tweetkit.text.steps import Split
 
-    make_step = functools.partial(SplitStep, stream.field, ratios, seed, tag_only)
+    make_step = functools.partial(Split, stream.field, ratios, seed, tag_only)
     if tag_only:
         run_stream("split", stream, make_step, text_field=stream.field)
         return

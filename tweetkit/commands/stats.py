@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import Counter
 
 import click
 
+from tweetkit.metrics import percentile
 from tweetkit.options import data_options
+from tweetkit.text.patterns import DEMOJIZED_IN_TEXT, MENTION_IN_TEXT, URL_IN_TEXT
 
-MENTION_RE = re.compile(r"(?<!\w)@\w+")
-URL_RE = re.compile(r"https?://\S+|www\.\S+|\bHTTPURL\b", re.IGNORECASE)
-DEMOJIZED_RE = re.compile(r":[a-z0-9][a-z0-9_&.'\-]*[a-z0-9]:")
 PERCENTILES = (50, 90, 95, 99, 99.9, 100)
-
-
-def percentile(sorted_values: list[int], q: float) -> int:
-    """Nearest-rank percentile: the smallest value with at least q% of values at or below it."""
-    if not sorted_values:
-        return 0
-    rank = max(1, -(-len(sorted_values) * q // 100))  # ceil without floats drifting
-    return sorted_values[int(rank) - 1]
 
 
 def length_summary(lengths: list[int]) -> dict:
@@ -53,9 +43,9 @@ class CorpusStats:
         self.word_lengths.append(len(text.split()))
         if "lang" in record:
             self.languages[str(record["lang"])] += 1
-        self.with_mention += MENTION_RE.search(text) is not None
-        self.with_url += URL_RE.search(text) is not None
-        self.with_emoji += DEMOJIZED_RE.search(text) is not None or self._emoji_count(text) > 0
+        self.with_mention += MENTION_IN_TEXT.search(text) is not None
+        self.with_url += URL_IN_TEXT.search(text) is not None
+        self.with_emoji += DEMOJIZED_IN_TEXT.search(text) is not None or self._emoji_count(text) > 0
         if self.tokenizer is not None:
             self._pending.append(text)
             if len(self._pending) >= 1000:

@@ -14,22 +14,17 @@ changed word is a different tweet, not a near copy ("short-tweet guard").
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-# One pass: a leading "RT @user:", links, and mentions (but not the "@" of "@https://...").
-_NOISE = re.compile(r"^\s*(?i:RT)\s+@\w+:?|https?://\S+|www\.\S+|HTTPURL|@(?!https?://|www\.)\w+")
-_NON_WORD = re.compile(r"[\W_]+")  # punctuation, symbols, emoji and whitespace
-
-_MASK64 = (1 << 64) - 1
+from tweetkit.text.patterns import DEDUP_NOISE, NON_WORD
 
 
 def dedup_key(text: str) -> str:
     """The normalised text duplicates share: words only, lower-cased, single spaces."""
-    text = _NOISE.sub(" ", text)
-    return " ".join(_NON_WORD.sub(" ", text).casefold().split())
+    text = DEDUP_NOISE.sub(" ", text)
+    return " ".join(NON_WORD.sub(" ", text).casefold().split())
 
 
 def key_hash(key: str) -> int:

@@ -8,28 +8,17 @@ bench/langid.py measures the effect on XLM-T's 8-language tweets.
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 
 from tweetkit.errors import ConfigError
+from tweetkit.text.patterns import LANGID_NOISE, SPACES
 
 DEFAULT_MODEL = "lid.176.ftz"  # shipped in tweetkit/data, CC-BY-SA-3.0 (see data/LID_MODEL_LICENSE.md)
-
-_URL = r"(?:https?://|www\.)\S+|\bhttps?\b|HTTPURL"
-_MENTION = r"@\w+:?"  # also @USER, and the colon of "RT @user:"
-_DEMOJIZED = r":[a-z0-9][a-z0-9_&.’'\-]*[a-z0-9]:"  # emoji names as `normalize` writes them
-# Pictographs, dingbats, flags, skin tones, ZWJ, variation selectors and tag characters.
-_EMOJI = (
-    "[\U0001f000-\U0001faff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\u2190-\u21ff"
-    "\u200d\ufe0e\ufe0f\u20e3\U000e0000-\U000e007f\u3030\u303d\u3297\u3299]"
-)
-_NOISE_RE = re.compile(f"{_URL}|{_MENTION}|{_DEMOJIZED}|{_EMOJI}|^RT\\b|#")
-_SPACE_RE = re.compile(r"\s+")
 
 
 def clean_for_langid(text: str) -> str:
     """The text fastText should see: no links, mentions, emoji, '#' or case shouting."""
-    text = _SPACE_RE.sub(" ", _NOISE_RE.sub(" ", text)).strip()
+    text = SPACES.sub(" ", LANGID_NOISE.sub(" ", text)).strip()
     # lid.176 mistakes upper-case text for other languages; lower-casing costs nothing
     # on mixed-case text, where it was measured neutral.
     return text.lower()
