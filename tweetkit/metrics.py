@@ -12,9 +12,6 @@
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-
 
 def percentile(sorted_values: list[int], q: float) -> int:
     """Nearest-rank percentile: the smallest value with at least q% of values at or below it."""
@@ -24,34 +21,38 @@ def percentile(sorted_values: list[int], q: float) -> int:
     return sorted_values[int(rank) - 1]
 
 
-def _f1(precision: float, recall: float) -> float:
-    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+def _per_class(labels: list, precision, recall, f1, support) -> dict:
+    return {
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for label, p, r, f, n in zip(labels, precision, recall, f1, support)
+    }
 
 
 def classification_metrics(gold: list, pred: list, labels: list | None = None, positive_label=None) -> dict:
+    """scikit-learn underneath; undefined precision or recall (no prediction or no gold of
+    a class) counts 0, as the SemEval scorers do."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     if len(gold) != len(pred):
         raise ValueError("gold and predicted labels differ in number")
-    labels = list(labels) if labels else sorted({*map(str, gold), *map(str, pred)})
     gold, pred = [str(g) for g in gold], [str(p) for p in pred]
-    index = {label: i for i, label in enumerate(labels)}
-    matrix = [[0] * len(labels) for _ in labels]
-    for g, p in zip(gold, pred):
-        if g in index and p in index:
-            matrix[index[g]][index[p]] += 1
-    per_class = {}
-    for i, label in enumerate(labels):
-        true_positive = matrix[i][i]
-        predicted = sum(row[i] for row in matrix)
-        support = sum(matrix[i])
-        precision = true_positive / predicted if predicted else 0.0
-        recall = true_positive / support if support else 0.0
-        per_class[label] = {"precision": precision, "recall": recall, "f1": _f1(precision, recall), "support": support}
+    labels = [str(label) for label in labels] if labels else sorted({*gold, *pred})
+    if not gold:
+        return {
+            "accuracy": 0.0,
+            "macro_f1": 0.0,
+            "macro_recall": 0.0,
+            "per_class": {},
+            "confusion_matrix": {"labels": labels, "matrix": []},
+            "count": 0,
+        }
+    per_class = _per_class(labels, *precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0))
     result = {
-        "accuracy": sum(g == p for g, p in zip(gold, pred)) / len(gold) if gold else 0.0,
-        "macro_f1": sum(c["f1"] for c in per_class.values()) / len(labels) if labels else 0.0,
-        "macro_recall": sum(c["recall"] for c in per_class.values()) / len(labels) if labels else 0.0,
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": sum(c["f1"] for c in per_class.values()) / len(labels),
+        "macro_recall": sum(c["recall"] for c in per_class.values()) / len(labels),
         "per_class": per_class,
-        "confusion_matrix": {"labels": labels, "matrix": matrix},
+        "confusion_matrix": {"labels": labels, "matrix": confusion_matrix(gold, pred, labels=labels).tolist()},
         "count": len(gold),
     }
     if "positive" in per_class and "negative" in per_class:
@@ -66,79 +67,54 @@ def classification_metrics(gold: list, pred: list, labels: list | None = None, p
 def multilabel_metrics(
     gold: list[list], pred: list[list], labels: list | None = None, scores: list[dict] | None = None
 ) -> dict:
+    """scikit-learn underneath: micro/macro F1, sample-averaged Jaccard (an empty gold and
+    prediction agree: 1), exact match, and with per-label scores top-1 accuracy."""
+    from sklearn.metrics import accuracy_score, f1_score, jaccard_score, precision_recall_fscore_support
+    from sklearn.preprocessing import MultiLabelBinarizer
+
     gold_sets, pred_sets = [set(map(str, g)) for g in gold], [set(map(str, p)) for p in pred]
-    labels = list(labels) if labels else sorted(set().union(*gold_sets, *pred_sets))
-    tp, fp, fn = Counter(), Counter(), Counter()
-    for g, p in zip(gold_sets, pred_sets):
-        for label in p & g:
-            tp[label] += 1
-        for label in p - g:
-            fp[label] += 1
-        for label in g - p:
-            fn[label] += 1
-    per_class = {}
-    for label in labels:
-        precision = tp[label] / (tp[label] + fp[label]) if tp[label] + fp[label] else 0.0
-        recall = tp[label] / (tp[label] + fn[label]) if tp[label] + fn[label] else 0.0
-        per_class[label] = {
-            "precision": precision,
-            "recall": recall,
-            "f1": _f1(precision, recall),
-            "support": tp[label] + fn[label],
+    labels = [str(label) for label in labels] if labels else sorted(set().union(*gold_sets, *pred_sets))
+    if not gold_sets or not labels:
+        return {
+            "micro_f1": 0.0,
+            "macro_f1": 0.0,
+            "jaccard": 0.0,
+            "exact_match": 0.0,
+            "per_class": {},
+            "count": len(gold_sets),
         }
-    all_tp, all_fp, all_fn = sum(tp.values()), sum(fp.values()), sum(fn.values())
-    micro_p = all_tp / (all_tp + all_fp) if all_tp + all_fp else 0.0
-    micro_r = all_tp / (all_tp + all_fn) if all_tp + all_fn else 0.0
-    jaccard = [len(g & p) / len(g | p) if g | p else 1.0 for g, p in zip(gold_sets, pred_sets)]
-    extra = {}
-    if scores is not None:
-        extra["top1_accuracy"] = (
-            sum(max(s, key=s.get) in g for s, g in zip(scores, gold_sets)) / len(gold_sets) if gold_sets else 0.0
-        )
-    return {
-        **extra,
-        "micro_f1": _f1(micro_p, micro_r),
-        "macro_f1": sum(c["f1"] for c in per_class.values()) / len(labels) if labels else 0.0,
-        "jaccard": sum(jaccard) / len(jaccard) if jaccard else 0.0,
-        "exact_match": sum(g == p for g, p in zip(gold_sets, pred_sets)) / len(gold_sets) if gold_sets else 0.0,
-        "per_class": per_class,
+    binarizer = MultiLabelBinarizer(classes=labels)
+    y_true, y_pred = binarizer.fit_transform(gold_sets), binarizer.transform(pred_sets)
+    result = {
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "jaccard": float(jaccard_score(y_true, y_pred, average="samples", zero_division=1.0)),
+        "exact_match": float(accuracy_score(y_true, y_pred)),
+        "per_class": _per_class(labels, *precision_recall_fscore_support(y_true, y_pred, zero_division=0)),
         "count": len(gold_sets),
     }
-
-
-def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):  # ties share their mean rank
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def _pearson(x: list[float], y: list[float]) -> float:
-    n = len(x)
-    if n < 2:
-        return 0.0
-    mx, my = sum(x) / n, sum(y) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    return sxy / math.sqrt(sxx * syy) if sxx and syy else 0.0
+    if scores is not None:
+        result = {
+            "top1_accuracy": sum(max(s, key=s.get) in g for s, g in zip(scores, gold_sets)) / len(gold_sets),
+            **result,
+        }
+    return result
 
 
 def regression_metrics(gold: list[float], pred: list[float]) -> dict:
+    """scipy's Pearson and Spearman (0 where undefined: fewer than two values, or a
+    constant side), scikit-learn's MSE and MAE."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
     gold, pred = [float(g) for g in gold], [float(p) for p in pred]
     n = len(gold)
+    defined = n >= 2 and len(set(gold)) > 1 and len(set(pred)) > 1
     return {
-        "pearson": _pearson(gold, pred),
-        "spearman": _pearson(_ranks(gold), _ranks(pred)),
-        "mse": sum((g - p) ** 2 for g, p in zip(gold, pred)) / n if n else 0.0,
-        "mae": sum(abs(g - p) for g, p in zip(gold, pred)) / n if n else 0.0,
+        "pearson": float(pearsonr(gold, pred)[0]) if defined else 0.0,
+        "spearman": float(spearmanr(gold, pred)[0]) if defined else 0.0,
+        "mse": float(mean_squared_error(gold, pred)) if n else 0.0,
+        "mae": float(mean_absolute_error(gold, pred)) if n else 0.0,
         "count": n,
     }
 

@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import click
 
+from tweetkit.options import ON_ERROR
 
-def read_curves(path: str, keys: list[str], label: str) -> list[tuple[str, list[tuple[float, float]]]]:
-    """One series per key found in the file: [(f"{label} {key}", [(step, value), ...])]."""
-    from tweetkit.errors import BadRecord
+
+def read_curves(
+    path: str, keys: list[str], label: str, on_error: str = "fail"
+) -> list[tuple[str, list[tuple[float, float]]]]:
+    """One series per key found in the file: [(f"{label} {key}", [(step, value), ...])].
+    Read like any JSONL input (gzip, '-' for stdin, --on-error)."""
+    from tweetkit.io import StreamOptions, consume_records
 
     series: dict[str, list[tuple[float, float]]] = {key: [] for key in keys}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise BadRecord(path, number, "not JSON") from None
-            if not isinstance(record, dict) or not isinstance(record.get("step"), (int, float)):
-                continue  # summaries ({"best": ...}, {"seeds": ...}) carry no step
-            for key in keys:
-                if isinstance(record.get(key), (int, float)):
-                    series[key].append((float(record["step"]), float(record[key])))
+    for record in consume_records("plot", StreamOptions(inputs=[path], on_error=on_error, quiet=True), text_field=None):
+        if not isinstance(record.get("step"), (int, float)):
+            continue  # summaries ({"best": ...}, {"seeds": ...}) carry no step
+        for key in keys:
+            if isinstance(record.get(key), (int, float)):
+                series[key].append((float(record["step"]), float(record[key])))
     return [(f"{label} {key}".strip(), points) for key, points in series.items() if points]
 
 
@@ -36,7 +33,7 @@ Examples:
   tweetkit pretrain ... > mlm.metrics.jsonl; tweetkit plot mlm.metrics.jsonl -o loss.svg
   tweetkit plot a.jsonl b.jsonl --label scratch --label continued --keys loss,validation_loss -o loss.svg""",
 )
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="SVG file to write.")
 @click.option(
     "--keys",
@@ -46,7 +43,8 @@ Examples:
 )
 @click.option("--label", "labels", multiple=True, help="Legend name per input, in order [default: the file name].")
 @click.option("--title", default="", help="Chart title.")
-def command(inputs, output, keys, labels, title):
+@ON_ERROR
+def command(inputs, output, keys, labels, title, on_error):
     """Draw metrics JSONL (training and validation loss by default) as an SVG line chart."""
     from tweetkit.errors import ConfigError
     from tweetkit.plotting import line_chart
@@ -57,7 +55,7 @@ def command(inputs, output, keys, labels, title):
     series = []
     for number, path in enumerate(inputs):
         name = labels[number] if labels else os.path.basename(path).removesuffix(".jsonl").removesuffix(".metrics")
-        series += read_curves(path, wanted, name if len(inputs) > 1 or labels else "")
+        series += read_curves(path, wanted, name if len(inputs) > 1 or labels else "", on_error)
     if not series:
         raise ConfigError(f"no records with 'step' and any of {', '.join(wanted)} in {', '.join(inputs)}")
     svg = line_chart(series, title=title, y_label=wanted[0] if len(wanted) == 1 else "value")
