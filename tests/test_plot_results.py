@@ -53,8 +53,8 @@ def test_plot_errors(tmp_path):
     bad.write_text('{"step": 1, "loss": 2}\nnot json\n', encoding="utf-8")
     result = run_cli(["plot", str(bad), "-o", str(tmp_path / "x.svg")])
     assert result.exit_code == 1 and result.stderr.strip() == f"tweetkit plot: {bad}:2: invalid JSON"
-    skipped = run_cli(["plot", str(bad), "-o", str(tmp_path / "x.svg"), "--on-error", "skip"])
-    assert skipped.exit_code == 0 and (tmp_path / "x.svg").exists()
+    skipped = run_cli(["plot", str(bad), "-o", str(tmp_path / "skip.svg"), "--on-error", "skip"])
+    assert skipped.exit_code == 0 and (tmp_path / "skip.svg").exists()
     empty = write_metrics(tmp_path / "other.jsonl", [{"step": 1, "accuracy": 0.5}])
     result = run_cli(["plot", str(empty), "-o", str(tmp_path / "x.svg")])
     assert result.exit_code == 1 and "no records with 'step'" in result.stderr
