@@ -81,10 +81,11 @@ def test_classification_end_to_end(base, tmp_path):
         "--positive-label",
         "irony",
     )
-    epochs = [line for line in lines if "validation_f1_pos" in line and "loss" in line]
-    assert len(epochs) >= 1 and all(0 <= e["validation_accuracy"] <= 1 for e in epochs)
+    scored_epochs = [line for line in lines if "validation_f1_pos" in line]
+    assert [line["step"] for line in scored_epochs] == [25, 50]  # 400 examples / 16: every epoch is scored
     best = lines[-1]["best"]
-    assert best["metric"] == "f1_pos" and best["best_epoch"] in (1, 2)
+    assert best["metric"] == "f1_pos" and best["validation_f1_pos"] == max(e["validation_f1_pos"] for e in scored_epochs)
+    assert best["best_step"] == max(scored_epochs, key=lambda e: e["validation_f1_pos"])["step"]
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")
     assert model.config.id2label == {0: "irony", 1: "non_irony"}
     predicted = run_cli(["predict", "--model", str(tmp_path / "cls")], stdin=(base / "irony_val.jsonl").read_bytes())
@@ -96,6 +97,8 @@ def test_classification_end_to_end(base, tmp_path):
         ["evaluate", "-q", "--model", str(tmp_path / "cls"), "--positive-label", "irony", str(base / "irony_val.jsonl")]
     )
     assert json.loads(scored.stdout) == json.loads(direct.stdout)
+    # The saved model is the best epoch's: scoring it again gives the validation figure it was kept for.
+    assert json.loads(direct.stdout)["f1_pos"] == pytest.approx(best["validation_f1_pos"], abs=1e-9)
 
 
 def test_tagging_first_subword_and_entity_f1(base, tmp_path):
@@ -159,7 +162,7 @@ def test_regression_and_multilabel(base, tmp_path):
         "--epochs",
         "1",
     )
-    assert "validation_pearson" in reg[-1]["best"]
+    assert -1 <= reg[-1]["best"]["validation_pearson"] <= 1 and reg[-1]["best"]["validation_pearson"] != 0
     predicted = run_cli(["predict", "--model", str(tmp_path / "reg")], stdin=jsonl({"text": "hello there"})).records()
     assert isinstance(predicted[0]["pred"], float)
     ml = finetune(

@@ -47,8 +47,9 @@ def test_keep_min_prob_and_dropped_file(tmp_path):
     lost = [__import__("json").loads(line) for line in dropped.read_text().splitlines()]
     assert [(r["id"], r["reason"]) for r in lost] == [(2, "language not kept"), (3, "language not kept")]
     assert "3 read, 1 written, 2 dropped" in result.stderr
-    strict = run_cli(["langid", "--min-prob", "0.999"], stdin=jsonl(*rows))
-    assert len(strict.records()) < 3
+    strict = run_cli(["langid", "--min-prob", "0.999", "--progress"], stdin=jsonl(*rows))
+    kept = strict.records()
+    assert all(r["lang_prob"] >= 0.999 for r in kept) and f"{3 - len(kept)} dropped (below --min-prob" in strict.stderr
 
 
 def test_bad_model_path_is_clean_error(tmp_path):
