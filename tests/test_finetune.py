@@ -84,7 +84,9 @@ def test_classification_end_to_end(base, tmp_path):
     scored_epochs = [line for line in lines if "validation_f1_pos" in line]
     assert [line["step"] for line in scored_epochs] == [25, 50]  # 400 examples / 16: every epoch is scored
     best = lines[-1]["best"]
-    assert best["metric"] == "f1_pos" and best["validation_f1_pos"] == max(e["validation_f1_pos"] for e in scored_epochs)
+    assert best["metric"] == "f1_pos" and best["validation_f1_pos"] == max(
+        e["validation_f1_pos"] for e in scored_epochs
+    )
     assert best["best_step"] == max(scored_epochs, key=lambda e: e["validation_f1_pos"])["step"]
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")
     assert model.config.id2label == {0: "irony", 1: "non_irony"}

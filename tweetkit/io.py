@@ -20,7 +20,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
@@ -335,6 +335,43 @@ def open_output(path: str | None) -> IO[bytes]:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def _process(options: StreamOptions, make_transform, text_field, field_type) -> tuple:
+    """(pool or None, iterator of (source, outcomes)) over the input batches, in order."""
+    batches = read_batches(options.inputs)
+    if options.workers > 1:
+        context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+        pool = context.Pool(options.workers, _worker_init, (make_transform, text_field, field_type))
+        # imap keeps input order; a few batches in flight per worker keeps them busy.
+        return pool, pool.imap(_worker_run, batches, chunksize=1)
+    transform = make_transform()
+    return None, ((name, process_batch(transform, text_field, batch, field_type)) for name, batch in batches)
+
+
+def _write_outcomes(
+    name: str, outcomes: list, counts: Counts, options: StreamOptions, out, routed: dict, dropped, rejects
+) -> None:
+    """Each line's outcome to its stream, counted; a bad line under --on-error fail stops here."""
+    counts.read += len(outcomes)
+    for kind, lineno, payload, reason in outcomes:
+        if kind == KEPT:
+            if reason is None:
+                out.write(payload)
+            else:
+                routed[reason].write(payload)
+                counts.routed[reason] += 1
+            counts.written += 1
+        elif kind == DROPPED:
+            counts.dropped[reason] += 1
+            if dropped is not None and payload is not None:
+                dropped.write(payload)
+        else:
+            if options.on_error == "fail":
+                raise BadRecord(name, lineno, reason)
+            counts.rejected[bad_reason_key(reason)] += 1
+            if rejects is not None:
+                rejects.write(payload)
+
+
 def run_stream(
     command: str,
     options: StreamOptions,
@@ -365,35 +402,9 @@ def run_stream(
     )
     pool = None
     try:
-        batches = read_batches(options.inputs)
-        if options.workers > 1:
-            context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-            pool = context.Pool(options.workers, _worker_init, (make_transform, text_field, field_type))
-            # imap keeps input order; a few batches in flight per worker keeps them busy.
-            results: Iterable = pool.imap(_worker_run, batches, chunksize=1)
-        else:
-            transform = make_transform()
-            results = ((name, process_batch(transform, text_field, batch, field_type)) for name, batch in batches)
+        pool, results = _process(options, make_transform, text_field, field_type)
         for name, outcomes in results:
-            counts.read += len(outcomes)
-            for kind, lineno, payload, reason in outcomes:
-                if kind == KEPT:
-                    if reason is None:
-                        out.write(payload)
-                    else:
-                        routed[reason].write(payload)
-                        counts.routed[reason] += 1
-                    counts.written += 1
-                elif kind == DROPPED:
-                    counts.dropped[reason] += 1
-                    if dropped is not None and payload is not None:
-                        dropped.write(payload)
-                else:
-                    if options.on_error == "fail":
-                        raise BadRecord(name, lineno, reason)
-                    counts.rejected[bad_reason_key(reason)] += 1
-                    if rejects is not None:
-                        rejects.write(payload)
+            _write_outcomes(name, outcomes, counts, options, out, routed, dropped, rejects)
             bar.update(len(outcomes))
         if out is not None:
             out.flush()

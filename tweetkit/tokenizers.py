@@ -278,6 +278,38 @@ def vocabulary_overlap(first, second) -> dict:
 # --- extending a base vocabulary (E-MBERT's EXTEND) ----------------------------------------
 
 
+def _learner_like(spec: dict, specials: list[str], target: int):
+    """(tokenizer, trainer) of the same model type and settings as the tokenizer.json `spec`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    kind, model = spec["model"]["type"], spec["model"]
+    if kind == "BPE":
+        byte_level = "ByteLevel" in json.dumps(spec.get("pre_tokenizer"))
+        trainer = trainers.BpeTrainer(
+            vocab_size=target,
+            special_tokens=specials,
+            min_frequency=2,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if byte_level else [],
+            continuing_subword_prefix=model.get("continuing_subword_prefix") or "",
+            end_of_word_suffix=model.get("end_of_word_suffix") or "",
+        )
+        return Tokenizer(models.BPE(unk_token=model.get("unk_token"))), trainer
+    if kind == "Unigram":
+        return Tokenizer(models.Unigram()), trainers.UnigramTrainer(
+            vocab_size=target, special_tokens=specials, show_progress=False
+        )
+    if kind == "WordPiece":
+        prefix = model.get("continuing_subword_prefix", "##")
+        learner = Tokenizer(
+            models.WordPiece(unk_token=model.get("unk_token", "[UNK]"), continuing_subword_prefix=prefix)
+        )
+        return learner, trainers.WordPieceTrainer(
+            vocab_size=target, special_tokens=specials, continuing_subword_prefix=prefix, show_progress=False
+        )
+    raise ConfigError(f"--extend supports BPE, Unigram and WordPiece tokenizers, not {kind}")
+
+
 def extend_tokenizer(base, texts: list[str], new_pieces: int):
     """Train pieces on `texts` in BASE's own pipeline and append the ones BASE lacks.
 
@@ -285,69 +317,46 @@ def extend_tokenizer(base, texts: list[str], new_pieces: int):
     or Metaspace/sentencepiece-style), Unigram (sentencepiece, XLM-R) and WordPiece (BERT).
     Returns (backend tokenizer, list of added pieces).
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer
 
     backend = base.backend_tokenizer
     spec = json.loads(backend.to_str())
-    kind = spec["model"]["type"]
-    specials = [t for t in base.all_special_tokens]
-    target = len(base.get_vocab()) + new_pieces  # ask for more than needed: many overlap with BASE
-    if kind == "BPE":
-        byte_level = "ByteLevel" in json.dumps(spec.get("pre_tokenizer"))
-        learner = Tokenizer(models.BPE(unk_token=spec["model"].get("unk_token")))
-        trainer = trainers.BpeTrainer(
-            vocab_size=target,
-            special_tokens=specials,
-            min_frequency=2,
-            show_progress=False,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if byte_level else [],
-            continuing_subword_prefix=spec["model"].get("continuing_subword_prefix") or "",
-            end_of_word_suffix=spec["model"].get("end_of_word_suffix") or "",
-        )
-    elif kind == "Unigram":
-        learner = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(vocab_size=target, special_tokens=specials, show_progress=False)
-    elif kind == "WordPiece":
-        prefix = spec["model"].get("continuing_subword_prefix", "##")
-        learner = Tokenizer(
-            models.WordPiece(unk_token=spec["model"].get("unk_token", "[UNK]"), continuing_subword_prefix=prefix)
-        )
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=target, special_tokens=specials, continuing_subword_prefix=prefix, show_progress=False
-        )
-    else:
-        raise ConfigError(f"--extend supports BPE, Unigram and WordPiece tokenizers, not {kind}")
+    specials = list(base.all_special_tokens)
+    # Ask for more than needed: many learned pieces overlap with BASE.
+    learner, trainer = _learner_like(spec, specials, len(base.get_vocab()) + new_pieces)
     learner.normalizer = backend.normalizer
     learner.pre_tokenizer = backend.pre_tokenizer
     learner.train_from_iterator(texts, trainer, length=len(texts))
-    learned = json.loads(learner.to_str())["model"]
+    added = _append_pieces(spec["model"], json.loads(learner.to_str())["model"], specials, new_pieces)
+    return Tokenizer.from_str(json.dumps(spec)), added
 
+
+def _append_pieces(model: dict, learned: dict, specials: list[str], new_pieces: int) -> list[str]:
+    """Add up to `new_pieces` learned pieces BASE's `model` lacks, after its own; return them."""
     added: list[str] = []
-    model = spec["model"]
-    if kind == "Unigram":
+    if model["type"] == "Unigram":
         present = {piece for piece, _ in model["vocab"]}
         for piece, score in learned["vocab"]:
             if piece not in present and piece not in specials and len(added) < new_pieces:
                 model["vocab"].append([piece, score])
                 present.add(piece)
                 added.append(piece)
-    else:
-        vocab = model["vocab"]
-        ranked = sorted(learned["vocab"].items(), key=lambda item: item[1])
-        for piece, _ in ranked:
-            if piece not in vocab and piece not in specials and len(added) < new_pieces:
-                vocab[piece] = len(vocab)
-                added.append(piece)
-        if kind == "BPE":
-            # New merges go after BASE's, so BASE segmentations keep priority; a merge is
-            # kept when its result is a piece we added and its parts exist.
-            as_pair = lambda merge: merge.split(" ", 1) if isinstance(merge, str) else list(merge)  # noqa: E731
-            model["merges"] = [as_pair(m) for m in model["merges"]]
-            new = set(added)
-            for left, right in map(as_pair, learned["merges"]):
-                if left + right in new and left in vocab and right in vocab:
-                    model["merges"].append([left, right])
-    return Tokenizer.from_str(json.dumps(spec)), added
+        return added
+    vocab = model["vocab"]
+    for piece, _ in sorted(learned["vocab"].items(), key=lambda item: item[1]):
+        if piece not in vocab and piece not in specials and len(added) < new_pieces:
+            vocab[piece] = len(vocab)
+            added.append(piece)
+    if model["type"] == "BPE":
+        # New merges go after BASE's, so BASE segmentations keep priority; a merge is
+        # kept when its result is a piece we added and its parts exist.
+        as_pair = lambda merge: merge.split(" ", 1) if isinstance(merge, str) else list(merge)  # noqa: E731
+        model["merges"] = [as_pair(m) for m in model["merges"]]
+        new = set(added)
+        for left, right in map(as_pair, learned["merges"]):
+            if left + right in new and left in vocab and right in vocab:
+                model["merges"].append([left, right])
+    return added
 
 
 def save_extended(base, backend, directory: str) -> None:

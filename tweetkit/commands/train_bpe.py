@@ -9,7 +9,7 @@ import time
 import click
 
 from tweetkit.errors import ConfigError
-from tweetkit.options import data_options
+from tweetkit.options import data_options, log_for
 
 
 @click.command(
@@ -84,56 +84,77 @@ def command(
     if not corpus.texts:
         raise ConfigError("no tweets to train on (empty input)")
     summary: dict = {"tweets_read": corpus.seen, "tweets_trained_on": len(corpus.texts)}
-    log = (
-        (lambda message: None)
-        if stream.quiet
-        else (lambda message: print(f"tweetkit train-bpe: {message}", file=sys.stderr))
-    )
-
+    log = log_for("train-bpe", stream.quiet)
     if base:
-        base_tokenizer = load_tokenizer(base)
-        before = tk.pieces_per_tweet(base_tokenizer, corpus.texts)
-        log(f"extending {base} ({len(base_tokenizer.get_vocab()):,} pieces) on {len(corpus.texts):,} tweets")
-        backend_tokenizer, added = tk.extend_tokenizer(base_tokenizer, corpus.texts, vocab_size)
-        tk.save_extended(base_tokenizer, backend_tokenizer, directory)
-        result = load_tokenizer(directory)
-        after = tk.pieces_per_tweet(result, corpus.texts)
-        summary.update(
-            base=base,
-            old_vocab_size=len(base_tokenizer.get_vocab()),
-            new_vocab_size=len(result.get_vocab()),
-            added_pieces=len(added),
-            pieces_per_tweet_before=before["pieces_per_tweet_mean"],
-            pieces_per_tweet_after=after["pieces_per_tweet_mean"],
-            pieces_per_tweet_drop=round(1 - after["pieces_per_tweet_mean"] / before["pieces_per_tweet_mean"], 4)
-            if before["pieces_per_tweet_mean"]
-            else 0.0,
-            unknown_share_before=before["unknown_share"],
-            unknown_share_after=after["unknown_share"],
-        )
+        result = extend(base, corpus.texts, vocab_size, directory, summary, log)
     else:
         atomic = list(tk.PLACEHOLDERS)
         atomic += sorted(tk.known_emoji_names()) if all_emoji_names else sorted(corpus.emoji_names)
         atomic += [s.strip() for s in user_symbols.split(",") if s.strip()]
-        atomic = list(dict.fromkeys(atomic))
-        train = tk.train_hf if backend == "hf" else tk.train_sentencepiece
-        log(f"training {algorithm} ({backend}) on {len(corpus.texts):,} tweets, {len(atomic):,} atomic words")
-        final = tk.with_roberta_template(
-            tk.train_with_whole_words(train, corpus.texts, algorithm, vocab_size, atomic, len(tk.SPECIAL_TOKENS))
-        )
-        tk.save_fast_tokenizer(final, directory, model_max_length)
-        result = load_tokenizer(directory)
-        if len(result.get_vocab()) < vocab_size:
-            log(f"warning: the corpus filled {len(result.get_vocab()):,} of the {vocab_size:,} pieces asked for")
-        summary.update(
-            algorithm=algorithm,
-            backend=backend,
-            vocab_size=len(result.get_vocab()),
-            atomic_words=len(atomic),
-            **tk.pieces_per_tweet(result, corpus.texts),
+        result = train_new(
+            corpus.texts,
+            algorithm,
+            backend,
+            vocab_size,
+            list(dict.fromkeys(atomic)),
+            directory,
+            model_max_length,
+            summary,
+            log,
         )
     if other:
         summary["overlap"] = {"other": other, **tk.vocabulary_overlap(result, load_tokenizer(other))}
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["output"] = directory
     sys.stdout.write(json.dumps(summary) + "\n")
+
+
+def train_new(texts, algorithm, backend, vocab_size, atomic, directory, model_max_length, summary, log):
+    """A new tokenizer whose `atomic` words are single pieces; the summary gains its figures."""
+    from tweetkit import tokenizers as tk
+    from tweetkit.modeling import load_tokenizer
+
+    train = tk.train_hf if backend == "hf" else tk.train_sentencepiece
+    log(f"training {algorithm} ({backend}) on {len(texts):,} tweets, {len(atomic):,} atomic words")
+    final = tk.with_roberta_template(
+        tk.train_with_whole_words(train, texts, algorithm, vocab_size, atomic, len(tk.SPECIAL_TOKENS))
+    )
+    tk.save_fast_tokenizer(final, directory, model_max_length)
+    result = load_tokenizer(directory)
+    if len(result.get_vocab()) < vocab_size:
+        log(f"warning: the corpus filled {len(result.get_vocab()):,} of the {vocab_size:,} pieces asked for")
+    summary.update(
+        algorithm=algorithm,
+        backend=backend,
+        vocab_size=len(result.get_vocab()),
+        atomic_words=len(atomic),
+        **tk.pieces_per_tweet(result, texts),
+    )
+    return result
+
+
+def extend(base: str, texts, vocab_size: int, directory: str, summary: dict, log):
+    """`base` with up to `vocab_size` new pieces, every old id kept; the summary gains before/after figures."""
+    from tweetkit import tokenizers as tk
+    from tweetkit.modeling import load_tokenizer
+
+    base_tokenizer = load_tokenizer(base)
+    before = tk.pieces_per_tweet(base_tokenizer, texts)
+    log(f"extending {base} ({len(base_tokenizer.get_vocab()):,} pieces) on {len(texts):,} tweets")
+    backend_tokenizer, added = tk.extend_tokenizer(base_tokenizer, texts, vocab_size)
+    tk.save_extended(base_tokenizer, backend_tokenizer, directory)
+    result = load_tokenizer(directory)
+    after = tk.pieces_per_tweet(result, texts)
+    mean_before, mean_after = before["pieces_per_tweet_mean"], after["pieces_per_tweet_mean"]
+    summary.update(
+        base=base,
+        old_vocab_size=len(base_tokenizer.get_vocab()),
+        new_vocab_size=len(result.get_vocab()),
+        added_pieces=len(added),
+        pieces_per_tweet_before=mean_before,
+        pieces_per_tweet_after=mean_after,
+        pieces_per_tweet_drop=round(1 - mean_after / mean_before, 4) if mean_before else 0.0,
+        unknown_share_before=before["unknown_share"],
+        unknown_share_after=after["unknown_share"],
+    )
+    return result

@@ -232,15 +232,16 @@ class MLMTask:
             "tokens": int((segments > 0).sum()),
         }
 
-    def loss(self, module, batch: dict):
+    @staticmethod
+    def logits(module, batch: dict) -> torch.Tensor:
+        """The vocabulary logits at the masked positions only."""
         device = next(module.parameters()).device
-        logits = module(
-            batch["input_ids"].to(device),
-            batch["attention_mask"].to(device),
-            batch["position_ids"].to(device),
-            batch["masked_positions"].to(device),
-        )
-        return F.cross_entropy(logits.float(), batch["labels"].to(device), reduction="sum"), batch["count"]
+        names = ("input_ids", "attention_mask", "position_ids", "masked_positions")
+        return module(*(batch[name].to(device) for name in names)).float()
+
+    def loss(self, module, batch: dict):
+        logits = self.logits(module, batch)
+        return F.cross_entropy(logits, batch["labels"].to(logits.device), reduction="sum"), batch["count"]
 
     def evaluate(self, module) -> dict:
         if not self.validation_rows:
@@ -251,14 +252,8 @@ class MLMTask:
             batch = self.collate(indices, epoch=0, corpus=self.validation_data, rows=self.validation_rows)
             if batch["count"] == 0:
                 continue
-            device = next(module.parameters()).device
-            logits = module(
-                batch["input_ids"].to(device),
-                batch["attention_mask"].to(device),
-                batch["position_ids"].to(device),
-                batch["masked_positions"].to(device),
-            ).float()
-            labels = batch["labels"].to(device)
+            logits = self.logits(module, batch)
+            labels = batch["labels"].to(logits.device)
             total += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += int((logits.argmax(-1) == labels).sum())
             count += batch["count"]
