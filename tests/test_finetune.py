@@ -136,7 +136,7 @@ def test_task_first_subword_labels(base):
 
     tokenizer = load_tokenizer(str(base / "tok"))
     words, tags = ["Supercalifragilistic", "in", "London"], ["B-person", "O", "B-location"]
-    task = TaggingTask(tokenizer, [(words, tags)], [], ["B-location", "B-person", "O"], 128, 8, 0, "f1")
+    task = TaggingTask(tokenizer, [(words, tags)], [], ["B-location", "B-person", "O"], 128, 8, 0)
     encoded = tokenizer(words, is_split_into_words=True)
     labels = task.train_labels[0]
     firsts = [

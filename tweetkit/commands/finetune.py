@@ -131,7 +131,7 @@ def model_and_task(job: dict, train: dict, seed: int):
         if kind == "regression"
         else dict(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
     )
-    common = (job["train"], job["validation"], labels, job["max_length"], train["batch_size"], seed, job["metric"])
+    common = (job["train"], job["validation"], labels, job["max_length"], train["batch_size"], seed)
     if kind == "tagging":
         model = load_pretrained(
             AutoModelForTokenClassification, job["model"], num_labels=len(labels), attn_implementation="sdpa", **mapping

@@ -83,18 +83,11 @@ class SequenceTask(SupervisedTask):
         max_length,
         batch_size,
         seed,
-        metric,
         positive_label=None,
         threshold=0.5,
     ):
         self.kind, self.tokenizer, self.max_length = kind, tokenizer, max_length
-        self.batch_size, self.seed, self.metric, self.positive_label, self.threshold = (
-            batch_size,
-            seed,
-            metric,
-            positive_label,
-            threshold,
-        )
+        self.batch_size, self.seed, self.positive_label, self.threshold = batch_size, seed, positive_label, threshold
         self.label_names = label_names  # index -> label (not for regression)
         self.label_index = {name: i for i, name in enumerate(label_names or [])}
         self.train_ids = self.encode([text for text, _ in train])
@@ -181,14 +174,8 @@ def predict_sequences(model, tokenizer, texts, kind, label_names, batch_size, ma
 class TaggingTask(SupervisedTask):
     """One tag per word; the first subword of each word carries it."""
 
-    def __init__(self, tokenizer, train, validation, label_names, max_length, batch_size, seed, metric):
-        self.tokenizer, self.max_length, self.batch_size, self.seed, self.metric = (
-            tokenizer,
-            max_length,
-            batch_size,
-            seed,
-            metric,
-        )
+    def __init__(self, tokenizer, train, validation, label_names, max_length, batch_size, seed):
+        self.tokenizer, self.max_length, self.batch_size, self.seed = tokenizer, max_length, batch_size, seed
         self.label_names = label_names
         self.label_index = {name: i for i, name in enumerate(label_names)}
         self.kind = "tagging"
