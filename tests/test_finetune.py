@@ -236,8 +236,9 @@ def test_seeds_patience_and_sweep(base, tmp_path):
         "--sweep",
         "lr=1e-4,5e-4",
     )
-    assert [line["lr"] for line in sweep if "sweep_point" in line] == [1e-4, 5e-4]
-    assert "sweep_best" in sweep[-1]
+    trials = [line for line in sweep if "trial" in line and "state" in line]
+    assert sorted(t["lr"] for t in trials) == [1e-4, 5e-4] and all(t["state"] == "complete" for t in trials)
+    assert sweep[-1]["sweep_best"]["value"] == max(t["value"] for t in trials)
 
 
 def test_tfidf_baseline(base, tmp_path):

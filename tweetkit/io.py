@@ -294,8 +294,13 @@ RUN_FILES = (
     "linear_vocabulary.json",
     "tfidf.joblib",
     "validation_metrics.json",
+    "study.db",
+    "optimization_history.png",
+    "optimization_history.svg",
+    "param_importances.png",
+    "param_importances.svg",
 )
-RUN_DIRS = re.compile(r"^(checkpoint|seed|sweep)-[0-9]+(\.partial)?$")
+RUN_DIRS = re.compile(r"^(checkpoint|seed|sweep|trial)-[0-9]+(\.partial)?$")
 
 
 def prepare_output_dir(path: str, resume: bool = False, overwrite: bool = False, remove: bool = True) -> None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
-import random
 import sys
 
 import click
 
 from tweetkit.options import ON_ERROR, QUIET, config_options, log_for, train_options
+from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, default_storage, parse_space, run_study
 
 TASKS = ("classification", "multilabel", "regression", "tagging")
 TRAIN_FLAGS = [
@@ -153,8 +152,9 @@ def model_and_task(job: dict, train: dict, seed: int):
     return model, tokenizer, task
 
 
-def finetune_once(job: dict, train: dict, seed: int, output: str, log) -> dict:
-    """Fine-tune one model with one seed; save the best epoch's model to `output`."""
+def finetune_once(job: dict, train: dict, seed: int, output: str, log, report=None) -> dict:
+    """Fine-tune one model with one seed; save the best epoch's model to `output`.
+    `report(epoch, value, final)` sees each validation value (a sweep's pruner)."""
     from tweetkit.train import distributed
     from tweetkit.train.best import BestKeeper
     from tweetkit.train.config import TrainConfig
@@ -174,10 +174,13 @@ def finetune_once(job: dict, train: dict, seed: int, output: str, log) -> dict:
         **settings, **every_epoch, output_dir=output,
         run=run_settings(job, train, seed), model_config=model.config.to_diff_dict(), flags=job["flags"],
     )  # fmt: skip
-    keeper = BestKeeper(job["metric"], job["patience"]) if job["validation"] else None
+    by_epoch = (
+        (lambda step, value: report(step // steps_per_epoch, value, step >= config.max_steps)) if report else None
+    )
+    keeper = BestKeeper(job["metric"], job["patience"], by_epoch) if job["validation"] else None
     dist = distributed.setup(train["device"])
     try:
-        train_loop(model, task, config, dist, keeper=keeper, log=log)
+        train_loop(model, task, config, dist, keeper=keeper, log=log, emit_metrics=report is None)
     finally:
         distributed.teardown()
     if keeper is not None:
@@ -374,7 +377,36 @@ Examples:
 )
 @click.option("--seeds", help="Comma-separated seeds: one fine-tune each, in DIR/seed-N, with mean ± std.")
 @click.option("--sweep", help='Grid, e.g. "lr=1e-5,3e-5;batch-size=16,32", scored on validation.')
-@click.option("--sweep-trials", type=click.IntRange(min=1), help="Random search: this many grid points.")
+@click.option(
+    "--sweep-method",
+    type=click.Choice(["grid", "random", "tpe"]),
+    help="Search (Optuna): the --sweep grid, or random or TPE (Bayesian) samples of --search-space [default: grid with --sweep].",
+)
+@click.option(
+    "--search-space",
+    help=f"For random/tpe: NAME=lo:hi, log:lo:hi, int:lo:hi or a,b,c, ';'-separated [default: {DEFAULT_SPACE}].",
+)
+@click.option(
+    "--sweep-trials",
+    type=click.IntRange(min=1),
+    help="Trials to finish, counting pruned ones and those of other workers [default: the grid's size, or 20].",
+)
+@click.option(
+    "--study-storage",
+    help="Optuna storage URL shared by the workers of one study, e.g. postgresql://host/db [default: sqlite:///DIR/study.db].",
+)
+@click.option(
+    "--study-name",
+    default="finetune",
+    show_default=True,
+    help="The study in --study-storage; a name that exists is continued.",
+)
+@click.option(
+    "--prune/--no-prune",
+    default=True,
+    show_default=True,
+    help="Median pruning: stop a trial whose validation metric is below the median of earlier trials at the same epoch.",
+)
 @click.option(
     "--linear-c",
     "--tfidf-c",
@@ -405,7 +437,12 @@ def command(
     max_length,
     seeds,
     sweep,
+    sweep_method,
+    search_space,
     sweep_trials,
+    study_storage,
+    study_name,
+    prune,
     linear_c,
     on_error,
     quiet,
@@ -421,23 +458,35 @@ def command(
 
     linear = model in ("linear", "tfidf")
     refuse_overlap([train_path, validation_path], [output])
-    prepare_output_dir(output, resume=train["resume"] and not linear, overwrite=train["overwrite"])
-    seed_list = parse_seeds(seeds) if seeds else None
     grid = parse_sweep(sweep) if sweep else None
+    sweep_method = sweep_method or ("grid" if grid else None)
+    if sweep_method == "grid" and not grid:
+        raise click.UsageError("--sweep-method grid needs the grid in --sweep")
+    # A sweep's directory is its study's workspace: what is there is continued.
+    prepare_output_dir(
+        output, resume=(train["resume"] and not linear) or bool(sweep_method), overwrite=train["overwrite"]
+    )
+    space = parse_space(search_space or DEFAULT_SPACE) if sweep_method in ("random", "tpe") else {}
+    seed_list = parse_seeds(seeds) if seeds else None
     log = log_for("finetune", quiet)
     fields = {"text": text_field, "label": label_field, "tokens": tokens_field, "tags": tags_field}
     job = dict(model="linear" if linear else model, task=kind, metric=metric, positive_label=positive_label, threshold=threshold, max_length=max_length,
                patience=patience, linear_c=linear_c, train_path=train_path, validation_path=validation_path, fields=fields, flags=flags)  # fmt: skip
     job.update(read_task_data(job, on_error, log))
 
-    def run(point: dict, seed: int, directory: str) -> dict:
+    def run(point: dict, seed: int, directory: str, report=None) -> dict:
         settings = {**train, **{k: v for k, v in point.items() if k in train}}
         if linear:
             return finetune_linear({**job, **settings, **point}, directory)
-        return finetune_once({**job, **{k: v for k, v in point.items() if k in job}}, settings, seed, directory, log)
+        return finetune_once(
+            {**job, **{k: v for k, v in point.items() if k in job}}, settings, seed, directory, log, report
+        )
 
-    if grid:
-        run_sweep(run, grid, sweep_trials, train["seed"], output, job["metric"])
+    if sweep_method:
+        sweep_settings = dict(
+            method=sweep_method, trials=sweep_trials, storage=study_storage, name=study_name, prune=prune
+        )
+        emit(run_sweep(run, job, train, sweep_settings, space, grid, output, log))
     elif seed_list:
         runs = [run({}, s, os.path.join(output, f"seed-{s}")) for s in seed_list]
         summary = mean_std(runs)
@@ -446,6 +495,27 @@ def command(
         emit({"seeds": seed_list, "mean_std": summary})
     else:
         emit({"best": run({}, train["seed"], output)})
+
+
+def run_sweep(run, job: dict, train: dict, flags: dict, space: dict, grid: dict | None, output: str, log) -> dict:
+    """An Optuna study over `space` (or the `grid`), trials in DIR/trial-N, the best at DIR."""
+    if not job["validation"]:
+        raise click.UsageError("a sweep needs --validation: trials are compared on it")
+    size = math.prod(len(values) for values in grid.values()) if flags["method"] == "grid" else 20
+    settings = SweepSettings(
+        method=flags["method"],
+        trials=min(flags["trials"] or size, size) if flags["method"] == "grid" else flags["trials"] or size,
+        storage=flags["storage"] or default_storage(output),
+        study_name=flags["name"],
+        seed=train["seed"],
+        prune=flags["prune"],
+        direction="minimize" if job["metric"] in ("mse", "mae") else "maximize",
+    )
+
+    def objective(point: dict, report, directory: str) -> float:
+        return run(point, train["seed"], directory, report)[f"validation_{job['metric']}"]
+
+    return run_study(settings, space, grid, objective, output, log)
 
 
 def read_task_data(job: dict, on_error: str, log) -> dict:
@@ -474,22 +544,6 @@ def read_task_data(job: dict, on_error: str, log) -> dict:
     return {"train": train_examples, "validation": validation_examples, "labels": labels, "metric": metric}
 
 
-def run_sweep(run, grid: dict, trials: int | None, seed: int, output: str, metric: str) -> None:
-    """Each grid point (or a seeded random sample of them) in DIR/sweep-N; the best on validation."""
-    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    if trials and trials < len(points):
-        points = random.Random(seed).sample(points, trials)
-    rows = []
-    for number, point in enumerate(points):
-        result = run(point, seed, os.path.join(output, f"sweep-{number}"))
-        rows.append({"point": point, **result})
-        emit({"sweep_point": number, **point, **{k: v for k, v in result.items() if k.startswith("validation_")}})
-    key = f"validation_{metric}"
-    best = max(rows, key=lambda r: r.get(key, -math.inf))
-    print_sweep_table(rows, key)
-    emit({"sweep_best": best["point"], key: best.get(key)})
-
-
 def parse_seeds(text: str) -> list[int]:
     try:
         return [int(s) for s in text.split(",") if s.strip()]
@@ -500,16 +554,3 @@ def parse_seeds(text: str) -> list[int]:
 def emit(record: dict) -> None:
     sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()
-
-
-def print_sweep_table(rows: list[dict], key: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"sweep, by {key}")
-    names = list(rows[0]["point"])
-    for name in names + [key]:
-        table.add_column(name)
-    for row in sorted(rows, key=lambda r: -r.get(key, -math.inf)):
-        table.add_row(*[str(row["point"][n]) for n in names], f"{row.get(key, float('nan')):.4f}")
-    Console(file=sys.stderr).print(table)

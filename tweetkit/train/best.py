@@ -13,8 +13,9 @@ LOWER_IS_BETTER = {"mse", "mae"}
 
 
 class BestKeeper:
-    def __init__(self, metric: str, patience: int = 0):
-        self.metric, self.patience = metric, patience
+    def __init__(self, metric: str, patience: int = 0, report=None):
+        """`report(step, value)` sees every validation value (a sweep's pruner); it may raise."""
+        self.metric, self.patience, self.report = metric, patience, report
         self.key = f"validation_{metric}"
         self.value, self.step, self.waited = -math.inf, 0, 0
         self.metrics: dict = {}
@@ -22,6 +23,8 @@ class BestKeeper:
 
     def observe(self, step: int, results: dict, model) -> bool:
         """Record a validation result; True when patience has run out."""
+        if self.report is not None:
+            self.report(step, results[self.key])
         value = results[self.key] if self.metric not in LOWER_IS_BETTER else -results[self.key]
         if value > self.value:
             self.value, self.step, self.metrics, self.waited = value, step, dict(results), 0

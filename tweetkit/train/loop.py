@@ -117,13 +117,16 @@ class InterruptGuard:
         self.previous = {}
 
 
-def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keeper=None, log=log_to_stderr) -> dict:
+def train(
+    model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keeper=None, log=log_to_stderr, emit_metrics=True
+) -> dict:
     """Train `model` on `task`; return the last metrics.
 
     `on_save(model, directory)` lets the caller add files (the tokenizer) to each
     checkpoint.  `keeper` (train.best.BestKeeper) sees every validation result, may stop
     the run early, and is saved with each checkpoint so that a resumed run keeps the
-    same best epoch.  Ctrl-C or SIGTERM writes a checkpoint, then raises KeyboardInterrupt."""
+    same best epoch.  Ctrl-C or SIGTERM writes a checkpoint, then raises KeyboardInterrupt.
+    `emit_metrics=False` keeps the metrics lines off stdout (a sweep prints its trials there)."""
     from tqdm import tqdm
 
     world, rank = dist.world, dist.rank
@@ -219,7 +222,7 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keep
                 metrics.update(results)
                 module.train()
                 stop = bool(keeper is not None and results and keeper.observe(step, results, model))
-            if dist.is_main and (step % config.log_every == 0 or step == total or stop or evaluated):
+            if emit_metrics and dist.is_main and (step % config.log_every == 0 or step == total or stop or evaluated):
                 emit(metrics)
             # Every process must see the same request, or one would wait in a collective alone.
             interrupted = dist.all_reduce_sum(float(interrupt.requested)) > 0
@@ -238,7 +241,7 @@ def train(model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keep
     final = {} if stop else evaluate(module, task)
     if final:
         metrics.update(final)
-        if dist.is_main:
+        if emit_metrics and dist.is_main:
             emit({"step": step, **final})
         if keeper is not None:
             keeper.observe(step, final, model)

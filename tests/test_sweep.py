@@ -1,0 +1,144 @@
+"""finetune sweeps on Optuna: real tiny trials, pruning, resume after a kill, two workers
+sharing one SQLite study, the same trials for the same study seed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
+
+MICRO = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 130,
+    "type_vocab_size": 1,
+}
+# lr 0 is hopeless (the random head's guess), so the median pruner has a trial to stop.
+SPACE = "lr=0,0.001,0.003;weight_decay=0:0.1;batch_size=8,16"
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    # Real tweets, a label a micro model learns in a few epochs: is it a question?
+    irony = read_jsonl(shared("tweeteval/irony/train.jsonl"), 480)
+    labelled = [{"text": r["text"], "label": "question" if "?" in r["text"] else "statement"} for r in irony]
+    (root / "train.jsonl").write_bytes(jsonl(*labelled[:320]))
+    (root / "val.jsonl").write_bytes(jsonl(*labelled[320:]))
+    (root / "corpus.jsonl").write_bytes(jsonl(*[{"text": r["text"]} for r in irony]))
+    assert (
+        run_cli(
+            ["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "400", "-q"]
+        ).exit_code
+        == 0
+    )
+    (root / "micro.json").write_text(json.dumps(MICRO))
+    made = run_cli(
+        [
+            "pretrain",
+            "--train",
+            str(root / "corpus.jsonl"),
+            "--tokenizer",
+            str(root / "tok"),
+            "-o",
+            str(root / "mlm"),
+            "--model-config",
+            str(root / "micro.json"),
+            "--max-steps",
+            "0",
+            "--cache-dir",
+            str(root / "cache"),
+            "-q",
+        ]
+    )
+    assert made.exit_code == 0, made.stderr
+    return root
+
+
+def sweep_argv(data, out, *args):
+    return ["finetune", "--model", str(data / "mlm"), "--task", "classification", "--train", str(data / "train.jsonl"), "--validation", str(data / "val.jsonl"),
+            "-o", str(out), "--epochs", "4", "--patience", "0", "--sweep-method", "tpe", "--search-space", SPACE, "-q", *args]  # fmt: skip
+
+
+def trials_of(lines):
+    return [line for line in lines if "trial" in line and "state" in line]
+
+
+def test_tpe_sweep_prunes_keeps_the_best_and_plots(data, tmp_path):
+    out = tmp_path / "sweep"
+    result = run_cli(sweep_argv(data, out, "--sweep-trials", "6"))
+    assert result.exit_code == 0, result.stderr
+    lines = result.records()
+    trials = trials_of(lines)
+    assert len(trials) == 6 and {t["state"] for t in trials} <= {"complete", "pruned"}
+    assert any(t["state"] == "pruned" for t in trials), trials  # a hopeless trial stopped early
+    complete = [t for t in trials if t["state"] == "complete"]
+    best = lines[-1]["sweep_best"]
+    assert best["value"] == max(t["value"] for t in complete) and lines[-1]["trials"] == 6
+    # The best trial's model is at the root, loadable like any finetune output, with its config.
+    saved = json.loads((out / "validation_metrics.json").read_text())
+    assert saved["validation_macro_f1"] == pytest.approx(best["value"])
+    assert json.loads((out / "tweetkit_train_config.json").read_text())["lr"] == pytest.approx(best["lr"])
+    assert all(
+        set(line) <= {"trial", "state", "value", "lr", "weight_decay", "batch_size"} for line in lines[:-1]
+    )  # stdout: the trials only
+    scored = json.loads(run_cli(["evaluate", "-q", "--model", str(out), str(data / "val.jsonl")]).stdout)
+    assert scored["macro_f1"] == pytest.approx(best["value"], abs=1e-9)
+    for name in ("optimization_history.png", "optimization_history.svg", "param_importances.png"):
+        assert (out / name).stat().st_size > 1000
+    trial_dirs = [out / f"trial-{t['trial']}" for t in trials]
+    assert not any(name.startswith("checkpoint-") for d in trial_dirs if d.exists() for name in os.listdir(d))
+    # The same study seed in a new study gives the same trials.
+    again = trials_of(run_cli(sweep_argv(data, tmp_path / "again", "--sweep-trials", "3", "--no-prune")).records())
+    assert [(t["lr"], t["weight_decay"], t["batch_size"]) for t in again] == [
+        (t["lr"], t["weight_decay"], t["batch_size"]) for t in trials[:3]
+    ]
+
+
+def test_killed_sweep_resumes_without_losing_a_trial(data, tmp_path):
+    out = tmp_path / "sweep"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tweetkit", *sweep_argv(data, out, "--sweep-trials", "4", "--no-prune")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
+    first = [json.loads(process.stdout.readline()) for _ in range(2)]
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "tweetkit", *sweep_argv(data, out, "--sweep-trials", "4", "--no-prune")],
+        capture_output=True,
+        env=ENV,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    lines = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert lines[-1]["trials"] == 4 and len(trials_of(lines)) == 2  # only the two missing trials ran again
+    import optuna
+
+    study = optuna.load_study(study_name="finetune", storage=f"sqlite:///{out / 'study.db'}")
+    kept = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}
+    assert all(kept[t["trial"]] == t["value"] for t in first) and len(kept) == 4
+
+
+def test_two_workers_share_one_sqlite_study(data, tmp_path):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    argv = [sys.executable, "-m", "tweetkit", *sweep_argv(data, out, "--sweep-trials", "4", "--no-prune")]
+    started = time.perf_counter()
+    workers = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [err.decode()[-1500:] for _, err in outputs]
+    ran = [trials_of([json.loads(line) for line in stdout.splitlines()]) for stdout, _ in outputs]
+    assert all(len(r) >= 1 for r in ran), ran  # both workers took trials
+    numbers = [t["trial"] for r in ran for t in r]
+    assert len(numbers) == len(set(numbers)) >= 4, numbers
+    assert time.perf_counter() - started < 600

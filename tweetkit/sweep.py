@@ -1,0 +1,256 @@
+"""Hyper-parameter search for `finetune`, on Optuna: grid, random or TPE (Bayesian)
+sampling, median pruning on the per-epoch validation metric, and studies kept in a
+database, so that an interrupted sweep continues and several processes (or machines,
+with a server database) share one study.
+
+Determinism: before each trial the sampler is seeded from (study seed, trial number),
+so a study seed gives the same trials in one process, resumed or not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+
+from tweetkit.errors import ConfigError
+
+# What a trial may set, and where it goes: the training settings or the task's.
+TRAIN_PARAMS = {"lr", "weight_decay", "epochs", "batch_size", "warmup_ratio", "eps", "beta1", "beta2"}
+JOB_PARAMS = {"max_length", "linear_c"}
+# BERT for Japanese Twitter's search: learning rate, weight decay, epochs, Adam betas and epsilon.
+DEFAULT_SPACE = "lr=log:1e-5:2e-4;weight_decay=0:0.1;epochs=int:1:5;batch_size=16,32;beta2=0.98:0.999;eps=log:1e-9:1e-6;warmup_ratio=0:0.2"
+STUDY_FILE = "study.db"
+
+
+@dataclass
+class SweepSettings:
+    method: str  # grid | random | tpe
+    trials: int  # finished (complete or pruned) trials the study should reach
+    storage: str
+    study_name: str
+    seed: int
+    prune: bool
+    direction: str  # maximize | minimize
+
+
+def parse_space(text: str) -> dict:
+    """'lr=log:1e-5:1e-3;epochs=int:1:5;batch_size=16,32;weight_decay=0:0.1' -> Optuna distributions."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    space = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, spec = part.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in TRAIN_PARAMS | JOB_PARAMS or not spec:
+            raise ConfigError(
+                f"--search-space: cannot search {part!r} (one of {', '.join(sorted(TRAIN_PARAMS | JOB_PARAMS))})"
+            )
+        try:
+            kind, *bounds = spec.split(":") if ":" in spec else ("cat", spec)
+            if kind == "cat":
+                values = [
+                    float(v) if name not in ("epochs", "batch_size", "max_length") else int(v)
+                    for v in bounds[0].split(",")
+                ]
+                space[name] = CategoricalDistribution(values)
+            elif kind == "int":
+                space[name] = IntDistribution(int(bounds[0]), int(bounds[1]))
+            elif kind == "log":
+                space[name] = FloatDistribution(float(bounds[0]), float(bounds[1]), log=True)
+            else:  # lo:hi
+                space[name] = FloatDistribution(float(kind), float(bounds[0]))
+        except (ValueError, IndexError):
+            raise ConfigError(f"--search-space: bad range in {part!r} (lo:hi, log:lo:hi, int:lo:hi or a,b,c)") from None
+    return space
+
+
+def default_storage(output: str) -> str:
+    return f"sqlite:///{os.path.abspath(os.path.join(output, STUDY_FILE))}"
+
+
+def open_study(settings: SweepSettings):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kwargs = {"connect_args": {"timeout": 120}} if settings.storage.startswith("sqlite") else {}
+    try:
+        storage = optuna.storages.RDBStorage(settings.storage, engine_kwargs=kwargs)
+    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
+        raise ConfigError(f"--study-storage {settings.storage}: {str(exc).splitlines()[0]}") from None
+    # Prune after the first trial has finished, from the second epoch on: one epoch is
+    # too noisy a judge of a learning rate.
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
+        if settings.prune
+        else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        storage=storage,
+        study_name=settings.study_name,
+        direction=settings.direction,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+
+
+def sampler_for(settings: SweepSettings, space: dict, grid: dict | None, number: int):
+    """A sampler seeded for trial `number`: the same study seed gives the same trials."""
+    import optuna
+
+    seed = settings.seed * 100_003 + number
+    if settings.method in ("random", "grid"):  # grid: the points are enqueued, see next_grid_point
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, settings.trials // 3)))
+
+
+def next_grid_point(study, grid: dict, seed: int) -> dict | None:
+    """The first grid point, in a seeded order, that no trial has taken.  (Optuna's
+    GridSampler stops the study from inside `tell`, which the ask-and-tell loop cannot do.)"""
+    import itertools
+    import random
+
+    from optuna.trial import TrialState
+
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    random.Random(seed).shuffle(points)
+    taken = [t.params for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+    return next((point for point in points if point not in taken), None)
+
+
+def finished(study) -> list:
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def point_of(params: dict) -> dict:
+    """A trial's parameters as finetune settings (beta1/beta2 become the betas pair)."""
+    point = {k: v for k, v in params.items() if k not in ("beta1", "beta2")}
+    if "beta1" in params or "beta2" in params:
+        point["betas"] = (params.get("beta1", 0.9), params.get("beta2", 0.999))
+    return point
+
+
+def run_study(settings: SweepSettings, space: dict, grid: dict | None, objective, output: str, log) -> dict:
+    """Ask, train, tell until the study has `trials` finished trials (whoever ran them).
+
+    `objective(point, report, directory)` trains one trial and returns its validation
+    value; `report(epoch, value, final)` raises optuna.TrialPruned when the pruner says so."""
+    import optuna
+    from optuna.trial import TrialState
+
+    os.makedirs(output, exist_ok=True)  # the default study database lives there
+    study = open_study(settings)
+    if grid:
+        space = {name: optuna.distributions.CategoricalDistribution(values) for name, values in grid.items()}
+    while len(finished(study)) < settings.trials:
+        study.sampler = sampler_for(settings, space, grid, len(study.trials))
+        if grid:
+            point = next_grid_point(study, grid, settings.seed)
+            if point is None:
+                break  # every point taken (by another worker too)
+            study.enqueue_trial(point)
+        trial = study.ask(space)
+        directory = os.path.join(output, f"trial-{trial.number}")
+
+        def report(epoch: int, value: float, final: bool, trial=trial) -> None:
+            trial.report(value, epoch)
+            if not final and trial.should_prune():
+                raise optuna.TrialPruned()
+
+        try:
+            value = objective(point_of(trial.params), report, directory)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            _drop_checkpoints(directory)
+            emit_trial(study, trial.number)
+            continue
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        study.tell(trial, value)
+        emit_trial(study, trial.number)
+    return finish(study, output, log)
+
+
+def _drop_checkpoints(directory: str) -> None:
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        if name.startswith("checkpoint-"):
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+def trial_row(trial) -> dict:
+    return {"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, **trial.params}
+
+
+def emit_trial(study, number: int) -> None:
+    trial = study.get_trials(deepcopy=False)[number]
+    sys.stdout.write(json.dumps(trial_row(trial)) + "\n")
+    sys.stdout.flush()
+
+
+def finish(study, output: str, log) -> dict:
+    """The best trial's model copied to the output root, the trials table, the plots."""
+    from optuna.trial import TrialState
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise ConfigError(f"study {study.study_name}: no trial completed")
+    best = study.best_trial
+    source = os.path.join(output, f"trial-{best.number}")
+    for name in os.listdir(source):
+        if os.path.isfile(os.path.join(source, name)):
+            shutil.copy2(os.path.join(source, name), os.path.join(output, name))
+    print_table(study, best.number)
+    plot_study(study, output, log)
+    log(f"best: trial {best.number}, value {best.value:.4f}; its model is in {output}")
+    return {"sweep_best": {"trial": best.number, "value": best.value, **best.params}, "trials": len(finished(study))}
+
+
+def print_table(study, best: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name != "RUNNING"]
+    names = sorted({name for t in trials for name in t.params})
+    table = Table(title=f"study {study.study_name}: {len(trials)} trials")
+    for column in ["trial", "state", "value", *names]:
+        table.add_column(column, justify="right")
+    for t in trials:
+        value = f"{t.value:.4f}" if t.value is not None else "-"
+        cells = [
+            f"{t.params[n]:.3g}" if isinstance(t.params.get(n), float) else str(t.params.get(n, "")) for n in names
+        ]
+        table.add_row(("*" if t.number == best else "") + str(t.number), t.state.name.lower(), value, *cells)
+    Console(file=sys.stderr).print(table)
+
+
+def plot_study(study, output: str, log) -> None:
+    """Optimization history and parameter importances (Optuna's matplotlib helpers), PNG and SVG."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the helpers are marked experimental
+        for name, draw in (
+            ("optimization_history", optuna_plots.plot_optimization_history),
+            ("param_importances", optuna_plots.plot_param_importances),
+        ):
+            try:
+                axes = draw(study)
+            except (ValueError, RuntimeError) as exc:  # importances need two completed trials that differ
+                log(f"no {name.replace('_', ' ')} plot: {exc}")
+                continue
+            axes.figure.set_size_inches(8, 5)
+            axes.figure.tight_layout()
+            for extension in ("png", "svg"):
+                axes.figure.savefig(os.path.join(output, f"{name}.{extension}"))
+            plt.close(axes.figure)
