@@ -201,12 +201,16 @@ def finish(study, output: str, log) -> dict:
         raise ConfigError(f"study {study.study_name}: no trial completed")
     best = study.best_trial
     source = os.path.join(output, f"trial-{best.number}")
-    for name in os.listdir(source):
-        if os.path.isfile(os.path.join(source, name)):
-            shutil.copy2(os.path.join(source, name), os.path.join(output, name))
+    if os.path.isdir(source):
+        for name in os.listdir(source):
+            if os.path.isfile(os.path.join(source, name)):
+                shutil.copy2(os.path.join(source, name), os.path.join(output, name))
+        where = output
+    else:  # another machine ran it, under its own -o
+        where = f"the -o/trial-{best.number} of the worker that ran it"
     print_table(study, best.number)
     plot_study(study, output, log)
-    log(f"best: trial {best.number}, value {best.value:.4f}; its model is in {output}")
+    log(f"best: trial {best.number}, value {best.value:.4f}; its model is in {where}")
     return {"sweep_best": {"trial": best.number, "value": best.value, **best.params}, "trials": len(finished(study))}
 
 
