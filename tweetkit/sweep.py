@@ -9,6 +9,7 @@ so a study seed gives the same trials in one process, resumed or not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -100,7 +101,9 @@ def sampler_for(settings: SweepSettings, space: dict, grid: dict | None, number:
     """A sampler seeded for trial `number`: the same study seed gives the same trials."""
     import optuna
 
-    seed = settings.seed * 100_003 + number
+    # A hash, not seed + number: numpy's generators seeded with neighbouring integers start
+    # with nearly the same draws, which made consecutive trials near copies of each other.
+    seed = int.from_bytes(hashlib.sha256(f"{settings.seed}:{number}".encode()).digest()[:4], "little")
     if settings.method in ("random", "grid"):  # grid: the points are enqueued, see next_grid_point
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, settings.trials // 3)))
