@@ -81,8 +81,8 @@ def open_study(settings: SweepSettings):
         storage = optuna.storages.RDBStorage(settings.storage, engine_kwargs=kwargs)
     except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
         raise ConfigError(f"--study-storage {settings.storage}: {str(exc).splitlines()[0]}") from None
-    # Prune after the first trial has finished, from the second epoch on: one epoch is
-    # too noisy a judge of a learning rate.
+    # Prune once a trial has finished, from the first epoch's validation on (epochs are
+    # reported from 1, and Optuna prunes from step == n_warmup_steps).
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
         if settings.prune
