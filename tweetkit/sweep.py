@@ -232,7 +232,8 @@ def print_table(study, best: int) -> None:
             f"{t.params[n]:.3g}" if isinstance(t.params.get(n), float) else str(t.params.get(n, "")) for n in names
         ]
         table.add_row(("*" if t.number == best else "") + str(t.number), t.state.name.lower(), value, *cells)
-    Console(file=sys.stderr).print(table)
+    # Not a terminal (a log file, a cron mail): wide enough for every column, not 80.
+    Console(file=sys.stderr, width=None if sys.stderr.isatty() else 240).print(table)
 
 
 def plot_study(study, output: str, log) -> None:

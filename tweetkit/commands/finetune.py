@@ -474,18 +474,21 @@ def command(
                patience=patience, linear_c=linear_c, train_path=train_path, validation_path=validation_path, fields=fields, flags=flags)  # fmt: skip
     job.update(read_task_data(job, on_error, log))
 
+    sweep_settings = dict(method=sweep_method, trials=sweep_trials, storage=study_storage, name=study_name, prune=prune)
+    finetune_all(job, train, output, seed_list, sweep_settings, space, grid, log)
+
+
+def finetune_all(job: dict, train: dict, output: str, seed_list, sweep_settings: dict, space: dict, grid, log) -> None:
+    """One run, one per seed (DIR/seed-N, mean ± std), or a sweep; the summary on stdout."""
+
     def run(point: dict, seed: int, directory: str, report=None) -> dict:
         settings = {**train, **{k: v for k, v in point.items() if k in train}}
-        if linear:
+        if job["model"] == "linear":
             return finetune_linear({**job, **settings, **point}, directory)
-        return finetune_once(
-            {**job, **{k: v for k, v in point.items() if k in job}}, settings, seed, directory, log, report
-        )
+        in_job = {k: v for k, v in point.items() if k in job}
+        return finetune_once({**job, **in_job}, settings, seed, directory, log, report)
 
-    if sweep_method:
-        sweep_settings = dict(
-            method=sweep_method, trials=sweep_trials, storage=study_storage, name=study_name, prune=prune
-        )
+    if sweep_settings["method"]:
         emit(run_sweep(run, job, train, sweep_settings, space, grid, output, log))
     elif seed_list:
         runs = [run({}, s, os.path.join(output, f"seed-{s}")) for s in seed_list]
