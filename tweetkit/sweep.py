@@ -73,14 +73,14 @@ def default_storage(output: str) -> str:
 
 
 def open_study(settings: SweepSettings):
+    """Create or load the study; workers starting together race to create its tables and
+    the study itself, so a failed attempt is retried before it counts as an error."""
+    import time
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs = {"connect_args": {"timeout": 120}} if settings.storage.startswith("sqlite") else {}
-    try:
-        storage = optuna.storages.RDBStorage(settings.storage, engine_kwargs=kwargs)
-    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or an unreachable server
-        raise ConfigError(f"--study-storage {settings.storage}: {str(exc).splitlines()[0]}") from None
     # Prune once a trial has finished, from the first epoch's validation on (epochs are
     # reported from 1, and Optuna prunes from step == n_warmup_steps).
     pruner = (
@@ -88,13 +88,20 @@ def open_study(settings: SweepSettings):
         if settings.prune
         else optuna.pruners.NopPruner()
     )
-    return optuna.create_study(
-        storage=storage,
-        study_name=settings.study_name,
-        direction=settings.direction,
-        pruner=pruner,
-        load_if_exists=True,
-    )
+    for attempt in range(6):
+        try:
+            storage = optuna.storages.RDBStorage(settings.storage, engine_kwargs=kwargs)
+            return optuna.create_study(
+                storage=storage,
+                study_name=settings.study_name,
+                direction=settings.direction,
+                pruner=pruner,
+                load_if_exists=True,
+            )
+        except Exception as exc:  # SQLAlchemy raises many kinds: a bad URL, a server down, a lost race
+            error = exc
+            time.sleep(0.2 * 2**attempt)
+    raise ConfigError(f"--study-storage {settings.storage}: {str(error).splitlines()[0]}")
 
 
 def sampler_for(settings: SweepSettings, space: dict, grid: dict | None, number: int):
