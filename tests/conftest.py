@@ -67,3 +67,31 @@ def run_subprocess(args, stdin: bytes = b"", **kwargs) -> subprocess.CompletedPr
 
 def jsonl(*records) -> bytes:
     return b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in records)
+
+
+# --- tiny real models the tests build ---------------------------------------------------
+
+# A RoBERTa small enough to train in seconds; tests that need more capacity pass their own shape.
+MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
+# For subprocesses whose results are compared bit for bit: one intra-op thread in each.
+SUBPROCESS_ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+
+
+def make_tokenizer(root, texts, vocab_size: int):
+    """root/corpus.jsonl of `texts` and root/tok, a tokenizer train-bpe trains on them."""
+    (root / "corpus.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts]))
+    result = run_cli(
+        ["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", str(vocab_size), "-q"]
+    )
+    assert result.exit_code == 0, result.stderr
+    return root / "tok"
+
+
+def make_micro_model(root, shape: dict = MICRO):
+    """root/micro.json (the shape) and root/mlm: an untrained RoBERTa over root/tok."""
+    (root / "micro.json").write_text(json.dumps(shape))
+    argv = ["pretrain", "--train", str(root / "corpus.jsonl"), "--tokenizer", str(root / "tok"), "-o", str(root / "mlm"),
+            "--model-config", str(root / "micro.json"), "--max-steps", "0", "--cache-dir", str(root / "cache"), "-q"]  # fmt: skip
+    result = run_cli(argv)
+    assert result.exit_code == 0, result.stderr
+    return root / "mlm"

@@ -6,18 +6,9 @@ import os
 import shutil
 
 import pytest
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import MICRO, jsonl, make_tokenizer, read_jsonl, run_cli, shared
 
 from tweetkit.text.normalize import TweetNormalizer
-
-MICRO = {
-    "hidden_size": 32,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 130,
-    "type_vocab_size": 1,
-}
 
 # Recorded with torch 2.13.0 on the CPU (as torchtune's recipe tests do): a change that
 # moves them is a change of behaviour, not a refactoring.
@@ -30,17 +21,11 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("config")
     normalize = TweetNormalizer()
     texts = [normalize(r["text"]) for r in read_jsonl(shared("semeval2017/train.jsonl"), 500)]
-    (root / "corpus.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts]))
+    make_tokenizer(root, texts, 500)
     irony = read_jsonl(shared("tweeteval/irony/train.jsonl"), 96)
     (root / "train.jsonl").write_bytes(jsonl(*irony[:64]))
     (root / "val.jsonl").write_bytes(jsonl(*irony[64:]))
-    assert (
-        run_cli(
-            ["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "500", "-q"]
-        ).exit_code
-        == 0
-    )
-    (root / "micro.json").write_text(json.dumps(MICRO))
+    (root / "micro.json").write_text(json.dumps(MICRO))  # pretrained by the tests themselves
     return root
 
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 MICRO = {
@@ -28,33 +28,8 @@ def base(tmp_path_factory):
     corpus = [{"text": r["text"]} for r in irony] + [
         {"text": " ".join(r["tokens"])} for r in read_jsonl(shared("wnut17/train.jsonl"))
     ]
-    (root / "corpus.jsonl").write_bytes(jsonl(*corpus))
-    assert (
-        run_cli(
-            ["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "1500", "-q"]
-        ).exit_code
-        == 0
-    )
-    (root / "micro.json").write_text(json.dumps(MICRO))
-    made = run_cli(
-        [
-            "pretrain",
-            "--train",
-            str(root / "corpus.jsonl"),
-            "--tokenizer",
-            str(root / "tok"),
-            "-o",
-            str(root / "mlm"),
-            "--model-config",
-            str(root / "micro.json"),
-            "--max-steps",
-            "0",
-            "--cache-dir",
-            str(root / "cache"),
-            "-q",
-        ]
-    )
-    assert made.exit_code == 0, made.stderr
+    make_tokenizer(root, [r["text"] for r in corpus], 1500)
+    make_micro_model(root, MICRO)
     return root
 
 

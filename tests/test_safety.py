@@ -11,19 +11,10 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
+from conftest import MICRO, SUBPROCESS_ENV, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
 from safetensors.torch import load_file
 
 from tweetkit.text.normalize import TweetNormalizer
-
-MICRO = {
-    "hidden_size": 32,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 130,
-    "type_vocab_size": 1,
-}
 
 
 class Exploit:
@@ -49,33 +40,8 @@ def data(tmp_path_factory):
     (root / "train.jsonl").write_bytes(jsonl(*[dict(r, text=normalize(r["text"])) for r in irony[:200]]))
     (root / "val.jsonl").write_bytes(jsonl(*[dict(r, text=normalize(r["text"])) for r in irony[200:]]))
     texts = [normalize(r["text"]) for r in read_jsonl(shared("semeval2017/train.jsonl"), 600)]
-    (root / "corpus.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts]))
-    assert (
-        run_cli(
-            ["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "600", "-q"]
-        ).exit_code
-        == 0
-    )
-    (root / "micro.json").write_text(json.dumps(MICRO))
-    made = run_cli(
-        [
-            "pretrain",
-            "--train",
-            str(root / "corpus.jsonl"),
-            "--tokenizer",
-            str(root / "tok"),
-            "-o",
-            str(root / "mlm"),
-            "--model-config",
-            str(root / "micro.json"),
-            "--max-steps",
-            "0",
-            "--cache-dir",
-            str(root / "cache"),
-            "-q",
-        ]
-    )
-    assert made.exit_code == 0, made.stderr
+    make_tokenizer(root, texts, 600)
+    make_micro_model(root)
     linear = run_cli(
         [
             "finetune",
@@ -282,13 +248,10 @@ def test_keep_checkpoints_prunes(data, tmp_path):
     assert sorted(n for n in os.listdir(out) if n.startswith("checkpoint-")) == ["checkpoint-5", "checkpoint-6"]
 
 
-# One thread in every process of a comparison: results are bit-identical only for the
-# same intra-op thread count.
-ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-
-
 def run_process(args):
-    process = subprocess.run([sys.executable, "-m", "tweetkit", *args], capture_output=True, env=ENV, timeout=300)
+    process = subprocess.run(
+        [sys.executable, "-m", "tweetkit", *args], capture_output=True, env=SUBPROCESS_ENV, timeout=300
+    )
     assert process.returncode == 0, process.stderr.decode()[-2000:]
     return [json.loads(line) for line in process.stdout.splitlines()]
 
@@ -296,7 +259,7 @@ def run_process(args):
 def interrupt_after(args, lines):
     """Run tweetkit in a process, send SIGINT after `lines` lines of stdout; (exit status, stderr)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
+        [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SUBPROCESS_ENV
     )
     for _ in range(lines):
         process.stdout.readline()

@@ -9,19 +9,10 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
+from conftest import SUBPROCESS_ENV, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
 
-MICRO = {
-    "hidden_size": 32,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 130,
-    "type_vocab_size": 1,
-}
 # lr 0 is hopeless (the random head's guess), so the median pruner has a trial to stop.
 SPACE = "lr=0,0.001,0.003;weight_decay=0:0.1;batch_size=8,16"
-ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 
 
 @pytest.fixture(scope="module")
@@ -32,33 +23,8 @@ def data(tmp_path_factory):
     labelled = [{"text": r["text"], "label": "question" if "?" in r["text"] else "statement"} for r in irony]
     (root / "train.jsonl").write_bytes(jsonl(*labelled[:320]))
     (root / "val.jsonl").write_bytes(jsonl(*labelled[320:]))
-    (root / "corpus.jsonl").write_bytes(jsonl(*[{"text": r["text"]} for r in irony]))
-    assert (
-        run_cli(
-            ["train-bpe", str(root / "corpus.jsonl"), "-o", str(root / "tok"), "--vocab-size", "400", "-q"]
-        ).exit_code
-        == 0
-    )
-    (root / "micro.json").write_text(json.dumps(MICRO))
-    made = run_cli(
-        [
-            "pretrain",
-            "--train",
-            str(root / "corpus.jsonl"),
-            "--tokenizer",
-            str(root / "tok"),
-            "-o",
-            str(root / "mlm"),
-            "--model-config",
-            str(root / "micro.json"),
-            "--max-steps",
-            "0",
-            "--cache-dir",
-            str(root / "cache"),
-            "-q",
-        ]
-    )
-    assert made.exit_code == 0, made.stderr
+    make_tokenizer(root, [r["text"] for r in irony], 400)
+    make_micro_model(root)
     return root
 
 
@@ -108,7 +74,7 @@ def test_killed_sweep_resumes_without_losing_a_trial(data, tmp_path):
         [sys.executable, "-m", "tweetkit", *sweep_argv(data, out, "--sweep-trials", "4", "--no-prune")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=ENV,
+        env=SUBPROCESS_ENV,
     )
     first = [json.loads(process.stdout.readline()) for _ in range(2)]
     process.send_signal(signal.SIGKILL)
@@ -116,7 +82,7 @@ def test_killed_sweep_resumes_without_losing_a_trial(data, tmp_path):
     resumed = subprocess.run(
         [sys.executable, "-m", "tweetkit", *sweep_argv(data, out, "--sweep-trials", "4", "--no-prune")],
         capture_output=True,
-        env=ENV,
+        env=SUBPROCESS_ENV,
         timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
@@ -134,7 +100,9 @@ def test_two_workers_share_one_sqlite_study(data, tmp_path):
     out.mkdir()
     argv = [sys.executable, "-m", "tweetkit", *sweep_argv(data, out, "--sweep-trials", "4", "--no-prune")]
     started = time.perf_counter()
-    workers = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV) for _ in range(2)]
+    workers = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SUBPROCESS_ENV) for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=600) for w in workers]
     assert all(w.returncode == 0 for w in workers), [err.decode()[-1500:] for _, err in outputs]
     ran = [trials_of([json.loads(line) for line in stdout.splitlines()]) for stdout, _ in outputs]
