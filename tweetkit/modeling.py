@@ -153,7 +153,7 @@ def load_for_inference(path: str, device: str = "auto") -> LoadedModel:
         raise ConfigError(
             f"{path}: not a fine-tuned classification or tagging model ({', '.join(architectures) or 'no architecture'})"
         )
-    model = load_pretrained(loader, path)
+    model = load_pretrained(loader, path, config=config)  # the config read above, not read again
     model.to(target).eval()
     labels = None if kind == "regression" else [config.id2label[i] for i in range(config.num_labels)]
     tokenizer = load_tokenizer(path, tagging=kind == "tagging")

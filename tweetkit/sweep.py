@@ -104,7 +104,7 @@ def open_study(settings: SweepSettings):
     raise ConfigError(f"--study-storage {settings.storage}: {str(error).splitlines()[0]}")
 
 
-def sampler_for(settings: SweepSettings, space: dict, grid: dict | None, number: int):
+def sampler_for(settings: SweepSettings, number: int):
     """A sampler seeded for trial `number`: the same study seed gives the same trials."""
     import optuna
 
@@ -157,7 +157,7 @@ def run_study(settings: SweepSettings, space: dict, grid: dict | None, objective
     if grid:
         space = {name: optuna.distributions.CategoricalDistribution(values) for name, values in grid.items()}
     while len(finished(study)) < settings.trials:
-        study.sampler = sampler_for(settings, space, grid, len(study.trials))
+        study.sampler = sampler_for(settings, len(study.trials))
         if grid:
             point = next_grid_point(study, grid, settings.seed)
             if point is None:

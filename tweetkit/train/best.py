@@ -42,9 +42,6 @@ class BestKeeper:
             "metrics": self.metrics,
         }
 
-    def tensors(self) -> dict | None:
-        return self.weights
-
     def restore(self, state: dict | None, tensors: dict) -> None:
         if state:
             self.value, self.step, self.waited, self.metrics = (

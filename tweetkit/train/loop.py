@@ -283,7 +283,7 @@ def save(model, optimizer, scaler, config, dist: Dist, step, tokens, elapsed, on
         state = {"step": step, "tokens": tokens, "elapsed": elapsed}
         extra = None
         if keeper is not None:
-            state["keeper"], extra = keeper.state(), keeper.tensors()
+            state["keeper"], extra = keeper.state(), keeper.weights
         path = checkpoint.save(config.output_dir, step, model, optimizer, scaler, state, config.to_dict(), extra)
         if on_save is not None:
             on_save(model, path)
