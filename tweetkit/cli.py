@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except TweetkitError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))
     except (PipeClosed, BrokenPipeError):
         # The reader went away (`| head`): stop quietly with 141, the status of a process
         # SIGPIPE ended, as `yes | head` gives.

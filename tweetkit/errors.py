@@ -28,5 +28,12 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM that a command stopped cleanly for; the message says what was kept."""
 
 
+class UsageError(TweetkitError):
+    """Flags that cannot work together (an output that is also an input): exit status 2,
+    like click's own usage errors, raised from the core without importing click."""
+
+    exit_code = 2
+
+
 class ConfigError(TweetkitError):
     """Inconsistent options or a missing/unusable model, tokenizer or file."""

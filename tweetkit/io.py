@@ -26,7 +26,7 @@ from typing import IO, Any, NamedTuple
 
 import orjson
 
-from tweetkit.errors import BadRecord, ConfigError
+from tweetkit.errors import BadRecord, ConfigError, UsageError
 
 STDIN = "-"
 BATCH_LINES = 512  # lines per unit of work: big enough to amortise IPC, small enough for latency
@@ -262,15 +262,13 @@ def _same_file(a: str, b: str) -> bool:
 def refuse_overlap(inputs: Sequence[str | None], outputs: Sequence[str | None]) -> None:
     """An output that is also an input (or another output) would be emptied before it is
     read: a usage error (exit 2), before anything is opened."""
-    import click
-
     inputs = [p for p in inputs if p and p != STDIN]
     outputs = [p for p in outputs if p and p != STDIN]
     for i, out in enumerate(outputs):
         for other in inputs + outputs[:i]:
             if _same_file(out, other):
                 role = "an input" if other in inputs else "another output"
-                raise click.UsageError(f"{out} is both {role} and an output: it would be emptied before it is read")
+                raise UsageError(f"{out} is both {role} and an output: it would be emptied before it is read")
 
 
 # What a training command writes into its output directory; --overwrite removes exactly
@@ -308,10 +306,8 @@ def prepare_output_dir(path: str, resume: bool = False, overwrite: bool = False,
     with (or instead of) the new ones.  --resume continues it, --overwrite removes it."""
     import shutil
 
-    import click
-
     if os.path.exists(path) and not os.path.isdir(path):
-        raise click.UsageError(f"-o {path}: exists and is not a directory")
+        raise UsageError(f"-o {path}: exists and is not a directory")
     previous = sorted(
         name for name in (os.listdir(path) if os.path.isdir(path) else []) if name in RUN_FILES or RUN_DIRS.match(name)
     )
@@ -321,7 +317,7 @@ def prepare_output_dir(path: str, resume: bool = False, overwrite: bool = False,
         return
     if not overwrite:
         shown = ", ".join(previous[:4]) + (", ..." if len(previous) > 4 else "")
-        raise click.UsageError(
+        raise UsageError(
             f"-o {path} holds a previous run ({shown}): add --overwrite to replace it, or --resume to continue it"
         )
     for name in previous:
