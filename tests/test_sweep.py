@@ -110,3 +110,14 @@ def test_two_workers_share_one_sqlite_study(data, tmp_path):
     numbers = [t["trial"] for r in ran for t in r]
     assert len(numbers) == len(set(numbers)) >= 4, numbers
     assert time.perf_counter() - started < 600
+
+
+def test_bad_storage_and_search_space_are_one_line(data, tmp_path):
+    storage = run_cli(sweep_argv(data, tmp_path / "a", "--study-storage", "nonsense"))
+    assert (
+        storage.exit_code == 1
+        and "--study-storage nonsense" in storage.stderr
+        and len(storage.stderr.strip().splitlines()) == 1
+    )
+    space = run_cli([*sweep_argv(data, tmp_path / "b"), "--search-space", "learning_rate=1:2"])
+    assert space.exit_code == 1 and "cannot search 'learning_rate=1:2'" in space.stderr

@@ -116,7 +116,7 @@ def predict(pipeline, kind: str, inputs: list) -> list:
 # --- saving and loading, as data only ----------------------------------------------------
 # A model directory may come from a stranger, so nothing here unpickles: the vectorizers'
 # vocabularies go to JSON, the numbers to safetensors, and the estimators are rebuilt
-# from them.  bench/ and tests/test_security.py check predictions survive the round trip.
+# from them.  tests/test_safety.py checks the predictions survive the round trip exactly.
 
 MODEL_INFO = "tweetkit_model.json"
 WEIGHTS = "linear_model.safetensors"

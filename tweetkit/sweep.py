@@ -78,6 +78,7 @@ def open_study(settings: SweepSettings):
     import time
 
     import optuna
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs = {"connect_args": {"timeout": 120}} if settings.storage.startswith("sqlite") else {}
@@ -100,6 +101,8 @@ def open_study(settings: SweepSettings):
             )
         except Exception as exc:  # SQLAlchemy raises many kinds: a bad URL, a server down, a lost race
             error = exc
+            if isinstance(exc, (ArgumentError, NoSuchModuleError, ImportError)):
+                break  # a malformed URL or a missing driver: no retry will mend it
             time.sleep(0.2 * 2**attempt)
     raise ConfigError(f"--study-storage {settings.storage}: {str(error).splitlines()[0]}")
 
