@@ -23,6 +23,27 @@ def test_key_ignores_tweet_noise():
     )
 
 
+def test_key_folds_every_form_of_a_link():
+    # Held-out misses: a link in capitals, a link glued to the word before it (raw, and as
+    # `normalize` splits it), "RT@user:", HTTPURL in lower case, media links, HTML escapes.
+    from tweetkit.text.normalize import TweetNormalizer
+
+    plain = dedup_key("Great reviews & more now")
+    normalize = TweetNormalizer()
+    for text in [
+        "GREAT REVIEWS & MORE NOW HTTPS://T.CO/IZS4SKJ9C1",
+        "Great reviews & more nowhttps://t.co/IZS4SKJ9C1",
+        "Great reviews & more Http://t.co/x now",
+        "Great reviews & more WWW.EXAMPLE.COM now",
+        "RT@bob: Great reviews & more now",
+        "rt @bob: great reviews & more now httpurl",
+        "Great reviews & more now pic.twitter.com/Ab12",
+        "Great reviews &amp; more now",
+    ]:
+        assert dedup_key(text) == plain, text
+        assert dedup_key(normalize(text)) == plain, text
+
+
 def test_trivial_and_near_variants_dropped_first_wins(tmp_path):
     variants = [
         BASE,

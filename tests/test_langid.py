@@ -24,6 +24,13 @@ def test_cleaning_removes_tweet_noise():
     assert cleaned == "love this bestday"
 
 
+def test_cleaning_removes_links_in_any_case_and_glued():
+    from tweetkit.text.langid import clean_for_langid
+
+    assert clean_for_langid("Read THIS HTTPS://T.CO/IZS4SKJ9C1 now") == "read this now"
+    assert clean_for_langid("Read thishttps://t.co/Ab1 now") == "read this now"
+
+
 def test_only_noise_is_undetermined():
     assert LanguageIdentifier().predict(["@user https://t.co/x 😂", ""]) == [("und", 0.0), ("und", 0.0)]
 

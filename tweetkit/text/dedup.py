@@ -1,8 +1,9 @@
 """Duplicate detection for tweets: exact keys and MinHash-LSH near-duplicates.
 
 The key a tweet is compared by folds case and drops what differs between copies of
-the same tweet: a leading "RT @user:", links and HTTPURL, mentions and @USER,
-punctuation, emoji and whitespace runs.
+the same tweet: a leading "RT @user:", links (any case, glued to a word, or as
+`normalize` splits them) and HTTPURL, mentions and @USER, HTML escapes, punctuation,
+emoji and whitespace runs.
 
 Near-duplicates are found with MinHash over the key's words and word pairs, banded
 for LSH; every LSH candidate is then checked against the real Jaccard similarity of
@@ -14,6 +15,7 @@ changed word is a different tweet, not a near copy ("short-tweet guard").
 from __future__ import annotations
 
 import hashlib
+import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +25,8 @@ from tweetkit.text.patterns import DEDUP_NOISE, NON_WORD
 
 def dedup_key(text: str) -> str:
     """The normalised text duplicates share: words only, lower-cased, single spaces."""
+    if "&" in text:  # some dumps keep "&amp;" escaped, others do not
+        text = html.unescape(text)
     text = DEDUP_NOISE.sub(" ", text)
     return " ".join(NON_WORD.sub(" ", text).casefold().split())
 

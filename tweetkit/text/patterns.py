@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import re
 
-URL = r"https?://\S+|www\.\S+"
+# Schemes and hosts are case-insensitive ("HTTPS://T.CO/X" is a link), and a link may be
+# glued to the word before it ("reviewshttps://t.co/x"): no word boundary is required.
+URL = r"(?i:https?://|www\.)\S+"
+# What `normalize` leaves of a link glued to a word ("reviewshttps :/ / t.co/x"): BERTweet's
+# tokenizer splits it before the HTTPURL rule sees it.  Twitter's media links
+# ("pic.twitter.com/abc") carry no words either.
+BROKEN_URL = r"(?i:https?\s?:/\s?/\s?|pic\.twitter\.com/)\S*"
 URL_PLACEHOLDER = "HTTPURL"  # what `normalize` writes for a link (BERTweet)
 MENTION = r"@\w+"
 # An emoji name as `normalize` writes it (":face_with_tears_of_joy:", ":man’s_shoe:").
@@ -22,10 +28,13 @@ EMOJI = (
 # langid: everything that carries no language, incl. a bare "http" left by a cut link,
 # the colon of "RT @user:" and the retweet marker.
 LANGID_NOISE = re.compile(
-    rf"(?:https?://|www\.)\S+|\bhttps?\b|{URL_PLACEHOLDER}|{MENTION}:?|{DEMOJIZED}|{EMOJI}|^RT\b|#"
+    rf"{URL}|{BROKEN_URL}|(?i:\bhttps?\b|{URL_PLACEHOLDER})|{MENTION}:?|{DEMOJIZED}|{EMOJI}|^RT\b|#"
 )
-# dedup keys: a leading "RT @user:", links, and mentions (but not the "@" of "@https://...").
-DEDUP_NOISE = re.compile(rf"^\s*(?i:RT)\s+{MENTION}:?|{URL}|{URL_PLACEHOLDER}|@(?!https?://|www\.)\w+")
+# dedup keys: a leading "RT @user:" (any case, "RT@user:" too), links whole or as `normalize`
+# splits them, HTTPURL in any case, and mentions (but not the "@" of "@https://...").
+DEDUP_NOISE = re.compile(
+    rf"^\s*(?i:RT)\s*{MENTION}:?|{URL}|{BROKEN_URL}|(?i:{URL_PLACEHOLDER})|@(?!(?i:https?://|www\.))\w+"
+)
 NON_WORD = re.compile(r"[\W_]+")  # punctuation, symbols, emoji and whitespace
 SPACES = re.compile(r"\s+")
 # stats: a mention not inside a word (not an e-mail address), a link in any case.
