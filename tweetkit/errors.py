@@ -23,6 +23,9 @@ class BadRecord(TweetkitError):
         self.source, self.lineno, self.reason = source, lineno, reason
         super().__init__(f"{source}:{lineno}: {reason}")
 
+    def __reduce__(self):  # so a worker process or Ray task can send it back
+        return BadRecord, (self.source, self.lineno, self.reason)
+
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM that a command stopped cleanly for; the message says what was kept."""

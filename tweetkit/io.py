@@ -229,6 +229,7 @@ class StreamOptions:
     progress: bool = False
     quiet: bool = False
     workers: int = 1
+    ray_address: str | None = None  # per-file tasks on Ray (with a directory output)
 
 
 @dataclass
@@ -238,6 +239,16 @@ class Counts:
     dropped: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
     routed: Counter = field(default_factory=Counter)  # written, per named output
+
+    def add(self, other: Counts) -> None:
+        self.read += other.read
+        self.written += other.written
+        for mine, theirs in (
+            (self.dropped, other.dropped),
+            (self.rejected, other.rejected),
+            (self.routed, other.routed),
+        ):
+            mine.update(theirs)
 
     def summary(self, command: str, kept_label: str = "written") -> str:
         parts = [f"{self.read:,} read", f"{self.written:,} {kept_label}"]
@@ -418,6 +429,12 @@ def run_stream(
                 stream.close()
         if out is not None and out is not sys.stdout.buffer:
             out.close()
+    report_counts(command, options, counts)
+    return counts
+
+
+def report_counts(command: str, options: StreamOptions, counts: Counts) -> None:
+    """The summary on stderr (with --progress, or when lines were rejected)."""
     if not options.quiet and (options.progress or counts.rejected):
         print(counts.summary(command), file=sys.stderr)
     if not options.quiet and counts.dropped and not counts.written:
@@ -425,7 +442,6 @@ def run_stream(
         # without --progress.
         reasons = ", ".join(f"{reason}: {n:,}" for reason, n in counts.dropped.most_common())
         print(f"tweetkit {command}: warning: every record was dropped ({reasons})", file=sys.stderr)
-    return counts
 
 
 def consume_records(

@@ -1,7 +1,7 @@
 """The flags commands share, defined once, and `--config FILE` for any command.
 
 - `data_options`: the streaming I/O flags of the data commands (files or stdin, -o,
-  --field, --on-error, --rejects, --progress, -q, --dropped, --workers).
+  --field, --on-error, --rejects, --progress, -q, --dropped, --workers, --ray).
 - `train_options`: flags made from `TrainConfig`'s fields and their help; a command
   names the fields it exposes and may change their defaults.
 - `config_options`: `--config FILE` (TOML, YAML or JSON, or a saved
@@ -69,7 +69,16 @@ def _stream_flags(field_help: str, output_help: str, dropped: bool, workers: boo
                 type=click.IntRange(min=1),
                 default=1,
                 show_default=True,
-                help="Worker processes; output order is kept.",
+                help="Worker processes; output order is kept.  With -o DIR/: files processed at once.",
+            )
+        )
+        options.append(
+            click.option(
+                "--ray",
+                "ray_address",
+                metavar="ADDRESS",
+                help="With -o DIR/: run the per-file tasks on Ray ('auto': the running cluster, "
+                "'local': a Ray instance of --workers CPUs here, or a cluster address).",
             )
         )
     return options
@@ -89,6 +98,7 @@ def _stream_options(kwargs: dict):
         progress=sys.stderr.isatty() if progress is None else progress,
         quiet=kwargs.pop("quiet"),
         workers=kwargs.pop("workers", 1),
+        ray_address=kwargs.pop("ray_address", None),
     )
     if stream.rejects and stream.on_error != "skip":
         raise click.UsageError("--rejects needs --on-error skip")

@@ -15,10 +15,11 @@ from tweetkit.options import data_options
 Examples:
   tweetkit normalize < tweets.jsonl | tweetkit dedup --drop-retweets --min-tokens 10 --max-tokens 64
   tweetkit dedup --mode exact --dropped dups.jsonl corpus.jsonl > unique.jsonl
-  # 4 shards, each an independent process (GNU parallel, Slurm array):
-  parallel 'tweetkit dedup --num-shards 4 --shard-index {} corpus.jsonl > part{}.jsonl' ::: 0 1 2 3""",
+  # Many files, compared with each other, in stages of tasks (one output per input):
+  tweetkit dedup -o unique/ --dropped dups/ --workers 8 dump/part-*.jsonl.gz
+  tweetkit dedup -o /shared/unique/ --ray auto /shared/dump/part-*.jsonl.gz""",
 )
-@data_options(dropped=True)
+@data_options(dropped=True, workers=True)
 @click.option(
     "--mode",
     type=click.Choice(["near", "exact"]),
@@ -68,6 +69,18 @@ Examples:
     show_default=True,
     help="... and keep only shard I (exact twins share a shard).",
 )
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    help="With -o DIR/: hash partitions of the matching stage; a task holds 1/P of the corpus's "
+    "signatures [default: one per input file].",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False),
+    help="With -o DIR/: the stages' files (on storage every Ray node sees) [default: DIR/.tweetkit-dedup-work].",
+)
+@click.option("--keep-work", is_flag=True, help="With -o DIR/: keep the work directory (a rerun skips finished tasks).")
 def command(
     stream,
     mode,
@@ -81,14 +94,24 @@ def command(
     id_field,
     num_shards,
     shard_index,
+    partitions,
+    work_dir,
+    keep_work,
 ):
     """Remove retweets, too short/long tweets, and exact and near duplicates.
 
     The first occurrence is kept.  Tweets are compared by a key that ignores case,
     links, mentions, a leading "RT @user:", punctuation and emoji.  Every dropped record
     goes to --dropped with `reason` and `dup_of` (the kept twin's id).
+
+    With -o DIR/ and input files, the files are deduplicated against each other in
+    stages of tasks (local processes with --workers, or Ray), one output per input,
+    with the same result as the streaming path; memory is bounded by a file, not the
+    corpus.
     """
+    from tweetkit.errors import UsageError
     from tweetkit.io import run_stream
+    from tweetkit.many_files import wants_directory
     from tweetkit.text.dedup import NearConfig
 
     if shard_index >= num_shards:
@@ -101,6 +124,17 @@ def command(
     if num_perm % bands:
         raise click.BadParameter("must divide --num-perm", param_hint="--bands")
     config = NearConfig(threshold=threshold, num_perm=num_perm, bands=bands, min_words=min_words)
+    if wants_directory(stream.output):
+        if num_shards > 1:
+            raise UsageError("--num-shards splits the streaming path; with -o DIR/ every file is compared with all")
+        return run_staged(
+            stream, mode, config, drop_retweets, min_tokens, max_tokens, id_field, partitions, work_dir, keep_work
+        )
+    if stream.workers > 1 or stream.ray_address or partitions or work_dir or keep_work:
+        raise UsageError(
+            "dedup compares each tweet with all before it: --workers, --ray, --partitions and --work-dir "
+            "are for the staged path over files, -o DIR/"
+        )
     from tweetkit.text.steps import dedup_steps
 
     make_step = functools.partial(
@@ -116,3 +150,36 @@ def command(
         shard_index,
     )
     run_stream("dedup", stream, make_step, text_field=stream.field)
+
+
+def run_staged(stream, mode, config, drop_retweets, min_tokens, max_tokens, id_field, partitions, work_dir, keep_work):
+    import os
+
+    from tweetkit.executors import make_executor
+    from tweetkit.io import report_counts
+    from tweetkit.many_files import FileOutputs
+    from tweetkit.options import log_for
+    from tweetkit.text import staged_dedup
+
+    files = FileOutputs.of(stream)
+    job = staged_dedup.Job(
+        files=files,
+        work=os.path.abspath(work_dir or os.path.join(stream.output, ".tweetkit-dedup-work")),
+        field=stream.field,
+        on_error=stream.on_error,
+        id_field=id_field,
+        mode=mode,
+        config=config,
+        drop_retweets=drop_retweets,
+        min_tokens=min_tokens,
+        max_tokens=max_tokens,
+        partitions=partitions or len(files.inputs),
+    )
+    executor = make_executor(stream.workers, stream.ray_address)
+    log = log_for("dedup", stream.quiet or not stream.progress)
+    try:
+        log(f"{len(files.inputs)} files, {job.partitions} partitions, on {executor.describe()}")
+        counts, _ = staged_dedup.run(job, stream, executor, log, keep_work=keep_work)
+    finally:
+        executor.close()
+    report_counts("dedup", stream, counts)

@@ -58,7 +58,7 @@ def command(stream, keep, min_prob, model_path, clean):
     Adds `lang` (ISO 639 code as the model gives it; `und` when nothing readable is
     left) and `lang_prob`.
     """
-    from tweetkit.io import run_stream
+    from tweetkit.many_files import run_data_command
     from tweetkit.text.langid import LanguageIdentifier
 
     if keep is not None:
@@ -70,4 +70,4 @@ def command(stream, keep, min_prob, model_path, clean):
     from tweetkit.text.steps import Langid
 
     make_step = functools.partial(Langid, stream.field, model_path, clean, keep, min_prob)
-    run_stream("langid", stream, make_step, text_field=stream.field)
+    run_data_command("langid", stream, make_step, text_field=stream.field)

@@ -36,7 +36,7 @@ def command(stream, emoji_names, output_field, lexicon):
 
     Byte-identical to VinAIResearch/BERTweet's TweetNormalizer.py, several times faster.
     """
-    from tweetkit.io import run_stream
+    from tweetkit.many_files import run_data_command
     from tweetkit.text.normalize import load_lexicon
     from tweetkit.text.steps import Normalize
 
@@ -47,4 +47,4 @@ def command(stream, emoji_names, output_field, lexicon):
         emoji_names,
         load_lexicon(lexicon) if lexicon else None,
     )
-    run_stream("normalize", stream, make_step, text_field=stream.field)
+    run_data_command("normalize", stream, make_step, text_field=stream.field)

@@ -1,0 +1,467 @@
+"""Deduplication of many files in four stages of tasks, for corpora no process can hold.
+
+`tweetkit dedup -o DIR/ FILES...` runs these; the streaming `Deduplicate` step stays for
+pipes.  Every stage is a set of independent tasks (one per input file or per partition)
+that an executor runs (local processes or Ray, see tweetkit/executors.py); data moves
+between stages through files in a work directory, so a task holds one shard, never the
+corpus.
+
+1. signatures (a task per input file): parse, drop retweets / out-of-range lengths, and
+   write each surviving tweet's exact-key hash and MinHash band keys, partitioned by
+   hash, plus the tweet's shingles (for verification) and its id (for `dup_of`).
+2. matching (a task per partition): exact duplicates are tweets sharing a key hash;
+   near-duplicate candidates are tweets sharing a band key, each pair verified against
+   the real Jaccard similarity of the shingle sets, as the streaming path does.
+3. resolution (one process): first occurrence wins in the global input order (file
+   order, then line).  A tweet is dropped when it matches an earlier tweet that is
+   kept, which is exactly the streaming path's rule, so both give the same output.
+   It holds only the matches (about one per duplicate), never the corpus.  It also
+   counts the "transitive" tweets a union-find clustering would have dropped as well
+   (A~B, B~C, A≁C: C is kept here, as in the streaming path).
+4. filtering (a task per input file): each file is written out without its
+   duplicates, in its order, with the dropped records and their reasons.
+
+A tweet's global id is (file index << 40) | its position among the file's records, so
+sorting ids is the global input order.  Every task writes its output under a temporary
+name and renames it when done; a rerun of the same job skips finished tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+
+from tweetkit.io import Counts, Drop, StreamOptions, consume_records
+from tweetkit.many_files import FileOutputs, FileTask
+from tweetkit.text.dedup import Deduplicator, NearConfig, dedup_key
+from tweetkit.text.steps import Chain, LengthFilter, RetweetFilter
+
+FILE_SHIFT = 40  # a file holds fewer than 2^40 records; ids sort in global input order
+BATCH = 4096
+# A band bucket with more members than this (a spam template posted thousands of times)
+# is matched against its running representatives only, not pair by pair: bounded work,
+# at the price of an occasional transitive difference from the streaming path.
+FULL_PAIRS_UP_TO = 64
+REASONS = ("duplicate", "near-duplicate")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Everything a task needs; picklable, so executors can ship it to workers."""
+
+    files: FileOutputs
+    work: str
+    field: str = "text"
+    on_error: str = "fail"
+    id_field: str = "id"
+    mode: str = "near"
+    config: NearConfig = dataclasses.field(default_factory=NearConfig)
+    drop_retweets: bool = False
+    min_tokens: int | None = None
+    max_tokens: int | None = None
+    partitions: int = 1
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.files.inputs
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.work, *(str(p) for p in parts))
+
+    def filters(self) -> Chain:
+        """What `dedup` drops before looking for duplicates, in the streaming order."""
+        steps: list = []
+        if self.drop_retweets:
+            steps.append(RetweetFilter(self.field))
+        if self.min_tokens is not None or self.max_tokens is not None:
+            steps.append(LengthFilter(self.field, self.min_tokens, self.max_tokens))
+        return Chain(*steps)
+
+    def fingerprint(self) -> str:
+        """Settings and input files (size, modification time): a work directory of
+        another job is never reused."""
+        settings = dataclasses.asdict(self)
+        settings["inputs"] = [(path, os.stat(path).st_size, os.stat(path).st_mtime_ns) for path in self.inputs]
+        for name in ("files", "work"):
+            settings.pop(name)
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _save_atomically(directory: str, arrays: dict, meta: dict) -> None:
+    """Arrays as .npy files and meta.json written last: a directory with meta.json is complete."""
+    partial = directory + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    for name, array in arrays.items():
+        np.save(os.path.join(partial, name + ".npy"), array)
+    with open(os.path.join(partial, "meta.json"), "w") as f:
+        json.dump(meta, f)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(partial, directory)
+
+
+def _by_partition(parts: np.ndarray, count: int, *columns: np.ndarray) -> tuple:
+    """The columns reordered by partition (stable), and the (count + 1) partition offsets."""
+    order = np.argsort(parts, kind="stable")
+    index = np.searchsorted(parts[order], np.arange(count + 1))
+    return (index, *(column[order] for column in columns))
+
+
+# --- 1. signatures ---------------------------------------------------------------------
+
+
+def signature_task(args: tuple[Job, int]) -> dict:
+    job, file_index = args
+    directory = job.path("signatures", file_index)
+    if os.path.exists(os.path.join(directory, "meta.json")):
+        with open(os.path.join(directory, "meta.json")) as f:
+            return json.load(f)
+    begin = time.perf_counter()
+    filters, dedup = job.filters(), Deduplicator(job.mode, job.config)
+    base = file_index << FILE_SHIFT
+    options = StreamOptions(inputs=[job.inputs[file_index]], field=job.field, on_error=job.on_error, quiet=True)
+    exact_hash, exact_gid, band_keys, band_gid, band_exact = [], [], [], [], []
+    shingle_chunks, shingle_lengths, labels = [], [], []
+    good = 0
+    records = consume_records("dedup", options, text_field=job.field)
+    while batch := list(itertools.islice(records, BATCH)):
+        results = filters(batch)
+        alive = [i for i, result in enumerate(results) if not isinstance(result, Drop)]
+        prepared = dedup.prepare([dedup_key(batch[i][job.field]) for i in alive])
+        lengths = np.zeros(len(batch), dtype=np.int64)
+        for i, (key_hash, near) in zip(alive, prepared):
+            gid = base + good + i
+            exact_hash.append(key_hash)
+            exact_gid.append(gid)
+            if near is not None:
+                shingles, keys = near
+                band_keys.append(keys)
+                band_gid.append(gid)
+                band_exact.append(key_hash)
+                shingle_chunks.append(shingles)
+                lengths[i] = len(shingles)
+        shingle_lengths.append(lengths)
+        survivors = set(alive)
+        for i, record in enumerate(batch):
+            label = record.get(job.id_field) if i in survivors else None
+            labels.append(None if label is None else str(label))
+        good += len(batch)
+    hashes = np.array(exact_hash, dtype=np.uint64)
+    exact = _by_partition(hashes % np.uint64(job.partitions), job.partitions, hashes, np.array(exact_gid, np.int64))
+    bands = job.config.bands
+    keys = np.array(band_keys, dtype=np.uint64).reshape(-1, bands).ravel()
+    gids = np.repeat(np.array(band_gid, dtype=np.int64), bands)
+    exacts = np.repeat(np.array(band_exact, dtype=np.uint64), bands)
+    near = _by_partition(keys % np.uint64(job.partitions), job.partitions, keys, gids, exacts)
+    offsets = np.zeros(good + 1, dtype=np.int64)
+    if shingle_lengths:
+        np.cumsum(np.concatenate(shingle_lengths), out=offsets[1:])
+    meta = {
+        "records": good,
+        "candidates": len(exact_gid),
+        "near_eligible": len(band_gid),
+        "seconds": time.perf_counter() - begin,
+    }
+    arrays = dict(zip(("exact_index", "exact_hash", "exact_gid"), exact))
+    arrays.update(zip(("band_index", "band_key", "band_gid", "band_exact"), near))
+    arrays["shingles"] = np.concatenate(shingle_chunks) if shingle_chunks else np.zeros(0, np.uint64)
+    arrays["shingle_offsets"] = offsets
+    with open(job.path("labels", f"{file_index}.json"), "w") as f:
+        json.dump(labels, f)
+    _save_atomically(directory, arrays, meta)
+    return meta
+
+
+# --- 2. matching -----------------------------------------------------------------------
+
+
+class ShingleStore:
+    """Shingle sets by global id, read from the signature files through memory maps."""
+
+    def __init__(self, job: Job):
+        self.job, self.files, self.sets = job, {}, {}
+
+    def __getitem__(self, gid: int) -> set:
+        found = self.sets.get(gid)
+        if found is None:
+            file_index, position = gid >> FILE_SHIFT, gid & ((1 << FILE_SHIFT) - 1)
+            if file_index not in self.files:
+                directory = self.job.path("signatures", file_index)
+                self.files[file_index] = tuple(
+                    np.load(os.path.join(directory, name + ".npy"), mmap_mode="r")
+                    for name in ("shingles", "shingle_offsets")
+                )
+            shingles, offsets = self.files[file_index]
+            found = self.sets[gid] = set(shingles[offsets[position] : offsets[position + 1]].tolist())
+        return found
+
+
+def _slices(job: Job, partition: int, prefix: str, names: tuple[str, ...]) -> list[np.ndarray]:
+    """Partition `partition` of every file's `prefix` columns, concatenated."""
+    columns: list[list] = [[] for _ in names]
+    for file_index in range(len(job.inputs)):
+        directory = job.path("signatures", file_index)
+        index = np.load(os.path.join(directory, f"{prefix}_index.npy"))
+        start, stop = index[partition], index[partition + 1]
+        for column, name in zip(columns, names):
+            column.append(np.load(os.path.join(directory, f"{prefix}_{name}.npy"), mmap_mode="r")[start:stop])
+    return [np.concatenate(column) for column in columns]
+
+
+def exact_pairs(hashes: np.ndarray, gids: np.ndarray) -> np.ndarray:
+    """(copy, first) id pairs: every tweet whose key hash an earlier tweet has."""
+    order = np.lexsort((gids, hashes))
+    hashes, gids = hashes[order], gids[order]
+    first = np.ones(len(hashes), dtype=bool)
+    first[1:] = hashes[1:] != hashes[:-1]
+    first_of_run = gids[np.maximum.accumulate(np.where(first, np.arange(len(gids)), 0))]
+    return np.stack([gids[~first], first_of_run[~first]], axis=1)
+
+
+def near_edges(keys: np.ndarray, gids: np.ndarray, exacts: np.ndarray, similar: Callable[[int, int], bool]):
+    """Verified (earlier, later) id pairs that share a band key.  A copy of an earlier
+    member of its bucket (same exact key) is left out: it is an exact duplicate."""
+    order = np.lexsort((gids, keys))
+    keys, gids, exacts = keys[order], gids[order], exacts[order]
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    stops = np.append(starts[1:], len(keys))
+    multi = stops - starts > 1
+    edges = set()
+    for start, stop in zip(starts[multi].tolist(), stops[multi].tolist()):
+        seen, members = set(), []
+        for gid, exact in zip(gids[start:stop].tolist(), exacts[start:stop].tolist()):
+            if exact not in seen:
+                seen.add(exact)
+                members.append(gid)
+        if len(members) <= FULL_PAIRS_UP_TO:
+            for j, later in enumerate(members):
+                edges.update((earlier, later) for earlier in members[:j] if similar(earlier, later))
+        else:
+            representatives: list[int] = []
+            for later in members:
+                matched = [earlier for earlier in representatives if similar(earlier, later)]
+                edges.update((earlier, later) for earlier in matched)
+                if not matched:
+                    representatives.append(later)
+    return np.array(sorted(edges), dtype=np.int64).reshape(-1, 2)
+
+
+def match_task(args: tuple[Job, int]) -> dict:
+    job, partition = args
+    directory = job.path("matches", partition)
+    if os.path.exists(os.path.join(directory, "meta.json")):
+        with open(os.path.join(directory, "meta.json")) as f:
+            return json.load(f)
+    begin = time.perf_counter()
+    hashes, gids = _slices(job, partition, "exact", ("hash", "gid"))
+    copies = exact_pairs(hashes, gids)
+    edges = np.zeros((0, 2), dtype=np.int64)
+    verified = 0
+    if job.mode == "near":
+        keys, band_gids, band_exacts = _slices(job, partition, "band", ("key", "gid", "exact"))
+        store, threshold, answers = ShingleStore(job), job.config.threshold, {}
+
+        def similar(earlier: int, later: int) -> bool:
+            pair = (earlier, later)
+            answer = answers.get(pair)
+            if answer is None:
+                mine, theirs = store[later], store[earlier]
+                shared = len(mine & theirs)
+                answer = answers[pair] = shared >= threshold * (len(mine) + len(theirs) - shared)
+            return answer
+
+        edges = near_edges(keys, band_gids, band_exacts, similar)
+        verified = len(answers)
+    meta = {
+        "exact_entries": len(hashes),
+        "copies": len(copies),
+        "verified_pairs": verified,
+        "edges": len(edges),
+        "seconds": time.perf_counter() - begin,
+    }
+    _save_atomically(directory, {"copies": copies, "edges": edges}, meta)
+    return meta
+
+
+# --- 3. resolution ---------------------------------------------------------------------
+
+
+def first_kept_twin(edges: np.ndarray) -> dict[int, int]:
+    """later id -> the earliest earlier id it matches that is itself kept.  Ids are
+    visited in input order, so each twin's own fate is known when it is needed."""
+    edges = np.unique(edges, axis=0)
+    order = np.lexsort((edges[:, 0], edges[:, 1]))
+    dropped: dict[int, int] = {}
+    for later, group in itertools.groupby(edges[order].tolist(), key=lambda edge: edge[1]):
+        for earlier, _ in group:
+            if earlier not in dropped:
+                dropped[later] = earlier
+                break
+    return dropped
+
+
+def transitive_count(edges: np.ndarray, dropped: dict[int, int]) -> int:
+    """Kept tweets that a union-find clustering would also drop: kept, yet connected by a
+    chain of matches to an earlier kept tweet."""
+    parent: dict[int, int] = {}
+
+    def root(node: int) -> int:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for earlier, later in edges.tolist():
+        a, b = root(earlier), root(later)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    kept_per_cluster = Counter(root(node) for node in list(parent) if node not in dropped)
+    return sum(n - 1 for n in kept_per_cluster.values())
+
+
+def resolve(job: Job, records_per_file: list[int]) -> dict:
+    """Decide every duplicate's fate and twin; write one decisions file per input."""
+    begin = time.perf_counter()
+    copies, edges = [], []
+    for partition in range(job.partitions):
+        directory = job.path("matches", partition)
+        copies.append(np.load(os.path.join(directory, "copies.npy")))
+        edges.append(np.load(os.path.join(directory, "edges.npy")))
+    copies_all, edges_all = np.concatenate(copies), np.concatenate(edges)
+    dropped = first_kept_twin(edges_all)
+    decisions: dict[int, tuple[int, int]] = {later: (1, twin) for later, twin in dropped.items()}
+    for copy, first in copies_all.tolist():
+        # A copy of a near duplicate goes where its first occurrence went, as it does
+        # in the streaming path (which compares it with the same kept tweets).
+        decisions[copy] = (1, dropped[first]) if first in dropped else (0, first)
+    ordinal_base = np.concatenate([[0], np.cumsum(records_per_file)]).tolist()
+    by_file: dict[int, list] = {}
+    for gid, (reason, twin) in sorted(decisions.items()):
+        by_file.setdefault(gid >> FILE_SHIFT, []).append((gid, reason, twin))
+    twins_by_file: dict[int, set] = {}
+    for rows in by_file.values():
+        for _, _, twin in rows:
+            twins_by_file.setdefault(twin >> FILE_SHIFT, set()).add(twin)
+    mask = (1 << FILE_SHIFT) - 1
+    label_of: dict[int, str] = {}
+    for file_index, twins in twins_by_file.items():  # one file's labels in memory at a time
+        with open(job.path("labels", f"{file_index}.json")) as f:
+            labels = json.load(f)
+        for twin in twins:
+            position = twin & mask
+            label = labels[position]
+            label_of[twin] = label if label is not None else f"record {ordinal_base[file_index] + position + 1}"
+    os.makedirs(job.path("decisions"), exist_ok=True)
+    for file_index in range(len(job.inputs)):
+        rows = by_file.get(file_index, [])
+        payload = {
+            "position": [gid & mask for gid, _, _ in rows],
+            "reason": [reason for _, reason, _ in rows],
+            "dup_of": [label_of[twin] for _, _, twin in rows],
+        }
+        with open(job.path("decisions", f"{file_index}.json.partial"), "w") as f:
+            json.dump(payload, f)
+        os.replace(job.path("decisions", f"{file_index}.json.partial"), job.path("decisions", f"{file_index}.json"))
+    return {
+        "copies": len(copies_all),
+        "edges": len(edges_all),
+        "near_duplicates": len(dropped),
+        "transitive": transitive_count(edges_all, dropped),
+        "seconds": time.perf_counter() - begin,
+    }
+
+
+# --- 4. filtering ----------------------------------------------------------------------
+
+
+class ApplyDecisions:
+    """The last step of a file's chain: drop the records resolution decided to drop."""
+
+    wants_ordinals = True
+
+    def __init__(self, decisions: dict):
+        self.fate = {
+            position: (REASONS[reason], twin)
+            for position, reason, twin in zip(decisions["position"], decisions["reason"], decisions["dup_of"])
+        }
+
+    def __call__(self, records: list[dict], ordinals: list[int]) -> list:
+        results = []
+        for record, ordinal in zip(records, ordinals):
+            fate = self.fate.get(ordinal - 1)
+            results.append(record if fate is None else Drop(fate[0], {"dup_of": fate[1]}))
+        return results
+
+
+def filter_task(args: tuple[Job, int, StreamOptions]) -> Counts:
+    job, file_index, stream = args
+    with open(job.path("decisions", f"{file_index}.json")) as f:
+        decisions = json.load(f)
+    chain = job.filters()
+    chain.steps = (*chain.steps, ApplyDecisions(decisions))
+    return FileTask("dedup", stream, job.files, lambda: chain, job.field)(file_index)
+
+
+# --- the job ---------------------------------------------------------------------------
+
+
+def prepare_work(job: Job) -> None:
+    """A fresh work directory, or the same job's from an interrupted run."""
+    fingerprint = job.fingerprint()
+    marker = job.path("job.sha256")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            if f.read() == fingerprint:
+                return
+    shutil.rmtree(job.work, ignore_errors=True)
+    for name in ("signatures", "matches", "labels"):
+        os.makedirs(job.path(name), exist_ok=True)
+    with open(marker, "w") as f:
+        f.write(fingerprint)
+
+
+def run(
+    job: Job, stream: StreamOptions, executor, log: Callable[[str], None], keep_work: bool = False
+) -> tuple[Counts, dict]:
+    """All four stages; returns the counts of every file together and stage statistics."""
+    prepare_work(job)
+    stats: dict = {"executor": executor.describe(), "files": len(job.inputs), "partitions": job.partitions}
+    begin = time.perf_counter()
+    signatures = executor.map(signature_task, [(job, i) for i in range(len(job.inputs))])
+    stats["signatures"] = _stage(signatures, begin, log, "signatures", "records")
+    begin = time.perf_counter()
+    matches = executor.map(match_task, [(job, p) for p in range(job.partitions)])
+    stats["matching"] = _stage(matches, begin, log, "matching", "exact_entries")
+    stats["resolution"] = resolve(job, [meta["records"] for meta in signatures])
+    log(
+        f"resolution: {stats['resolution']['copies']:,} exact copies, {stats['resolution']['near_duplicates']:,} "
+        f"near duplicates ({stats['resolution']['transitive']:,} more a union-find clustering would drop) "
+        f"in {stats['resolution']['seconds']:.1f} s"
+    )
+    begin = time.perf_counter()
+    total = Counts()
+    for counts in executor.map(filter_task, [(job, i, stream) for i in range(len(job.inputs))]):
+        total.add(counts)
+    stats["filtering"] = {"seconds": time.perf_counter() - begin, "records": total.read}
+    log(f"filtering: {total.read:,} records in {stats['filtering']['seconds']:.1f} s")
+    if not keep_work:
+        shutil.rmtree(job.work, ignore_errors=True)
+    return total, stats
+
+
+def _stage(metas: list[dict], begin: float, log, name: str, counted: str) -> dict:
+    seconds = time.perf_counter() - begin
+    total = sum(meta[counted] for meta in metas)
+    log(f"{name}: {len(metas)} tasks, {total:,} {counted.replace('_', ' ')} in {seconds:.1f} s")
+    summed = {key: sum(meta[key] for meta in metas) for key in metas[0] if key != "seconds"} if metas else {}
+    return {"seconds": seconds, "tasks": len(metas), "task_seconds_max": max(m["seconds"] for m in metas), **summed}
