@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
 # repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
-.PHONY: install demo test lint test-slow sweep-semeval17 bench bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline results clean
+.PHONY: install demo test lint test-slow sweep-semeval17 bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline results clean
 
 install: $(VENV)/.installed
 
@@ -63,6 +63,11 @@ bench-langid: install
 bench-dedup: install
 	$(BIN)/python bench/dedup.py --data $(DATA)
 	$(BIN)/python bench/dedup_memory.py --data $(DATA)
+
+# The staged dedup over many files against the streaming process, on 2M tweets (about 15 minutes
+# on 2 CPU cores): results/dedup-scale.json
+bench-dedup-scale: install
+	$(BIN)/python bench/dedup_scale.py --data $(DATA)
 
 bench-train-bpe: install
 	$(BIN)/python bench/train_bpe.py --data $(DATA)

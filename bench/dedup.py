@@ -1,7 +1,8 @@
 """dedup: tweetkit's near-duplicate detector against datasketch's MinHash-LSH, same run.
 
 Quality: real tweets from semeval2017 are the "bases"; each gets planted trivial
-variants (copy, case, spacing, punctuation, link, "RT @user:") and near variants
+variants (copy, case, spacing, punctuation, link, "RT @user:", a link in capitals or glued to the
+last word) and near variants
 (hashtag or emoji appended, truncated with "…", one word changed), and the stream
 also holds distinct short tweets (2-4 words) that must all survive.  Seeded, so every
 run plants the same set; each base comes before its variants.  Speed: both tools
@@ -77,6 +78,9 @@ TRIVIAL = {
     "punct removed": lambda t, rng: outside(t, lambda s: EDGE_PUNCT.sub("", s)),
     "link changed": lambda t, rng: LINK.sub(short_link(rng), t) if LINK.search(t) else f"{t} {short_link(rng)}",
     "RT prefix": lambda t, rng: f"RT @{rng.choice(['nytimes', 'jo_smith', 'TheEllenShow', 'espn', 'dan99'])}: {t}",
+    # Held-out misses of the first key: a link in capitals, a link glued to the last word.
+    "link in capitals": lambda t, rng: f"{t} {short_link(rng).upper()}",
+    "link glued": lambda t, rng: t + short_link(rng),
 }
 
 

@@ -46,7 +46,7 @@ def _stream_flags(field_help: str, output_help: str, dropped: bool, workers: boo
         ON_ERROR,
         click.option(
             "--rejects",
-            type=click.Path(dir_okay=False),
+            type=click.Path(),
             help="With --on-error skip: write bad lines here, byte for byte.",
         ),
         click.option(
@@ -58,9 +58,7 @@ def _stream_flags(field_help: str, output_help: str, dropped: bool, workers: boo
     ]
     if dropped:
         options.append(
-            click.option(
-                "--dropped", type=click.Path(dir_okay=False), help="Write every dropped record here, with its 'reason'."
-            )
+            click.option("--dropped", type=click.Path(), help="Write every dropped record here, with its 'reason'.")
         )
     if workers:
         options.append(

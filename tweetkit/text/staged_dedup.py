@@ -46,7 +46,7 @@ from tweetkit.text.dedup import Deduplicator, NearConfig, dedup_key
 from tweetkit.text.steps import Chain, LengthFilter, RetweetFilter
 
 FILE_SHIFT = 40  # a file holds fewer than 2^40 records; ids sort in global input order
-BATCH = 4096
+BATCH = 512  # as the streaming path feeds the MinHasher: its (shingles x permutations) matrix stays small
 # A band bucket with more members than this (a spam template posted thousands of times)
 # is matched against its running representatives only, not pair by pair: bounded work,
 # at the price of an occasional transitive difference from the streaming path.
@@ -94,6 +94,21 @@ class Job:
         for name in ("files", "work"):
             settings.pop(name)
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: of this process image only, unlike
+    getrusage, which keeps the peak of whatever process exec'ed it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _save_atomically(directory: str, arrays: dict, meta: dict) -> None:
@@ -170,6 +185,7 @@ def signature_task(args: tuple[Job, int]) -> dict:
         "candidates": len(exact_gid),
         "near_eligible": len(band_gid),
         "seconds": time.perf_counter() - begin,
+        "peak_rss_mb": peak_rss_mb(),
     }
     arrays = dict(zip(("exact_index", "exact_hash", "exact_gid"), exact))
     arrays.update(zip(("band_index", "band_key", "band_gid", "band_exact"), near))
@@ -287,6 +303,7 @@ def match_task(args: tuple[Job, int]) -> dict:
         "verified_pairs": verified,
         "edges": len(edges),
         "seconds": time.perf_counter() - begin,
+        "peak_rss_mb": peak_rss_mb(),
     }
     _save_atomically(directory, {"copies": copies, "edges": edges}, meta)
     return meta
@@ -378,6 +395,7 @@ def resolve(job: Job, records_per_file: list[int]) -> dict:
         "near_duplicates": len(dropped),
         "transitive": transitive_count(edges_all, dropped),
         "seconds": time.perf_counter() - begin,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -403,13 +421,13 @@ class ApplyDecisions:
         return results
 
 
-def filter_task(args: tuple[Job, int, StreamOptions]) -> Counts:
+def filter_task(args: tuple[Job, int, StreamOptions]) -> tuple[Counts, float]:
     job, file_index, stream = args
     with open(job.path("decisions", f"{file_index}.json")) as f:
         decisions = json.load(f)
     chain = job.filters()
     chain.steps = (*chain.steps, ApplyDecisions(decisions))
-    return FileTask("dedup", stream, job.files, lambda: chain, job.field)(file_index)
+    return FileTask("dedup", stream, job.files, lambda: chain, job.field)(file_index), peak_rss_mb()
 
 
 # --- the job ---------------------------------------------------------------------------
@@ -449,11 +467,18 @@ def run(
         f"in {stats['resolution']['seconds']:.1f} s"
     )
     begin = time.perf_counter()
-    total = Counts()
-    for counts in executor.map(filter_task, [(job, i, stream) for i in range(len(job.inputs))]):
+    total, peaks = Counts(), []
+    for counts, peak in executor.map(filter_task, [(job, i, stream) for i in range(len(job.inputs))]):
         total.add(counts)
-    stats["filtering"] = {"seconds": time.perf_counter() - begin, "records": total.read}
+        peaks.append(peak)
+    stats["filtering"] = {
+        "seconds": time.perf_counter() - begin,
+        "records": total.read,
+        "task_peak_rss_mb_max": max(peaks),
+    }
     log(f"filtering: {total.read:,} records in {stats['filtering']['seconds']:.1f} s")
+    with open(job.path("stats.json"), "w") as f:  # for benchmarks and post-mortems (--keep-work)
+        json.dump(stats, f, indent=1)
     if not keep_work:
         shutil.rmtree(job.work, ignore_errors=True)
     return total, stats
@@ -463,5 +488,11 @@ def _stage(metas: list[dict], begin: float, log, name: str, counted: str) -> dic
     seconds = time.perf_counter() - begin
     total = sum(meta[counted] for meta in metas)
     log(f"{name}: {len(metas)} tasks, {total:,} {counted.replace('_', ' ')} in {seconds:.1f} s")
-    summed = {key: sum(meta[key] for meta in metas) for key in metas[0] if key != "seconds"} if metas else {}
-    return {"seconds": seconds, "tasks": len(metas), "task_seconds_max": max(m["seconds"] for m in metas), **summed}
+    summed = {key: sum(meta[key] for meta in metas) for key in metas[0] if key not in ("seconds", "peak_rss_mb")}
+    return {
+        **summed,
+        "seconds": seconds,
+        "tasks": len(metas),
+        "task_seconds_max": max(m["seconds"] for m in metas),
+        "task_peak_rss_mb_max": max(m["peak_rss_mb"] for m in metas),
+    }
