@@ -137,20 +137,23 @@ class Deduplicator:
         self.kept_shingles: list[np.ndarray] = []  # of each kept near-eligible tweet, for verification
         self.kept_labels: list[str] = []
 
-    def prepare(self, keys: list[str]) -> list:
-        """Per key: its exact hash and, for near mode, (shingles, band keys) or None."""
-        hashes = [key_hash(k) for k in keys]
-        if self.hasher is None:
-            return [(h, None) for h in hashes]
+    def near_signatures(self, keys: list[str]) -> tuple[list[int], list[np.ndarray], np.ndarray]:
+        """The positions of the keys that take part in near matching (near mode, enough
+        distinct words), their shingle sets and their (n, bands) band keys."""
         word_lists = [k.split() for k in keys]
         eligible = [i for i, words in enumerate(word_lists) if len(set(words)) >= self.config.min_words]
+        if self.hasher is None or not eligible:
+            return [], [], np.zeros((0, self.config.bands), dtype=np.uint64)
+        shingle_sets = self.hasher.shingle_batch([word_lists[i] for i in eligible])
+        return eligible, shingle_sets, self.hasher.band_keys(self.hasher.signatures(shingle_sets))
+
+    def prepare(self, keys: list[str]) -> list:
+        """Per key: its exact hash and, for near mode, (shingles, band keys) or None."""
         near: list = [None] * len(keys)
-        if eligible:
-            shingle_sets = self.hasher.shingle_batch([word_lists[i] for i in eligible])
-            band_keys = self.hasher.band_keys(self.hasher.signatures(shingle_sets)).tolist()
-            for row, i in enumerate(eligible):
-                near[i] = (shingle_sets[row], band_keys[row])
-        return list(zip(hashes, near))
+        eligible, shingle_sets, band_keys = self.near_signatures(keys)
+        for i, shingles, bands in zip(eligible, shingle_sets, band_keys.tolist()):
+            near[i] = (shingles, bands)
+        return list(zip((key_hash(k) for k in keys), near))
 
     def check(self, prepared: tuple, label: str) -> tuple[str, str] | None:
         exact_hash, near = prepared

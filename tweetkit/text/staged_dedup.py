@@ -42,7 +42,7 @@ import numpy as np
 
 from tweetkit.io import Counts, Drop, StreamOptions, consume_records
 from tweetkit.many_files import FileOutputs, FileTask
-from tweetkit.text.dedup import Deduplicator, NearConfig, dedup_key
+from tweetkit.text.dedup import Deduplicator, NearConfig, dedup_key, key_hash
 from tweetkit.text.steps import Chain, LengthFilter, RetweetFilter
 
 FILE_SHIFT = 40  # a file holds fewer than 2^40 records; ids sort in global input order
@@ -144,46 +144,46 @@ def signature_task(args: tuple[Job, int]) -> dict:
     filters, dedup = job.filters(), Deduplicator(job.mode, job.config)
     base = file_index << FILE_SHIFT
     options = StreamOptions(inputs=[job.inputs[file_index]], field=job.field, on_error=job.on_error, quiet=True)
-    exact_hash, exact_gid, band_keys, band_gid, band_exact = [], [], [], [], []
-    shingle_chunks, shingle_lengths, labels = [], [], []
+    # Per batch: numpy arrays (about 400 bytes a tweet, most of them its shingles).
+    exact_hash, exact_gid, band_keys, band_gid, band_exact, shingle_chunks, shingle_lengths = ([] for _ in range(7))
+    labels: list = []
     good = 0
     records = consume_records("dedup", options, text_field=job.field)
     while batch := list(itertools.islice(records, BATCH)):
         results = filters(batch)
-        alive = [i for i, result in enumerate(results) if not isinstance(result, Drop)]
-        prepared = dedup.prepare([dedup_key(batch[i][job.field]) for i in alive])
+        alive = np.array([i for i, result in enumerate(results) if not isinstance(result, Drop)], dtype=np.int64)
+        keys = [dedup_key(batch[i][job.field]) for i in alive]
+        hashes = np.fromiter((key_hash(key) for key in keys), dtype=np.uint64, count=len(keys))
+        exact_hash.append(hashes)
+        exact_gid.append(base + good + alive)
+        eligible, shingle_sets, bands = dedup.near_signatures(keys)
+        band_keys.append(bands)
+        band_gid.append(base + good + alive[eligible])
+        band_exact.append(hashes[eligible])
+        shingle_chunks += shingle_sets
         lengths = np.zeros(len(batch), dtype=np.int64)
-        for i, (key_hash, near) in zip(alive, prepared):
-            gid = base + good + i
-            exact_hash.append(key_hash)
-            exact_gid.append(gid)
-            if near is not None:
-                shingles, keys = near
-                band_keys.append(keys)
-                band_gid.append(gid)
-                band_exact.append(key_hash)
-                shingle_chunks.append(shingles)
-                lengths[i] = len(shingles)
+        lengths[alive[eligible]] = [len(shingles) for shingles in shingle_sets]
         shingle_lengths.append(lengths)
-        survivors = set(alive)
+        survivors = set(alive.tolist())
         for i, record in enumerate(batch):
             label = record.get(job.id_field) if i in survivors else None
             labels.append(None if label is None else str(label))
         good += len(batch)
-    hashes = np.array(exact_hash, dtype=np.uint64)
-    exact = _by_partition(hashes % np.uint64(job.partitions), job.partitions, hashes, np.array(exact_gid, np.int64))
+    hashes = np.concatenate(exact_hash) if exact_hash else np.zeros(0, np.uint64)
+    gids = np.concatenate(exact_gid) if exact_gid else np.zeros(0, np.int64)
+    exact = _by_partition(hashes % np.uint64(job.partitions), job.partitions, hashes, gids)
     bands = job.config.bands
-    keys = np.array(band_keys, dtype=np.uint64).reshape(-1, bands).ravel()
-    gids = np.repeat(np.array(band_gid, dtype=np.int64), bands)
-    exacts = np.repeat(np.array(band_exact, dtype=np.uint64), bands)
-    near = _by_partition(keys % np.uint64(job.partitions), job.partitions, keys, gids, exacts)
+    keys = np.concatenate(band_keys).ravel() if band_keys else np.zeros(0, np.uint64)
+    near_gids = np.repeat(np.concatenate(band_gid), bands) if band_gid else np.zeros(0, np.int64)
+    near_exact = np.repeat(np.concatenate(band_exact), bands) if band_exact else np.zeros(0, np.uint64)
+    near = _by_partition(keys % np.uint64(job.partitions), job.partitions, keys, near_gids, near_exact)
     offsets = np.zeros(good + 1, dtype=np.int64)
     if shingle_lengths:
         np.cumsum(np.concatenate(shingle_lengths), out=offsets[1:])
     meta = {
         "records": good,
-        "candidates": len(exact_gid),
-        "near_eligible": len(band_gid),
+        "candidates": len(gids),
+        "near_eligible": len(near_gids) // bands,
         "seconds": time.perf_counter() - begin,
         "peak_rss_mb": peak_rss_mb(),
     }
