@@ -356,35 +356,39 @@ def resolve(job: Job, records_per_file: list[int]) -> dict:
         edges.append(np.load(os.path.join(directory, "edges.npy")))
     copies_all, edges_all = np.concatenate(copies), np.concatenate(edges)
     dropped = first_kept_twin(edges_all)
-    decisions: dict[int, tuple[int, int]] = {later: (1, twin) for later, twin in dropped.items()}
-    for copy, first in copies_all.tolist():
-        # A copy of a near duplicate goes where its first occurrence went, as it does
-        # in the streaming path (which compares it with the same kept tweets).
-        decisions[copy] = (1, dropped[first]) if first in dropped else (0, first)
-    ordinal_base = np.concatenate([[0], np.cumsum(records_per_file)]).tolist()
-    by_file: dict[int, list] = {}
-    for gid, (reason, twin) in sorted(decisions.items()):
-        by_file.setdefault(gid >> FILE_SHIFT, []).append((gid, reason, twin))
-    twins_by_file: dict[int, set] = {}
-    for rows in by_file.values():
-        for _, _, twin in rows:
-            twins_by_file.setdefault(twin >> FILE_SHIFT, set()).add(twin)
+    near = np.array(sorted(dropped), dtype=np.int64).reshape(-1)
+    near_twin = np.array([dropped[gid] for gid in near.tolist()], dtype=np.int64).reshape(-1)
+    # Exact copies, vectorised (they are most duplicates): a copy of a near duplicate goes
+    # where its first occurrence went, as in the streaming path, which compares it with
+    # the same kept tweets.
+    copy, first = copies_all[:, 0], copies_all[:, 1]
+    at = np.minimum(np.searchsorted(near, first), max(len(near) - 1, 0))
+    first_is_near = near[at] == first if len(near) else np.zeros(len(first), dtype=bool)
+    gids = np.concatenate([near, copy])
+    reasons = np.concatenate([np.ones(len(near), np.int8), first_is_near.astype(np.int8)])
+    twins = np.concatenate([near_twin, np.where(first_is_near, near_twin[at] if len(near) else first, first)])
+    order = np.argsort(gids, kind="stable")
+    gids, reasons, twins = gids[order], reasons[order], twins[order]
     mask = (1 << FILE_SHIFT) - 1
-    label_of: dict[int, str] = {}
-    for file_index, twins in twins_by_file.items():  # one file's labels in memory at a time
+    ordinal_base = np.concatenate([[0], np.cumsum(records_per_file)]).tolist()
+    labels_of = np.empty(len(twins), dtype=object)
+    twin_files = twins >> FILE_SHIFT
+    for file_index in np.unique(twin_files).tolist():  # one file's labels in memory at a time
         with open(job.path("labels", f"{file_index}.json")) as f:
             labels = json.load(f)
-        for twin in twins:
-            position = twin & mask
-            label = labels[position]
-            label_of[twin] = label if label is not None else f"record {ordinal_base[file_index] + position + 1}"
+        rows = np.flatnonzero(twin_files == file_index)
+        base = ordinal_base[file_index] + 1  # "record N" counts from 1 over all files
+        labels_of[rows] = [
+            f"record {base + at}" if labels[at] is None else labels[at] for at in (twins[rows] & mask).tolist()
+        ]
     os.makedirs(job.path("decisions"), exist_ok=True)
+    bounds = np.searchsorted(gids >> FILE_SHIFT, np.arange(len(job.inputs) + 1))
     for file_index in range(len(job.inputs)):
-        rows = by_file.get(file_index, [])
+        rows = slice(bounds[file_index], bounds[file_index + 1])
         payload = {
-            "position": [gid & mask for gid, _, _ in rows],
-            "reason": [reason for _, reason, _ in rows],
-            "dup_of": [label_of[twin] for _, _, twin in rows],
+            "position": (gids[rows] & mask).tolist(),
+            "reason": reasons[rows].tolist(),
+            "dup_of": labels_of[rows].tolist(),
         }
         with open(job.path("decisions", f"{file_index}.json.partial"), "w") as f:
             json.dump(payload, f)
