@@ -379,7 +379,7 @@ def resolve(job: Job, records_per_file: list[int]) -> dict:
         rows = np.flatnonzero(twin_files == file_index)
         base = ordinal_base[file_index] + 1  # "record N" counts from 1 over all files
         labels_of[rows] = [
-            f"record {base + at}" if labels[at] is None else labels[at] for at in (twins[rows] & mask).tolist()
+            f"record {base + i}" if labels[i] is None else labels[i] for i in (twins[rows] & mask).tolist()
         ]
     os.makedirs(job.path("decisions"), exist_ok=True)
     bounds = np.searchsorted(gids >> FILE_SHIFT, np.arange(len(job.inputs) + 1))
