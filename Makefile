@@ -108,6 +108,12 @@ repro-%: install
 results: install
 	$(BIN)/python scripts/results_md.py
 
+# The adaptation recipe at real scale on one H100/H200-class GPU in about 10 minutes (scripts/repro_gpu.py):
+# full train sets, 1,000 TAPT steps of 256 rows, bf16, 3 seeds -> results/gpu.json (NAME=), then RESULTS.md.
+repro-gpu: install
+	$(BIN)/python scripts/repro_gpu.py --data $(DATA) --work $(REPRO_WORK) $(if $(NAME),--name $(NAME)) $(ADAPT_FLAGS)
+	$(BIN)/python scripts/results_md.py
+
 # The adaptation curve (bench/adaptation.py): (c) - (b) paired by seed on SemEval-2017 and irony
 # against continued-pretraining tokens; levers as flags in ADAPT_FLAGS, e.g.
 #   make adaptation-curve ADAPT_FLAGS="--text dapt --head-warmup 0.1" NAME=adaptation-dapt-warm

@@ -84,3 +84,24 @@ def test_break_even_is_the_first_budget_beyond_the_seed_spread():
     assert "does not beat (b) beyond the seed spread at any budget up to 409,600" in "\n".join(
         results_md.adaptation_section(never, "results", ".")
     )
+
+
+@pytest.mark.slow
+def test_repro_gpu_at_smoke_size_on_the_cpu(tmp_path):
+    """scripts/repro_gpu.py's path (bf16, head warm-up) with toy sizes: results/gpu.json."""
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared datasets missing: {SHARED_DATA}")
+    results = tmp_path / "results"
+    command = [sys.executable, str(ROOT / "scripts/repro_gpu.py"), "--smoke", "--data", str(SHARED_DATA), "--work",
+               str(tmp_path / "work"), "--results", str(results)]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((results / "gpu.json").read_text())
+    assert result["name"] == "gpu" and result["settings"]["precision"] == "bf16"
+    adapted = result["tasks"]["irony"]["budgets"][-1]
+    assert adapted["model"].endswith("head1-2x4-lr1e-4-bf16") and "--head-warmup-steps 1" in proc.stderr
+    assert (results / "gpu.png").exists() and (results / "gpu-tsne.svg").exists()
+    no_gpu = subprocess.run([sys.executable, str(ROOT / "scripts/repro_gpu.py")], capture_output=True, text=True,
+                            cwd=ROOT, env=dict(env, CUDA_VISIBLE_DEVICES=""))  # fmt: skip
+    assert no_gpu.returncode == 1 and "no CUDA GPU" in no_gpu.stderr
