@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
 # repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
-.PHONY: install demo test lint test-slow sweep-semeval17 bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline results clean
+.PHONY: install demo test lint test-slow sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline results clean
 
 install: $(VENV)/.installed
 
@@ -111,6 +111,23 @@ repro-%: install
 	$(BIN)/python scripts/results_md.py
 
 results: install
+	$(BIN)/python scripts/results_md.py
+
+# The adaptation recipe at real scale on one H100/H200-class GPU in about 10 minutes (scripts/repro_gpu.py):
+# full train sets, 1,000 TAPT steps of 256 rows, bf16, 3 seeds -> results/gpu.json (NAME=), then RESULTS.md.
+repro-gpu: install
+	$(BIN)/python scripts/repro_gpu.py --data $(DATA) --work $(REPRO_WORK) $(if $(NAME),--name $(NAME)) $(ADAPT_FLAGS)
+	$(BIN)/python scripts/results_md.py
+
+# The adaptation curve (bench/adaptation.py): (c) - (b) paired by seed on SemEval-2017 and irony
+# against continued-pretraining tokens; levers as flags in ADAPT_FLAGS, e.g.
+#   make adaptation-curve ADAPT_FLAGS="--text dapt --head-warmup 0.1" NAME=adaptation-dapt-warm
+# -> results/NAME.json, .png, .svg, -tsne.png/.svg, .md, then RESULTS.md.  --smoke: toy sizes.
+BUDGETS     ?= 0,300000,1200000,4800000
+ADAPT_FLAGS ?=
+adaptation-curve: install
+	$(BIN)/python bench/adaptation.py --data $(DATA) --work $(REPRO_WORK) --seeds $(SEEDS) --budgets $(BUDGETS) \
+	  --precision $(PRECISION) $(if $(NAME),--name $(NAME)) $(ADAPT_FLAGS)
 	$(BIN)/python scripts/results_md.py
 
 clean:

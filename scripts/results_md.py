@@ -29,6 +29,8 @@ PUBLISHED = {
     "irony": ("f1_pos", [("RoBERTa-base (TweetEval README)", 59.7), ("BERTweet (TweetEval README)", 82.1)]),
     "wnut17": ("f1", [("BERTweet (paper)", 56.5)]),
     "ark": ("token_accuracy", [("BERTweet (paper)", 94.1)]),
+    # The seed paper's 3-class accuracy, read from its confusion matrices (5 classes merged to 3).
+    "covid": ("accuracy_3class", [("BERT (seed paper)", 88.3), ("RoBERTa (seed paper)", 87.8)]),
 }
 METRIC_NAMES = {
     "macro_recall": "AvgRec",
@@ -39,6 +41,8 @@ METRIC_NAMES = {
     "accuracy": "accuracy",
     "precision": "precision",
     "recall": "recall",
+    "accuracy_3class": "3-class accuracy",
+    "macro_f1_3class": "3-class macro-F1",
 }
 TITLES = {
     "semeval17": "SemEval-2017 4A sentiment",
@@ -240,19 +244,93 @@ def pretraining_budget(results):
     return []
 
 
+def signed(value):
+    return f"{value['mean']:+.2f} ± {value['std']:.2f} ({', '.join(f'{v:+.1f}' for v in value['values'])})"
+
+
+def break_even(task):
+    """The smallest budget where (c) beats (b) beyond the seed spread, or None."""
+    for budget in task["budgets"]:
+        paired = budget["paired"]
+        if paired["mean"] > 0 and (len(paired["values"]) < 2 or paired["mean"] > paired["std"]):
+            return budget
+    return None
+
+
+def adaptation_section(result, results_dir, output_dir):
+    """The curve of bench/adaptation.py: (c) − (b) per budget and task, the pictures, the verdict."""
+    link = lambda name: os.path.relpath(os.path.join(results_dir, name), output_dir)  # noqa: E731
+    named = f" NAME={result['name']}" if result["name"] != "adaptation" else ""
+    tasks = result["tasks"]
+    lines = [f"## Adaptation curve: {result['levers']} (`make adaptation-curve{named}`)", ""]
+    lines += [f"![(c) − (b) against continued-pretraining tokens]({link(result['picture']['svg'])})", ""]
+    header = "| tokens | steps | pretrain min | " + " | ".join(
+        f"{TITLES.get(t, t)}: (c) − (b) {METRIC_NAMES.get(task['metric'], task['metric'])}" for t, task in tasks.items()
+    )
+    lines += [header + " |", "|---:|---:|---:|" + "---|" * len(tasks)]
+    first = next(iter(tasks.values()))
+    for number, budget in enumerate(first["budgets"]):
+        minutes = sum(task["budgets"][number]["pretrain_minutes"] for task in tasks.values())
+        cells = [signed(task["budgets"][number]["paired"]) for task in tasks.values()]
+        lines.append(f"| {budget['tokens']:,} | {budget['steps']:,} | {minutes:.0f} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for target, task in tasks.items():
+        metric = task["metric"]
+        b = task["direct"]["test"][metric]
+        found = break_even(task)
+        verdict = (
+            f"(c) beats (b) beyond the seed spread from {found['tokens']:,} tokens ({found['pretrain_minutes']:.0f} minutes of pretraining here)"
+            if found
+            else f"(c) does not beat (b) beyond the seed spread at any budget up to {task['budgets'][-1]['tokens']:,} tokens"
+        )
+        lines.append(
+            f"- **{TITLES.get(target, target)}:** (b) {METRIC_NAMES.get(metric, metric)} {b['mean']:.2f} ± {b['std']:.2f}; {verdict}. "
+            f"Data: {task['data']['train']:,} train / {task['data']['validation']:,} validation / {task['data']['test']:,} test; "
+            f"fine-tuning {task['epochs']} epoch(s)."
+        )
+    lines.append("")
+    embeddings = result.get("embeddings")
+    if embeddings:
+        silhouettes = ", ".join(
+            f"{p['panel']} {p['silhouette_cosine']:+.3f}"
+            for p in embeddings["panels"]
+            if p["silhouette_cosine"] is not None
+        )
+        lines += [
+            f"![t-SNE of sentence embeddings]({link(embeddings['svg'])})",
+            "",
+            f"Sentence embeddings (`tweetkit embed`: mean of the last hidden states) of {TITLES.get(embeddings['task'], embeddings['task'])} "
+            f"test tweets, coloured by gold label, before and after the largest budget's continued pretraining "
+            f"(`tweetkit plot --embeddings`, t-SNE). Silhouette of the gold labels in the embedding space (cosine): {silhouettes}.",
+            "",
+        ]
+    settings = result["settings"]
+    lines += [
+        f"Levers: {result['levers']}; continued pretraining batch {settings['pretrain_batch_size']} rows of 128 tokens, "
+        f"{settings['precision']}; fine-tuning lr {settings['lr']}, batch {settings['batch_size']}, seeds {settings['seeds']} "
+        f"(paired by seed: mean ± sample std, per seed in brackets). Hardware: {result['hardware']}; "
+        f"{result['minutes']:.0f} minutes in all (the recorded time of each step).",
+        f"Command: `{result['command']}`",
+        "",
+    ]
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results")
     parser.add_argument("-o", "--output", default="RESULTS.md")
     args = parser.parse_args()
     names = sorted(n for n in os.listdir(args.results) if n.endswith(".json")) if os.path.isdir(args.results) else []
-    results = []
+    results, curves = [], []
     for name in names:
         with open(os.path.join(args.results, name)) as handle:
             result = json.load(handle)
         if isinstance(result, dict) and "rows" in result:
             results.append(result)
-    if not results:
+        elif isinstance(result, dict) and result.get("kind") == "adaptation":
+            curves.append(result)
+    if not results and not curves:
         sys.exit(f"results_md: no results in {args.results}/ (run make repro-semeval17 first)")
     order = ["semeval17", "irony", "wnut17", "ark", "covid"]
     results.sort(
@@ -273,8 +351,13 @@ def main():
     for result in results:
         lines += adaptation_statement(result)
     lines += pretraining_budget(results)
+    output_dir = os.path.dirname(os.path.abspath(args.output))
+    for curve in curves:
+        lines += adaptation_section(curve, args.results, output_dir)
     for result in results:
         lines += target_section(result)
+    if not results:
+        return write(args.output, lines, 0)
     corpus = results[0]["corpus"]
     lines += [
         "## Pretraining corpus",
@@ -317,9 +400,13 @@ def main():
             "(c) starts from MiniLM's weights with 2,000 new vocabulary rows initialised from their pieces' mean; (d) from random weights.",
             "",
         ]
-    with open(args.output, "w", encoding="utf-8") as handle:
+    write(args.output, lines, len(results))
+
+
+def write(output, lines, targets):
+    with open(output, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
-    print(f"results_md: wrote {args.output} ({len(results)} targets)", file=sys.stderr)
+    print(f"results_md: wrote {output} ({targets} targets)", file=sys.stderr)
 
 
 if __name__ == "__main__":

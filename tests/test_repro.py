@@ -157,3 +157,28 @@ def test_summed_confusion_aligns_labels_by_name():
         "seeds": 2,
     }
     assert repro.summed_confusion([{"f1": 0.5}]) is None
+
+
+def test_covid_reports_three_class_accuracy_beside_the_seed_paper(sliced_data, tmp_path):
+    """The same models scored again with `evaluate --label-map`: 5 classes merged to the seed's 3."""
+    results = tmp_path / "results"
+    reproduce(sliced_data, tmp_path / "work", results, "covid", "tfidf")
+    covid = json.loads((results / "covid.json").read_text())
+    row = covid["rows"][0]
+    five, three = row["test"]["accuracy"]["values"][0], row["test"]["accuracy_3class"]["values"][0]
+    assert 0 <= five <= three <= 100 and "macro_f1_3class" in row["test"]
+    work = tmp_path / "work" / "covid" / "n120"
+    mapped = json.loads((work / "tfidf.test-3class.json").read_text())
+    assert mapped["confusion_matrix"]["labels"] == ["Negative", "Neutral", "Positive"]
+    assert round(100 * mapped["accuracy"], 2) == three
+    output = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/results_md.py"), "--results", str(results), "-o", str(output)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = output.read_text(encoding="utf-8")
+    assert "3-class accuracy" in text and "| *published:* BERT (seed paper) |  |  |  | *88.3* |" in text

@@ -19,6 +19,7 @@ from tweetkit.errors import Interrupted, TweetkitError
 
 COMMANDS = {
     "dedup": "tweetkit.commands.dedup",
+    "embed": "tweetkit.commands.embed",
     "evaluate": "tweetkit.commands.evaluate",
     "finetune": "tweetkit.commands.finetune",
     "langid": "tweetkit.commands.langid",

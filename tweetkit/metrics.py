@@ -170,3 +170,35 @@ def score(
     if kind == "tagging":
         return tagging_metrics(gold, pred)
     raise ValueError(f"unknown task kind {kind!r}")
+
+
+# --- label maps (`--label-map "Extremely Positive=Positive,Extremely Negative=Negative"`) ----
+
+
+def parse_label_map(text: str) -> dict[str, str]:
+    """'A=B,C=D' as {A: B, C: D}; names are stripped of surrounding spaces.  A pair
+    without '=', an empty name or a label mapped twice raises ValueError."""
+    mapping: dict[str, str] = {}
+    for part in text.split(","):
+        source, equals, target = part.partition("=")
+        source, target = source.strip(), target.strip()
+        if not equals or not source or not target or "=" in target:
+            raise ValueError(
+                f"expected FROM=TO pairs separated by commas, e.g. 'Extremely Positive=Positive' (got {part.strip()!r})"
+            )
+        if source in mapping and mapping[source] != target:
+            raise ValueError(f"label {source!r} is mapped twice ({mapping[source]!r}, {target!r})")
+        mapping[source] = target
+    return mapping
+
+
+def map_labels(value, mapping: dict[str, str] | None, kind: str = "classification"):
+    """A gold or predicted value with the map applied once (no chains): a label, a tag
+    list (tagging: one tag per word still) or a label set (multi-label: repeats merged)."""
+    if not mapping:
+        return value
+    if kind == "tagging":
+        return [mapping.get(str(tag), tag) for tag in value]
+    if kind == "multilabel":
+        return list(dict.fromkeys(mapping.get(str(label), label) for label in value))
+    return mapping.get(str(value), value)

@@ -29,6 +29,25 @@ ON_ERROR = click.option(
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress, logs or summary on stderr.")
 
 
+def _label_map(ctx, param, value):
+    """--label-map 'A=B,C=D' as a dict ({} when not given); bad syntax is a one-line usage error."""
+    from tweetkit.errors import UsageError
+    from tweetkit.metrics import parse_label_map
+
+    if not value:
+        return {}
+    if isinstance(value, dict):  # from --config
+        return {str(k): str(v) for k, v in value.items()}
+    try:
+        return parse_label_map(value)
+    except ValueError as exc:
+        raise UsageError(f"--label-map: {exc}") from None
+
+
+def label_map_option(help_text: str):
+    return click.option("--label-map", "label_map", callback=_label_map, metavar="FROM=TO,...", help=help_text)
+
+
 def _apply(func, options):
     for option in reversed(options):
         func = option(func)
@@ -219,6 +238,8 @@ def _load_config(ctx: click.Context, param, path):
     for name, value in values.items():
         if isinstance(value, list) and not getattr(params[name], "multiple", False) and params[name].nargs == 1:
             values[name] = ",".join(map(str, value))  # the betas pair, saved as a list
+        elif isinstance(value, dict):  # a label map, saved as a table
+            values[name] = ",".join(f"{k}={v}" for k, v in value.items())
     ctx.default_map = {**(ctx.default_map or {}), **values}
 
 

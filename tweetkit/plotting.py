@@ -86,3 +86,67 @@ def line_chart(
         out.append(f'<text x="{WIDTH - RIGHT + 38}" y="{legend_y + 4}">{escape(name)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+# --- embedding maps (plot --embeddings): matplotlib, PNG and SVG ------------------------------
+
+
+def sample_positions(count: int, limit: int, seed: int) -> list[int]:
+    """At most `limit` of range(count), the same ones for the same (count, limit, seed), in order."""
+    import random
+
+    if limit <= 0 or count <= limit:
+        return list(range(count))
+    return sorted(random.Random(seed).sample(range(count), limit))
+
+
+def tsne_2d(vectors, seed: int, perplexity: float = 30.0):
+    """scikit-learn's t-SNE to two dimensions, PCA-initialised with a fixed random_state, so
+    that the same vectors always give the same map."""
+    import numpy as np
+    from sklearn.manifold import TSNE
+
+    data = np.asarray(vectors, dtype=np.float64)
+    perplexity = min(perplexity, max(1.0, (len(data) - 1) / 3))
+    return TSNE(
+        n_components=2, perplexity=perplexity, init="pca", random_state=seed, learning_rate="auto"
+    ).fit_transform(data)
+
+
+def embedding_panels(panels: list[tuple[str, object, list[str]]], path_stem: str, title: str = "") -> list[str]:
+    """Draw [(panel name, 2-D points, label per point), ...] side by side, coloured by label
+    (one colour per label in all panels), to PATH_STEM.png and PATH_STEM.svg; the paths.
+    Written without dates or random ids, so the same input gives the same bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = sorted({label for _, _, names in panels for label in names})
+    colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    with matplotlib.rc_context({"svg.hashsalt": "tweetkit", "font.size": 9}):
+        figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.4, 4.4), squeeze=False)
+        for axis, (name, points, names) in zip(axes[0], panels):
+            for label in labels:
+                chosen = [i for i, n in enumerate(names) if n == label]
+                if chosen:
+                    axis.scatter(points[chosen, 0], points[chosen, 1], s=5, color=colours[label], label=label, alpha=0.7,
+                                 linewidths=0)  # fmt: skip
+            axis.set_title(name)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[label]) for label in labels]
+        figure.legend(handles, labels, loc="center right", frameon=False, markerscale=1.2)
+        if title:
+            figure.suptitle(title)
+        figure.tight_layout(rect=(0, 0, 1 - 1.3 / figure.get_size_inches()[0], 1))
+        paths = [f"{path_stem}.png", f"{path_stem}.svg"]
+        for path in paths:
+            metadata = {"Date": None} if path.endswith(".svg") else {"Software": None}
+            figure.savefig(path + ".partial", format=path.rsplit(".", 1)[1], dpi=120, metadata=metadata)
+        plt.close(figure)
+    import os
+
+    for path in paths:
+        os.replace(path + ".partial", path)
+    return paths

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from tweetkit.options import label_map_option
+
 
 def detect_kind(record: dict, gold_field: str, pred_field: str) -> str:
     """What a record of gold and predicted values scores as (tagging is known from pred_tags)."""
@@ -76,6 +78,10 @@ Examples:
     show_default=True,
     help="With --model, gold labels the model never saw: stop with file:line, or score them as errors.",
 )
+@label_map_option(
+    "Rename labels before scoring, gold and predicted alike, e.g. 'Extremely Positive=Positive,Extremely Negative=Negative': "
+    "a 5-class COVID model scored as 3 classes (its prediction mapped, as collapsing its confusion matrix would)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
@@ -91,6 +97,7 @@ def command(
     text_field,
     positive_label,
     unseen_labels,
+    label_map,
     batch_size,
     device,
     on_error,
@@ -106,10 +113,12 @@ def command(
     entity F1 for BIO tags and token accuracy.  Multi-label: micro/macro F1, Jaccard.
     Regression: Pearson, Spearman.
     """
-    from tweetkit.errors import ConfigError
+    from tweetkit.errors import ConfigError, UsageError
     from tweetkit.metrics import score
 
     if mlm:
+        if label_map:
+            raise UsageError("--label-map: --mlm scores masked words, not labels")
         if not model_path:
             raise click.UsageError("--mlm needs --model")
         result = evaluate_mlm(model_path, inputs, text_field or "text", top_k, seed, batch_size, device, on_error)
@@ -119,16 +128,18 @@ def command(
         return
     if model_path:
         records, kind, gold_field, pred_field = predicted_records(
-            model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error
+            model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error, label_map
         )
     else:
         records, kind, gold_field, pred_field = scored_records(inputs, gold_field, pred_field, on_error)
+    if label_map:
+        apply_label_map(records, kind, [gold_field, pred_field], label_map)
     try:
         scores = (
             [r["scores"] for r in records]
-            if kind == "multilabel" and all(isinstance(r.get("scores"), dict) for r in records)
+            if kind == "multilabel" and not label_map and all(isinstance(r.get("scores"), dict) for r in records)
             else None
-        )
+        )  # per-label scores name the model's own labels: none once they are mapped
         result = score(
             kind, [r[gold_field] for r in records], [r[pred_field] for r in records], None, positive_label, scores
         )
@@ -157,15 +168,31 @@ def read(inputs, on_error: str, text_field=None, field_type=str, validate=None) 
     return records
 
 
-def predicted_records(model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error):
-    """Records with the model's predictions added: (records, kind, gold field, pred field)."""
+def apply_label_map(records: list[dict], kind: str, fields: list[str], label_map: dict) -> None:
+    """--label-map on the gold and predicted fields, in place."""
+    from tweetkit.errors import UsageError
+    from tweetkit.metrics import map_labels
+
+    if kind == "regression":
+        raise UsageError("--label-map: regression scores numbers, not labels")
+    for record in records:
+        for name in fields:
+            record[name] = map_labels(record[name], label_map, kind)
+
+
+def predicted_records(
+    model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error, label_map=None
+):
+    """Records with the model's predictions added: (records, kind, gold field, pred field).
+    With `label_map`, a gold label is known when its mapped name is one of the model's, mapped."""
     from tweetkit.modeling import load_for_inference, predict
 
     loaded = load_for_inference(model_path, device)
     tagging = loaded.kind == "tagging"
     gold_field = gold_field or ("tags" if tagging else "label")
     text_field = text_field or ("tokens" if tagging else "text")
-    known = set(loaded.labels or [])
+    label_map = label_map or {}
+    known = {label_map.get(label, label) for label in loaded.labels or []}
 
     def check(record: dict) -> None:
         if gold_field not in record:
@@ -174,7 +201,8 @@ def predicted_records(model_path, inputs, gold_field, text_field, unseen_labels,
         if tagging and (not isinstance(gold, list) or len(gold) != len(record[text_field])):
             raise ValueError(f"field '{gold_field}' is not one tag per word of '{text_field}'")
         if known and unseen_labels == "fail":
-            unknown = [str(v) for v in (gold if isinstance(gold, list) else [gold]) if str(v) not in known]
+            values = gold if isinstance(gold, list) else [gold]
+            unknown = [str(v) for v in values if label_map.get(str(v), str(v)) not in known]
             if unknown:
                 raise ValueError(
                     f"label '{unknown[0]}' is not one the model knows ({', '.join(sorted(known)[:8])}; --unseen-labels wrong scores it as an error)"

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from tweetkit.options import ON_ERROR, QUIET, config_options, log_for, train_options
+from tweetkit.options import ON_ERROR, QUIET, config_options, label_map_option, log_for, train_options
 from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, default_storage, parse_space, run_study
 
 TASKS = ("classification", "multilabel", "regression", "tagging")
@@ -54,20 +54,22 @@ def label_check(kind: str, fields: dict):
     return check
 
 
-def read_examples(path: str, kind: str, fields: dict, on_error: str) -> list[tuple]:
-    """(input, label) pairs; bad lines and labels follow --on-error with file:line messages."""
+def read_examples(path: str, kind: str, fields: dict, on_error: str, label_map: dict | None = None) -> list[tuple]:
+    """(input, label) pairs; bad lines and labels follow --on-error with file:line messages.
+    `label_map` (--label-map) renames gold labels as they are read."""
     from tweetkit.io import StreamOptions, consume_records
+    from tweetkit.metrics import map_labels
 
     options = StreamOptions(inputs=[path], on_error=on_error, quiet=True)
     if kind == "tagging":
         records = consume_records(
             "finetune", options, fields["tokens"], list, [fields["tags"]], label_check(kind, fields)
         )
-        return [(r[fields["tokens"]], r[fields["tags"]]) for r in records]
+        return [(r[fields["tokens"]], map_labels(r[fields["tags"]], label_map, kind)) for r in records]
     records = consume_records(
         "finetune", options, fields["text"], required=[fields["label"]], validate=label_check(kind, fields)
     )
-    return [(r[fields["text"]], r[fields["label"]]) for r in records]
+    return [(r[fields["text"]], map_labels(r[fields["label"]], label_map, kind)) for r in records]
 
 
 def label_names_of(kind: str, examples: list[tuple]) -> list[str] | None:
@@ -111,7 +113,8 @@ def run_settings(job: dict, train: dict, seed: int) -> dict:
         "fields",
     )
     how = {k: v for k, v in train.items() if k not in ("resume", "overwrite", "keep_checkpoints", "device", "seed")}
-    return {"seed": seed, **{k: job[k] for k in keys}, **how}
+    mapped = {"label_map": job["label_map"]} if job.get("label_map") else {}  # absent when unused: older runs resume
+    return {"seed": seed, **{k: job[k] for k in keys}, **mapped, **how}
 
 
 def model_and_task(job: dict, train: dict, seed: int):
@@ -359,6 +362,10 @@ Examples:
 )
 @click.option("--positive-label", help="Report (and select on) the F1 of this class, e.g. irony (SemEval-2018 3A).")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Multi-label decision threshold.")
+@label_map_option(
+    "Rename gold labels as they are read, e.g. 'Extremely Positive=Positive,Extremely Negative=Negative' "
+    "(5 COVID classes as 3); the model learns the mapped labels."
+)
 @click.option("--max-length", type=click.IntRange(min=8), default=128, show_default=True)
 @train_options(
     TRAIN_FLAGS,
@@ -434,6 +441,7 @@ def command(
     metric,
     positive_label,
     threshold,
+    label_map,
     max_length,
     seeds,
     sweep,
@@ -454,9 +462,12 @@ def command(
     with id2label/label2id in its config.  A checkpoint is written every epoch (and on
     Ctrl-C) for --resume, and removed when the run ends.
     """
+    from tweetkit.errors import UsageError
     from tweetkit.io import prepare_output_dir, refuse_overlap
 
     linear = model in ("linear", "tfidf")
+    if label_map and kind == "regression":
+        raise UsageError("--label-map: --task regression has numbers, not labels, to map")
     refuse_overlap([train_path, validation_path], [output])
     grid = parse_sweep(sweep) if sweep else None
     sweep_method = sweep_method or ("grid" if grid else None)
@@ -471,7 +482,8 @@ def command(
     log = log_for("finetune", quiet)
     fields = {"text": text_field, "label": label_field, "tokens": tokens_field, "tags": tags_field}
     job = dict(model="linear" if linear else model, task=kind, metric=metric, positive_label=positive_label, threshold=threshold, max_length=max_length,
-               patience=patience, linear_c=linear_c, train_path=train_path, validation_path=validation_path, fields=fields, flags=flags)  # fmt: skip
+               patience=patience, linear_c=linear_c, train_path=train_path, validation_path=validation_path, fields=fields, flags=flags,
+               label_map=label_map)  # fmt: skip
     job.update(read_task_data(job, on_error, log))
 
     sweep_settings = dict(method=sweep_method, trials=sweep_trials, storage=study_storage, name=study_name, prune=prune)
@@ -527,8 +539,11 @@ def read_task_data(job: dict, on_error: str, log) -> dict:
     from tweetkit.errors import ConfigError
 
     kind, train_path, validation_path = job["task"], job["train_path"], job["validation_path"]
-    train_examples = read_examples(train_path, kind, job["fields"], on_error)
-    validation_examples = read_examples(validation_path, kind, job["fields"], on_error) if validation_path else []
+    label_map = job.get("label_map")
+    train_examples = read_examples(train_path, kind, job["fields"], on_error, label_map)
+    validation_examples = (
+        read_examples(validation_path, kind, job["fields"], on_error, label_map) if validation_path else []
+    )
     if not train_examples:
         raise ConfigError(f"{train_path}: no training examples")
     if validation_path and not validation_examples:

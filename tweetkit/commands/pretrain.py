@@ -10,7 +10,7 @@ from tweetkit.options import FIELD, ON_ERROR, QUIET, config_options, log_for, tr
 
 TRAIN_FLAGS = [
     "max_steps", "epochs", "batch_size", "micro_batch_size", "lr", "weight_decay", "betas", "eps", "warmup_steps",
-    "max_grad_norm", "precision", "save_every", "keep_checkpoints", "eval_every", "log_every", "resume", "overwrite",
+    "head_warmup_steps", "max_grad_norm", "precision", "save_every", "keep_checkpoints", "eval_every", "log_every", "resume", "overwrite",
     "seed", "device",
 ]  # fmt: skip
 
@@ -62,6 +62,12 @@ Examples:
     is_flag=True,
     help="Train only the masked-LM head, the base model frozen: warms up a new head (MiniLM ships none) before continued pretraining, so its random start does not disturb the encoder.",
 )
+@click.option(
+    "--keep-best",
+    is_flag=True,
+    help="Save the weights of the lowest validation MLM loss (scored every --eval-every steps and at the end) "
+    "instead of the last; its step and loss go to DIR/validation_metrics.json.",
+)
 @FIELD
 @ON_ERROR
 @click.option(
@@ -90,6 +96,7 @@ def command(
     init_from,
     new_token_init,
     freeze_base,
+    keep_best,
     field,
     on_error,
     max_length,
@@ -103,12 +110,21 @@ def command(
     dynamically (80/10/10), and the vocabulary projection runs only at masked
     positions.  Metrics go to stdout as JSON lines.  Run under torchrun for DDP.
     """
+    from tweetkit.errors import UsageError
     from tweetkit.io import StreamOptions
 
+    if keep_best and not validation:
+        raise UsageError("--keep-best needs --validation: the best weights are those of the lowest validation loss")
+    if train["head_warmup_steps"] and not init_from:
+        raise UsageError(
+            "--head-warmup-steps needs --init-from: a model trained from scratch has no new head to warm up"
+        )
     setup = dict(
         train=list(train_files), validation=validation, field=field, on_error=on_error, tokenizer=tokenizer, model=init_from or model_config,
         init_from=init_from, new_token_init=new_token_init if init_from else None, freeze_base=freeze_base, max_length=max_length, mask_prob=mask_prob,
     )  # fmt: skip
+    if keep_best:
+        setup["keep_best"] = True  # only when asked: runs before the flag existed resume unchanged
     cache = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tweetkit")
     run_pretraining(
         setup, train, flags, output, StreamOptions(field=field, on_error=on_error, quiet=quiet), cache, quiet
@@ -122,6 +138,7 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
     from tweetkit.modeling import load_tokenizer, save_model
     from tweetkit.tasks.mlm import MLMTask
     from tweetkit.train import distributed
+    from tweetkit.train.best import BestKeeper
     from tweetkit.train.config import TrainConfig
     from tweetkit.train.loop import train as train_loop
 
@@ -136,7 +153,7 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
     try:
         tok = load_tokenizer(setup["tokenizer"])
         train_corpus, validation_corpus = tokenize_corpora(setup, tok, stream, cache, dist, log)
-        model = pretraining_model(setup, tok, train["seed"], log)
+        model, phases = pretraining_model(setup, tok, train["seed"], train["head_warmup_steps"], log)
         task = MLMTask(
             train_corpus,
             validation_corpus,
@@ -158,9 +175,22 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
             model_config=model.config.to_diff_dict(),
             flags=flags,
         )
+        keeper = BestKeeper("loss") if setup.get("keep_best") else None
         if max_steps != 0:
-            train_loop(model, task, config, dist, on_save=lambda m, path: tok.save_pretrained(path), log=log)
+            train_loop(
+                model,
+                task,
+                config,
+                dist,
+                on_save=lambda m, path: tok.save_pretrained(path),
+                keeper=keeper,
+                log=log,
+                phases=phases,
+            )
         if dist.is_main:  # with --max-steps 0: the initialised model, untrained, for inspection
+            if keeper is not None and keeper.weights is not None:
+                keeper.load_best_into(model)
+                write_best(output, keeper, log)
             save_model(model, tok, output)
             config.save(output)
             log(f"model written to {output}")
@@ -184,14 +214,27 @@ def tokenize_corpora(setup: dict, tok, stream, cache: str, dist, log):
     return train_corpus, tokenize_corpus([validation], tok, stream, cache, log) if validation else None
 
 
-def pretraining_model(setup: dict, tok, seed: int, log):
-    """A fresh RoBERTa of --model-config, or --init-from moved to the tokenizer's vocabulary."""
+def write_best(output: str, keeper, log) -> None:
+    """DIR/validation_metrics.json: the step and validation figures of the weights kept."""
+    import json
+
+    os.makedirs(output, exist_ok=True)
+    best = keeper.state()
+    with open(os.path.join(output, "validation_metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump({"metric": "loss", "best_step": best["step"], **best["metrics"]}, handle, indent=2)
+    log(f"kept the weights of step {best['step']} (validation loss {best['metrics'].get('validation_loss')})")
+
+
+def pretraining_model(setup: dict, tok, seed: int, head_warmup_steps: int, log):
+    """(model, phases): a fresh RoBERTa of --model-config, or --init-from moved to the
+    tokenizer's vocabulary; phases is the head warm-up (continued.HeadWarmup) or None."""
     from tweetkit.modeling import build_model
 
+    new = None
     if setup["init_from"]:
         from tweetkit.train.continued import load_for_continued_pretraining
 
-        model = load_for_continued_pretraining(setup["init_from"], tok, setup["new_token_init"], seed, log)
+        model, new = load_for_continued_pretraining(setup["init_from"], tok, setup["new_token_init"], seed, log)
     else:
         model = build_model(setup["model"], tok, seed)
     if setup["freeze_base"]:
@@ -201,7 +244,16 @@ def pretraining_model(setup: dict, tok, seed: int, log):
         log(
             f"base model frozen: training {sum(p.numel() for p in model.parameters() if p.requires_grad):,} head parameters"
         )
-    return model
+    phases = None
+    if head_warmup_steps and new is not None:
+        from tweetkit.train.continued import HeadWarmup
+
+        phases = HeadWarmup(model, head_warmup_steps, new["head"], new["new_ids"])
+        log(
+            f"head warm-up: {phases.parameters_warmed():,} parameters ({', '.join(sorted(phases.warm))}; "
+            f"{len(new['new_ids']):,} new vocabulary rows) train alone for {head_warmup_steps} steps, then everything"
+        )
+    return model, phases
 
 
 def model_offset(model, setup: dict) -> int:

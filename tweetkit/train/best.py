@@ -1,4 +1,5 @@
-"""Keeping the best validation epoch, and early stopping, for fine-tuning.
+"""Keeping the best validation epoch, and early stopping, for fine-tuning (and the lowest
+validation loss for pretrain --keep-best).
 
 The keeper's state (the best value, its step and metrics, the epochs waited) and the
 best weights travel in every checkpoint, so a resumed run keeps the same best epoch
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-LOWER_IS_BETTER = {"mse", "mae"}
+LOWER_IS_BETTER = {"mse", "mae", "loss"}  # loss: the validation MLM loss (pretrain --keep-best)
 
 
 class BestKeeper:

@@ -113,13 +113,17 @@ MAY_DIFFER = {
 }
 
 
+# Settings added since checkpoints were first written, with the value an older one ran with.
+ADDED_LATER = {"head_warmup_steps": 0}
+
+
 def differences(saved: dict, current: dict) -> list[str]:
     """'name: saved -> now' for every setting that makes a resumed run a different run."""
     out = []
     for name in sorted(set(saved) | set(current)):
         if name in MAY_DIFFER:
             continue
-        old, new = saved.get(name), current.get(name)
+        old, new = saved.get(name, ADDED_LATER.get(name)), current.get(name, ADDED_LATER.get(name))
         if isinstance(old, dict) and isinstance(new, dict):
             out += [f"{name}.{d}" for d in differences(old, new)]
         elif json.loads(json.dumps(old)) != json.loads(json.dumps(new)):  # tuples and lists compare alike

@@ -35,6 +35,11 @@ class TrainConfig:
         0, "Linear warm-up steps before linear decay to 0 [default: --warmup-ratio of the steps]."
     )
     warmup_ratio: float = setting(0.06, "Share of the steps spent warming up when --warmup-steps is 0.")
+    head_warmup_steps: int = setting(
+        0,
+        "With --init-from: train only the new MLM head (and new vocabulary rows) for the first N steps, then everything "
+        "(LP-FT); each phase gets its own learning-rate warm-up and decay.",
+    )
     max_grad_norm: float = setting(1.0, "Gradient clipping; 0 disables.")
     precision: str = setting(
         "fp32", "fp32, bf16 (autocast) or fp16 (autocast + loss scaling, GPU only).", choices=("fp32", "bf16", "fp16")

@@ -49,6 +49,19 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * max(0.0, (total - step) / max(1, total - warmup))
 
 
+def lr_for(step: int, total: int, config: TrainConfig) -> float:
+    """The learning rate of a step.  With a head warm-up of R steps, steps [0, R) and [R, total)
+    are two runs of the schedule, each with its own warm-up and decay (the full model's
+    phase starts from a low learning rate, as a fresh fine-tuning would)."""
+    restart = min(config.head_warmup_steps, total)
+    if restart and step >= restart:
+        step, total = step - restart, total - restart
+    elif restart:
+        total = restart
+    warmup = config.warmup_steps or int(config.warmup_ratio * total)
+    return lr_at(step, total, warmup, config.lr)
+
+
 def make_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -118,7 +131,15 @@ class InterruptGuard:
 
 
 def train(
-    model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keeper=None, log=log_to_stderr, emit_metrics=True
+    model,
+    task: Task,
+    config: TrainConfig,
+    dist: Dist,
+    on_save=None,
+    keeper=None,
+    log=log_to_stderr,
+    emit_metrics=True,
+    phases=None,
 ) -> dict:
     """Train `model` on `task`; return the last metrics.
 
@@ -126,7 +147,9 @@ def train(
     checkpoint.  `keeper` (train.best.BestKeeper) sees every validation result, may stop
     the run early, and is saved with each checkpoint so that a resumed run keeps the
     same best epoch.  Ctrl-C or SIGTERM writes a checkpoint, then raises KeyboardInterrupt.
-    `emit_metrics=False` keeps the metrics lines off stdout (a sweep prints its trials there)."""
+    `emit_metrics=False` keeps the metrics lines off stdout (a sweep prints its trials there).
+    `phases` (continued.HeadWarmup) sees every step before its forward and after its update,
+    and decides from the step alone what trains, so a resumed run is in the same phase."""
     from tqdm import tqdm
 
     world, rank = dist.world, dist.rank
@@ -137,9 +160,10 @@ def train(
     examples = task.num_examples()
     steps_per_epoch = max(1, examples // config.batch_size)  # full global batches only
     total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    warmup = config.warmup_steps or int(config.warmup_ratio * total)
     if config.precision == "fp16" and dist.device.type != "cuda":
         raise ConfigError("--precision fp16 needs a GPU; use bf16 on the CPU")
+    if phases is not None and world > 1:
+        raise ConfigError("--head-warmup-steps runs in one process (DDP cannot change what trains mid-run)")
     if config.precision == "bf16" and dist.device.type == "cpu" and dist.is_main and not cpu_has_native_bf16():
         log("warning: this CPU has no native bf16 (avx512_bf16/amx_bf16): bf16 will run slower than fp32 here")
 
@@ -186,7 +210,9 @@ def train(
             global_count = dist.all_reduce_sum(sum(b["count"] for b in batches))
             torch.manual_seed(config.seed * 7_919 + step * world + rank)  # dropout, reproducible on resume
             for param_group in optimizer.param_groups:
-                param_group["lr"] = lr_at(step, total, warmup, config.lr)
+                param_group["lr"] = lr_for(step, total, config)
+            if phases is not None:
+                phases.before_step(step)
             loss_sum = 0.0
             for i, batch in enumerate(batches):
                 sync = i == len(batches) - 1 or world == 1
@@ -203,6 +229,8 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+            if phases is not None:
+                phases.after_step(step)
             step += 1
             bar.update(1)
             loss = dist.all_reduce_sum(loss_sum) / max(global_count, 1)
