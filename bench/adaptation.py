@@ -2,7 +2,7 @@
 
     python bench/adaptation.py [--budgets 0,300000,1200000,4800000] [--text tapt|dapt|both]
         [--head-warmup 0.1] [--no-extend] [--continue-lr 1e-4] [--seeds 1,2,3] [--name adaptation]
-    python bench/adaptation.py --smoke        # every step at toy size, under a minute on a CPU
+    python bench/adaptation.py --smoke        # every step at toy size (about 2 minutes on 2 CPU cores)
 
 For each task (SemEval-2017 4A, irony) and each continued-pretraining budget (tokens =
 steps x batch x 128), the packaged MiniLM is adapted with `tweetkit pretrain --init-from`
@@ -75,7 +75,7 @@ def arguments(argv=None):
     parser.add_argument("--eval-limit", type=int, default=0, help="first N validation and test examples (0: all)")
     parser.add_argument("--embed-task", default="irony", help="whose test tweets the t-SNE picture shows")
     parser.add_argument("--max-points", type=int, default=2000)
-    parser.add_argument("--smoke", action="store_true", help="toy sizes: every step, under a minute on a CPU")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes: every step (about 2 minutes on 2 CPU cores)")
     args = parser.parse_args(argv)
     if args.smoke:
         for key, value in SMOKE.items():
