@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
 # repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
-.PHONY: install demo test lint test-slow sweep-semeval17 bench bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline results clean
+.PHONY: install demo test lint test-slow sweep-semeval17 bench bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline bench-threads results clean
 
 install: $(VENV)/.installed
 
@@ -78,6 +78,10 @@ bench-tagging-baseline: install
 
 bench-predict: install
 	$(BIN)/python bench/predict.py --data $(DATA)
+
+# pretrain alone and beside other jobs, per thread setting: results/bench-threads.json
+bench-threads: install
+	$(BIN)/python bench/threads.py --data $(DATA)
 
 # A TPE sweep against the defaults on SemEval-2017 (about an hour on 2 CPU cores): results/sweep-semeval17.json
 sweep-semeval17: install

@@ -34,8 +34,13 @@ def quiet_transformers() -> None:
 
 
 def resolve_device(name: str = "auto"):
-    """auto: the GPU when there is one; cuda without one is a clear error."""
+    """auto: the GPU when there is one; cuda without one is a clear error.  Every command
+    that runs torch passes here first: its thread pools are set here too (tweetkit.threads)."""
     import torch
+
+    from tweetkit.threads import configure_torch
+
+    configure_torch()
 
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA GPU is available to this torch build (use --device cpu or auto)")

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from tweetkit.options import threads_option
+
 
 def detect_kind(record: dict, gold_field: str, pred_field: str) -> str:
     """What a record of gold and predicted values scores as (tagging is known from pred_tags)."""
@@ -57,6 +59,7 @@ Examples:
   tweetkit evaluate --model irony/ --positive-label irony irony/test.jsonl
   tweetkit evaluate --model ner/ wnut17/test.jsonl       # tokens/tags: entity F1""",
 )
+@threads_option
 @click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--model", "model_path", help="Predict with this fine-tuned model first.")
 @click.option("--gold-field", default=None, help="[default: label, or tags for tagging]")

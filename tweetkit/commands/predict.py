@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from tweetkit.options import data_options
+from tweetkit.options import data_options, threads_option
 
 
 class PredictStep:
@@ -36,6 +36,7 @@ Examples:
   tweetkit normalize < new.jsonl | tweetkit predict --model sent/ > predicted.jsonl
   tweetkit predict --model ner/ --field tokens wnut17/test.jsonl | tweetkit evaluate""",
 )
+@threads_option
 @click.option("--model", "model_path", required=True, help="A fine-tuned model directory (finetune output).")
 @data_options(field_help="Field holding the text (for tagging models: the list of words, e.g. tokens).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
