@@ -29,6 +29,15 @@ ON_ERROR = click.option(
     help="Bad lines (not JSON, not an object, no text field, bad UTF-8, bad label): stop with file:line, or count and skip them.",
 )
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress, logs or summary on stderr.")
+# Inference precision of predict and evaluate (training's --precision is a TrainConfig field).
+PRECISION = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="fp32; bf16 autocast (fast on GPUs and CPUs with AVX512-BF16/AMX, emulated and slow elsewhere); int8: "
+    "dynamic quantization of the Linear layers (CPU only).",
+)
 
 
 def _apply(func, options):

@@ -25,6 +25,7 @@ from typing import Protocol
 import torch
 
 from tweetkit.errors import ConfigError, Interrupted, log_to_stderr
+from tweetkit.modeling import bf16_warning, precision_context
 from tweetkit.train import checkpoint
 from tweetkit.train.config import TrainConfig
 from tweetkit.train.distributed import Dist
@@ -67,21 +68,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def autocast(config: TrainConfig, device: torch.device):
-    if config.precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); without it
-    oneDNN emulates bf16 and autocast runs several times slower than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    except OSError:
-        return True  # not Linux: no way to tell, no warning
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """The forward passes' precision, in training and in validation alike."""
+    return precision_context(config.precision, device)
 
 
 def emit(record: dict) -> None:
@@ -140,8 +128,8 @@ def train(
     warmup = config.warmup_steps or int(config.warmup_ratio * total)
     if config.precision == "fp16" and dist.device.type != "cuda":
         raise ConfigError("--precision fp16 needs a GPU; use bf16 on the CPU")
-    if config.precision == "bf16" and dist.device.type == "cpu" and dist.is_main and not cpu_has_native_bf16():
-        log("warning: this CPU has no native bf16 (avx512_bf16/amx_bf16): bf16 will run slower than fp32 here")
+    if dist.is_main and bf16_warning(config.precision, dist.device):
+        log(bf16_warning(config.precision, dist.device))
 
     model.to(dist.device)
     module = task.wrap(model)  # what the loss calls: DDP must wrap it, since DDP syncs in forward
@@ -218,7 +206,7 @@ def train(
             }
             evaluated = bool(config.eval_every and step % config.eval_every == 0 and step < total)
             if evaluated:
-                results = evaluate(module, task)
+                results = evaluate(module, task, autocast(config, dist.device))
                 metrics.update(results)
                 module.train()
                 stop = bool(keeper is not None and results and keeper.observe(step, results, model))
@@ -238,7 +226,7 @@ def train(
                 log(f"early stop at step {step}")
                 break
     bar.close()
-    final = {} if stop else evaluate(module, task)
+    final = {} if stop else evaluate(module, task, autocast(config, dist.device))
     if final:
         metrics.update(final)
         if emit_metrics and dist.is_main:
@@ -272,9 +260,10 @@ def restore(model, optimizer, scaler, keeper, config: TrainConfig, dist: Dist, l
     return Progress(state["step"], state["tokens"], state["elapsed"])
 
 
-def evaluate(module, task: Task) -> dict:
+def evaluate(module, task: Task, precision=None) -> dict:
+    """The task's validation metrics, under `precision` (the training's autocast) when given."""
     module.eval()
-    with torch.no_grad():
+    with torch.no_grad(), precision if precision is not None else nullcontext():
         return task.evaluate(module)
 
 
