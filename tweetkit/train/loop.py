@@ -18,7 +18,7 @@ import math
 import signal
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -105,8 +105,66 @@ class InterruptGuard:
         self.previous = {}
 
 
+class Batches:
+    """The micro-batches of each step, a pure function of the step (so resuming and
+    prefetching cannot change them).  With `prefetch`, a thread builds the next step's
+    while the current one runs: on a GPU the Python collation (about 80 ms for 256 packed
+    rows on a slow CPU core) would otherwise leave the device idle; the thread gets the
+    interpreter while the main one waits for the device.  Off on the CPU, where the
+    collation would only take cores from the step itself."""
+
+    def __init__(self, task, config: TrainConfig, dist: Dist, steps_per_epoch: int, micro: int, prefetch: bool):
+        self.task, self.config, self.dist = task, config, dist
+        self.steps_per_epoch, self.micro = steps_per_epoch, micro
+        self.orders: dict[int, list[int]] = {}
+        self.pool = self.pending = None
+        if prefetch:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tweetkit-collate")
+
+    def order(self, epoch: int) -> list[int]:
+        if epoch not in self.orders:  # one epoch at a time: the order is computed once per epoch
+            # A task may order its examples itself (length buckets); else a plain shuffle.
+            task = self.task
+            self.orders = {
+                epoch: task.order(epoch)
+                if hasattr(task, "order")
+                else epoch_order(task.num_examples(), self.config.seed, epoch)
+            }
+        return self.orders[epoch]
+
+    def build(self, step: int) -> list[dict]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        size, world = self.config.batch_size, self.dist.world
+        chosen = self.order(epoch)[index * size : (index + 1) * size][self.dist.rank :: world]
+        return [self.task.collate(chosen[i : i + self.micro], epoch) for i in range(0, len(chosen), self.micro)]
+
+    def get(self, step: int, total: int) -> list[dict]:
+        """Step `step`'s micro-batches; queues step + 1's when prefetching."""
+        if self.pool is None:
+            return self.build(step)
+        pending, self.pending = self.pending, None
+        batches = pending[1].result() if pending is not None and pending[0] == step else self.build(step)
+        if step + 1 < total:
+            self.pending = (step + 1, self.pool.submit(self.build, step + 1))
+        return batches
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def train(
-    model, task: Task, config: TrainConfig, dist: Dist, on_save=None, keeper=None, log=log_to_stderr, emit_metrics=True
+    model,
+    task: Task,
+    config: TrainConfig,
+    dist: Dist,
+    on_save=None,
+    keeper=None,
+    log=log_to_stderr,
+    emit_metrics=True,
+    prefetch: bool | None = None,
 ) -> dict:
     """Train `model` on `task`; return the last metrics.
 
@@ -114,7 +172,8 @@ def train(
     checkpoint.  `keeper` (train.best.BestKeeper) sees every validation result, may stop
     the run early, and is saved with each checkpoint so that a resumed run keeps the
     same best epoch.  Ctrl-C or SIGTERM writes a checkpoint, then raises KeyboardInterrupt.
-    `emit_metrics=False` keeps the metrics lines off stdout (a sweep prints its trials there)."""
+    `emit_metrics=False` keeps the metrics lines off stdout (a sweep prints its trials there).
+    `prefetch` builds the next step's batches in a thread (see Batches) [default: on a GPU]."""
     from tqdm import tqdm
 
     world, rank = dist.world, dist.rank
@@ -162,13 +221,11 @@ def train(
     metrics: dict = {}
     stop = False
     module.train()
-    with InterruptGuard() as interrupt:
+    prefetch = dist.device.type == "cuda" if prefetch is None else prefetch
+    source = Batches(task, config, dist, steps_per_epoch, micro, prefetch)
+    with InterruptGuard() as interrupt, closing(source):
         while step < total:
-            epoch, index = divmod(step, steps_per_epoch)
-            # A task may order its examples itself (length buckets); else a plain shuffle.
-            order = task.order(epoch) if hasattr(task, "order") else epoch_order(examples, config.seed, epoch)
-            chosen = order[index * config.batch_size : (index + 1) * config.batch_size][rank::world]
-            batches = [task.collate(chosen[i : i + micro], epoch) for i in range(0, len(chosen), micro)]
+            batches = source.get(step, total)
             # Normalise by the global count (masked tokens, examples) so that every process
             # count gives the same gradient: DDP averages, hence the factor `world`.
             global_count = dist.all_reduce_sum(sum(b["count"] for b in batches))
