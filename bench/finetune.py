@@ -146,6 +146,34 @@ def score(model_dir, test):
     return json.loads(out) if out else None
 
 
+def padding_shares(train, model, batch_size=BATCH, seed=1):
+    """Padding / real tokens over one epoch's batches: tweetkit's length buckets (full
+    batches, as its loop steps), the Trainer's LengthGroupedSampler and random batches.
+    Computed, not timed: the share of the forward passes that length grouping saves."""
+    import random
+
+    import torch
+    from transformers import AutoTokenizer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from tweetkit.tasks.supervised import bucketed_order
+
+    texts = [json.loads(line)["text"] for line in open(train, encoding="utf-8")]
+    lengths = [len(ids) for ids in AutoTokenizer.from_pretrained(model)(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]]  # fmt: skip
+
+    def share(order, full_only):
+        end = len(order) // batch_size * batch_size if full_only else len(order)
+        batches = [[lengths[i] for i in order[s : s + batch_size]] for s in range(0, end, batch_size)]
+        return sum(len(b) * max(b) - sum(b) for b in batches) / sum(sum(b) for b in batches)
+
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "tweetkit finetune": share(bucketed_order(lengths, batch_size, seed, 0), True),
+        "HF Trainer group_by_length": share(list(LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)), False),
+        "HF Trainer": share(random.Random(seed).sample(range(len(lengths)), len(lengths)), False),
+    }  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
@@ -164,6 +192,8 @@ def main():
     print(
         f"{args.tweets:,} SemEval-2017 train tweets, MiniLM-L6 + 3-class head, 1 epoch, batch {BATCH}, lr {LR}, fp32, {THREADS} threads; work dir {work}"
     )
+    padding = padding_shares(train, model)
+    print("padding per real token: " + ", ".join(f"{name} {share:.1%}" for name, share in padding.items()))
     print("runs:", flush=True)
     results = {}
     for name in ("HF Trainer", "tweetkit", "HF Trainer group_by_length"):
