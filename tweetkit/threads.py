@@ -5,11 +5,12 @@ it to 1 per worker), else the physical cores this process may run on (os.sched_g
 so `taskset` and container CPU sets count), shared among the processes a launcher started
 on this machine (LOCAL_WORLD_SIZE).
 
-Why the wait policy matters more than the count: torch's OpenMP threads, between parallel
-regions, spin for about 3 ms (GOMP_SPINCOUNT=300000) before they sleep.  Alone that saves
-a wake-up; beside another busy process it burns the cores the other process's threads are
-waiting for, and each barrier then waits for a thread the spinners keep off its core: two
-2-thread jobs on 2 cores ran 16-20x slower than with one thread each.  So, unless the user
+Why the wait policy may matter more than the count: torch's OpenMP threads, between
+parallel regions, spin for about 3 ms (GOMP_SPINCOUNT=300000) before they sleep.  Alone that
+saves a wake-up; beside another busy process it burns the cores the other process's threads
+are waiting for, and each barrier then waits for a thread the spinners keep off its core,
+the likely cause of the 16-20x collapse measured for `pretrain` with 2 threads on 2 shared
+cores (against OMP_NUM_THREADS=1); bench/threads.py measures it.  So, unless the user
 chose (OMP_WAIT_POLICY, GOMP_SPINCOUNT, or KMP_BLOCKTIME for Intel's runtime), threads
 sleep at once (OMP_WAIT_POLICY=PASSIVE).  The OpenMP runtime reads that variable when it
 loads, i.e. when torch is first imported: the commands import torch lazily, after this ran.
