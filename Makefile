@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
 # repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
-.PHONY: install demo test lint test-slow sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline results clean
+.PHONY: install demo test lint test-slow sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline bench-threads bench-gpu results clean
 
 install: $(VENV)/.installed
 
@@ -83,6 +83,15 @@ bench-tagging-baseline: install
 
 bench-predict: install
 	$(BIN)/python bench/predict.py --data $(DATA)
+
+# pretrain alone and beside other jobs, per thread setting: results/bench-threads.json
+bench-threads: install
+	$(BIN)/python bench/threads.py --data $(DATA)
+
+# One GPU, about 5 minutes on an H100/H200: base pretraining MFU, MiniLM fine-tuning and predict
+# against HF Trainer and pipeline, packed rows = their tweets on CUDA: results/bench-gpu.json
+bench-gpu: install
+	$(BIN)/python bench/gpu.py --data $(DATA)
 
 # A TPE sweep against the defaults on SemEval-2017 (about an hour on 2 CPU cores): results/sweep-semeval17.json
 sweep-semeval17: install

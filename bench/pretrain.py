@@ -112,7 +112,7 @@ def matmul_gflops(dtype, size, repeats=3, weight_layout=False):
 
 
 def print_peaks():
-    from tweetkit.train.loop import cpu_has_native_bf16
+    from tweetkit.modeling import cpu_has_native_bf16
 
     peaks = {
         "fp32": matmul_gflops(torch.float32, 2048),
@@ -254,7 +254,7 @@ def main():
         torch.set_num_threads(THREADS)
         print_peaks()
         return
-    from tweetkit.train.loop import cpu_has_native_bf16
+    from tweetkit.modeling import cpu_has_native_bf16
 
     native_bf16 = cpu_has_native_bf16()
     if args.bf16_steps is None:
@@ -383,7 +383,7 @@ def main():
         diff = (bf16 - fp32) / fp32
         print(
             f"bf16 validation loss {bf16:.6f} vs fp32 {fp32:.6f} after {schedule}: {diff:+.4%} ({'within' if abs(diff) <= 0.02 else 'NOT within'} 2%; "
-            "validation runs in fp32 on the fp32 master weights)"
+            "validation runs at the training precision, bf16 autocast for the bf16 run)"
         )
     else:
         print("bf16 validation loss: " + ("skipped (--bf16-steps 0)" if not args.bf16_steps else "no result"))

@@ -46,12 +46,16 @@ def run_cli(args, stdin: bytes | str = b"") -> Result:
     runner = click.testing.CliRunner()
     if isinstance(stdin, str):
         stdin = stdin.encode("utf-8")
+    environment = dict(os.environ)  # commands export their thread settings for their children: not to later tests
     with runner.isolation(input=stdin) as streams:
         try:
             main(list(args))
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            os.environ.clear()
+            os.environ.update(environment)
         sys.stdout.flush()
         sys.stderr.flush()
         out, err = streams[0].getvalue(), streams[1].getvalue()

@@ -130,6 +130,21 @@ def test_packed_rows_never_attend_across_tweets(setup):
             offset += len(ids)
 
 
+def test_prefetched_batches_train_identically(setup, tmp_path, capsys):
+    """The GPU's prefetch thread builds the same batches: losses equal, bit for bit, on the CPU."""
+    from tweetkit.train.config import TrainConfig
+    from tweetkit.train.distributed import Dist
+    from tweetkit.train.loop import train
+
+    losses = {}
+    for prefetch in (False, True):
+        task, model, _ = make_task(setup)
+        config = TrainConfig(output_dir=str(tmp_path / str(prefetch)), batch_size=4, max_steps=4, log_every=1)
+        train(model, task, config, Dist(), log=lambda message: None, prefetch=prefetch)
+        losses[prefetch] = [json.loads(line)["loss"] for line in capsys.readouterr().out.splitlines()]
+    assert len(losses[True]) == 4 and losses[True] == losses[False]
+
+
 def test_masking_statistics(setup):
     task, _, tok = make_task(setup)
     rows = list(range(min(200, task.num_examples())))

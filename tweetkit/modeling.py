@@ -34,12 +34,75 @@ def quiet_transformers() -> None:
 
 
 def resolve_device(name: str = "auto"):
-    """auto: the GPU when there is one; cuda without one is a clear error."""
+    """auto: the GPU when there is one; cuda without one is a clear error.  Every command
+    that runs torch passes here first: its thread pools are set here too (tweetkit.threads)."""
     import torch
+
+    from tweetkit.threads import configure_torch
+
+    configure_torch()
 
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA GPU is available to this torch build (use --device cpu or auto)")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+# --- precision ---------------------------------------------------------------------------
+
+INFERENCE_PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); without it
+    oneDNN emulates bf16 and autocast runs several times slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return True  # not Linux: no way to tell, no warning
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_warning(precision: str, device) -> str | None:
+    """The warning to log when bf16 is asked for where it can only be emulated."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        return "warning: this CPU has no native bf16 (avx512_bf16/amx_bf16): bf16 will run slower than fp32 here"
+    return None
+
+
+def precision_context(precision: str, device):
+    """What forward passes run under: autocast for bf16 and fp16 (on the CPU or a GPU),
+    nothing for fp32, nor for int8, whose quantized Linear layers compute in int8 themselves."""
+    import contextlib
+
+    import torch
+
+    if precision not in ("bf16", "fp16"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def check_precision(precision: str, device) -> None:
+    """Refuse a precision the device cannot run, before any model is loaded."""
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError(
+            "--precision int8 runs on the CPU only (dynamic quantization); use --device cpu, or --precision bf16 on a GPU"
+        )
+
+
+def quantize_int8(model, device):
+    """Dynamic int8 quantization of the nn.Linear layers (weights int8, activations
+    quantized per batch): the encoder's matmuls, most of the time of a forward on the CPU.
+    Embeddings, LayerNorm and attention scores stay fp32."""
+    import warnings
+
+    import torch
+
+    check_precision("int8", device)
+    with warnings.catch_warnings():
+        # torch.ao's eager quantization is deprecated in favour of torchao, which tweetkit does not depend on.
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def check_source(name_or_path: str, what: str) -> None:
@@ -127,22 +190,28 @@ class LoadedModel:
     model: object = None  # an HF model, or the scikit-learn pipeline of the linear baseline
     tokenizer: object = None
     max_length: int = 128
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | int8 (quantized Linear layers, CPU)
 
     @property
     def is_linear(self) -> bool:
         return self.tokenizer is None
 
 
-def load_for_inference(path: str, device: str = "auto") -> LoadedModel:
-    """A finetune output (HF or linear), ready to predict."""
+def load_for_inference(path: str, device: str = "auto", precision: str = "fp32") -> LoadedModel:
+    """A finetune output (HF or linear), ready to predict at `precision` (INFERENCE_PRECISIONS)."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise ConfigError(f"--precision {precision}: not one of {', '.join(INFERENCE_PRECISIONS)}")
     if model_type(path) == "linear":
         from tweetkit import linear
 
+        if precision != "fp32":
+            raise ConfigError(f"--precision {precision}: {path} is a linear model, which has one precision (fp32)")
         info, pipeline = linear.load(path)
         return LoadedModel(info["task"], info["labels"], pipeline)
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     target = resolve_device(device)
+    check_precision(precision, target)  # before anything is read
     config = load_pretrained(AutoConfig, path)
     architectures = config.architectures or []
     if any(a.endswith("ForTokenClassification") for a in architectures):
@@ -155,9 +224,11 @@ def load_for_inference(path: str, device: str = "auto") -> LoadedModel:
         )
     model = load_pretrained(loader, path, config=config)  # the config read above, not read again
     model.to(target).eval()
+    if precision == "int8":
+        model = quantize_int8(model, target)
     labels = None if kind == "regression" else [config.id2label[i] for i in range(config.num_labels)]
     tokenizer = load_tokenizer(path, tagging=kind == "tagging")
-    return LoadedModel(kind, labels, model, tokenizer, getattr(config, "max_length_trained", 128))
+    return LoadedModel(kind, labels, model, tokenizer, getattr(config, "max_length_trained", 128), precision)
 
 
 def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: float = 0.5) -> list:
@@ -168,11 +239,13 @@ def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: 
         from tweetkit import linear
 
         return linear.predict(loaded.model, loaded.kind, inputs)
-    if loaded.kind == "tagging":
-        return predict_tags(loaded.model, loaded.tokenizer, inputs, loaded.labels, batch_size, loaded.max_length)
-    return predict_sequences(
-        loaded.model, loaded.tokenizer, inputs, loaded.kind, loaded.labels, batch_size, loaded.max_length, threshold
-    )
+    device = next(loaded.model.parameters()).device
+    with precision_context(loaded.precision, device):
+        if loaded.kind == "tagging":
+            return predict_tags(loaded.model, loaded.tokenizer, inputs, loaded.labels, batch_size, loaded.max_length)
+        return predict_sequences(
+            loaded.model, loaded.tokenizer, inputs, loaded.kind, loaded.labels, batch_size, loaded.max_length, threshold
+        )
 
 
 # --- pretraining shapes ------------------------------------------------------------------

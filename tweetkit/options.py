@@ -7,6 +7,8 @@
 - `config_options`: `--config FILE` (TOML, YAML or JSON, or a saved
   tweetkit_train_config.json) merged under the flags given on the command line, and
   `--print-config` to show the result.
+- `threads_option`: `--threads N` (or TWEETKIT_THREADS) of every command that runs torch,
+  applied before the command imports it (tweetkit.threads).
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ ON_ERROR = click.option(
     help="Bad lines (not JSON, not an object, no text field, bad UTF-8, bad label): stop with file:line, or count and skip them.",
 )
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress, logs or summary on stderr.")
+# Inference precision of predict and evaluate (training's --precision is a TrainConfig field).
+PRECISION = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="fp32; bf16 autocast (fast on GPUs and CPUs with AVX512-BF16/AMX, emulated and slow elsewhere); int8: "
+    "dynamic quantization of the Linear layers (CPU only).",
+)
 
 
 def _label_map(ctx, param, value):
@@ -189,6 +200,32 @@ def train_options(names: list[str], defaults: dict | None = None, helps: dict | 
         return _apply(wrapper, options)
 
     return decorate
+
+
+# --- threads ---------------------------------------------------------------------------
+
+
+def threads_option(func):
+    """Decorator adding `--threads N`; the thread settings are applied (tweetkit.threads)
+    before the command runs, hence before it imports torch.  Not part of the command's
+    saved flags: a run's thread count belongs to the machine, like its load."""
+
+    def wrapper(threads, **kwargs):
+        from tweetkit import threads as thread_settings
+
+        thread_settings.apply(threads)
+        return func(**kwargs)
+
+    functools.update_wrapper(wrapper, func)
+    option = click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="CPU threads for torch [default: $TWEETKIT_THREADS, else $OMP_NUM_THREADS, else the physical cores "
+        "available]; waiting threads sleep (OMP_WAIT_POLICY=PASSIVE) unless OMP_WAIT_POLICY is set. Jobs sharing "
+        "cores: give each cores/jobs.",
+    )
+    return option(wrapper)
 
 
 # --- config files ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from tweetkit.options import label_map_option
+from tweetkit.options import PRECISION, label_map_option, threads_option
 
 
 def detect_kind(record: dict, gold_field: str, pred_field: str) -> str:
@@ -59,6 +59,7 @@ Examples:
   tweetkit evaluate --model irony/ --positive-label irony irony/test.jsonl
   tweetkit evaluate --model ner/ wnut17/test.jsonl       # tokens/tags: entity F1""",
 )
+@threads_option
 @click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--model", "model_path", help="Predict with this fine-tuned model first.")
 @click.option("--gold-field", default=None, help="[default: label, or tags for tagging]")
@@ -88,6 +89,7 @@ Examples:
 @click.option("--mlm", is_flag=True, help="Evaluate a masked LM (--model): one whole word masked per tweet.")
 @click.option("--top-k", default="1,5,10", show_default=True, help="With --mlm: the K of top-K accuracy.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --mlm: which word each tweet masks.")
+@PRECISION
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def command(
     inputs,
@@ -104,6 +106,7 @@ def command(
     mlm,
     top_k,
     seed,
+    precision,
     quiet,
 ):
     """Score a task: one JSON object on stdout, tables and a confusion matrix on stderr.
@@ -115,20 +118,38 @@ def command(
     """
     from tweetkit.errors import ConfigError, UsageError
     from tweetkit.metrics import score
+    from tweetkit.modeling import bf16_warning, resolve_device
 
+    if precision != "fp32":
+        if not model_path:
+            raise UsageError(f"--precision {precision} needs --model (without it the predictions are read, not made)")
+        warning = bf16_warning(precision, resolve_device(device))
+        if warning and not quiet:
+            print(f"tweetkit evaluate: {warning}", file=sys.stderr)
     if mlm:
         if label_map:
             raise UsageError("--label-map: --mlm scores masked words, not labels")
         if not model_path:
             raise click.UsageError("--mlm needs --model")
-        result = evaluate_mlm(model_path, inputs, text_field or "text", top_k, seed, batch_size, device, on_error)
+        result = evaluate_mlm(
+            model_path, inputs, text_field or "text", top_k, seed, batch_size, device, on_error, precision
+        )
         sys.stdout.write(json.dumps({"task": "mlm", **result}) + "\n")
         if not quiet:
             print_report(result, "masked LM")
         return
     if model_path:
         records, kind, gold_field, pred_field = predicted_records(
-            model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error, label_map
+            model_path,
+            inputs,
+            gold_field,
+            text_field,
+            unseen_labels,
+            batch_size,
+            device,
+            on_error,
+            label_map,
+            precision,
         )
     else:
         records, kind, gold_field, pred_field = scored_records(inputs, gold_field, pred_field, on_error)
@@ -181,13 +202,22 @@ def apply_label_map(records: list[dict], kind: str, fields: list[str], label_map
 
 
 def predicted_records(
-    model_path, inputs, gold_field, text_field, unseen_labels, batch_size, device, on_error, label_map=None
+    model_path,
+    inputs,
+    gold_field,
+    text_field,
+    unseen_labels,
+    batch_size,
+    device,
+    on_error,
+    label_map=None,
+    precision="fp32",
 ):
     """Records with the model's predictions added: (records, kind, gold field, pred field).
     With `label_map`, a gold label is known when its mapped name is one of the model's, mapped."""
     from tweetkit.modeling import load_for_inference, predict
 
-    loaded = load_for_inference(model_path, device)
+    loaded = load_for_inference(model_path, device, precision)
     tagging = loaded.kind == "tagging"
     gold_field = gold_field or ("tags" if tagging else "label")
     text_field = text_field or ("tokens" if tagging else "text")
@@ -237,11 +267,18 @@ def scored_records(inputs, gold_field, pred_field, on_error):
     return records, kind, chosen["gold"], chosen["pred"]
 
 
-def evaluate_mlm(model_path, inputs, field, top_k, seed, batch_size, device, on_error) -> dict:
+def evaluate_mlm(model_path, inputs, field, top_k, seed, batch_size, device, on_error, precision="fp32") -> dict:
     from transformers import AutoModelForMaskedLM
 
     from tweetkit.errors import ConfigError
-    from tweetkit.modeling import load_pretrained, load_tokenizer, resolve_device
+    from tweetkit.modeling import (
+        check_precision,
+        load_pretrained,
+        load_tokenizer,
+        precision_context,
+        quantize_int8,
+        resolve_device,
+    )
     from tweetkit.tasks.mlm import masked_word_accuracy
 
     try:
@@ -249,6 +286,7 @@ def evaluate_mlm(model_path, inputs, field, top_k, seed, batch_size, device, on_
     except ValueError:
         raise click.BadParameter("expected integers, e.g. 1,5,10", param_hint="--top-k") from None
     target = resolve_device(device)
+    check_precision(precision, target)
     tokenizer = load_tokenizer(model_path)
     model, info = load_pretrained(AutoModelForMaskedLM, model_path, output_loading_info=True)
     if info.get("missing_keys"):
@@ -259,5 +297,9 @@ def evaluate_mlm(model_path, inputs, field, top_k, seed, batch_size, device, on_
             f"{model_path}: no masked-LM head to evaluate ({len(missing)} weights missing, e.g. {missing[0]}); pretrain it first"
         )
     model.to(target)
+    if precision == "int8":
+        model = quantize_int8(model, target)
     texts = [r[field] for r in read(inputs, on_error, field)]
-    return {**masked_word_accuracy(model, tokenizer, texts, ks, seed, batch_size), "count": len(texts)}
+    with precision_context(precision, target):
+        scores = masked_word_accuracy(model, tokenizer, texts, ks, seed, batch_size)
+    return {**scores, "count": len(texts)}

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from tweetkit.options import ON_ERROR, QUIET, config_options, label_map_option, log_for, train_options
+from tweetkit.options import ON_ERROR, QUIET, config_options, label_map_option, log_for, threads_option, train_options
 from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, default_storage, parse_space, run_study
 
 TASKS = ("classification", "multilabel", "regression", "tagging")
@@ -318,6 +318,7 @@ Examples:
   tweetkit finetune ... -o sent/ --resume      # continue after Ctrl-C or a crash
   tweetkit finetune --config irony.toml -o irony/""",
 )
+@threads_option
 @config_options
 @click.option(
     "--model",

@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from tweetkit.options import data_options
+from tweetkit.options import PRECISION, data_options, log_for, threads_option
 
 
 class PredictStep:
@@ -34,20 +34,26 @@ class PredictStep:
     epilog="""\b
 Examples:
   tweetkit normalize < new.jsonl | tweetkit predict --model sent/ > predicted.jsonl
+  tweetkit predict --model sent/ --precision int8 --threads 1 new.jsonl > predicted.jsonl   # a cron job
   tweetkit predict --model ner/ --field tokens wnut17/test.jsonl | tweetkit evaluate""",
 )
+@threads_option
 @click.option("--model", "model_path", required=True, help="A fine-tuned model directory (finetune output).")
 @data_options(field_help="Field holding the text (for tagging models: the list of words, e.g. tokens).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Multi-label decision threshold.")
-def command(model_path, stream, batch_size, device, threshold):
+@PRECISION
+def command(model_path, stream, batch_size, device, threshold, precision):
     """Add predictions to each record: `pred` and `scores` (probabilities), or
     `pred_tags` for tagging models.  Input order is kept."""
     from tweetkit.io import run_stream
-    from tweetkit.modeling import load_for_inference
+    from tweetkit.modeling import bf16_warning, load_for_inference, resolve_device
 
-    loaded = load_for_inference(model_path, device)  # before reading input: a bad path fails fast
+    loaded = load_for_inference(model_path, device, precision)  # before reading input: a bad path fails fast
+    warning = bf16_warning(precision, resolve_device(device))
+    if warning:
+        log_for("predict", stream.quiet)(warning)
     field_type = list if loaded.kind == "tagging" else str
     make_step = functools.partial(PredictStep, loaded, stream.field, batch_size, threshold)
     run_stream("predict", stream, make_step, text_field=stream.field, field_type=field_type)

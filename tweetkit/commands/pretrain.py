@@ -6,7 +6,7 @@ import os
 
 import click
 
-from tweetkit.options import FIELD, ON_ERROR, QUIET, config_options, log_for, train_options
+from tweetkit.options import FIELD, ON_ERROR, QUIET, config_options, log_for, threads_option, train_options
 
 TRAIN_FLAGS = [
     "max_steps", "epochs", "batch_size", "micro_batch_size", "lr", "weight_decay", "betas", "eps", "warmup_steps",
@@ -26,6 +26,7 @@ Examples:
   tweetkit pretrain ... -o mlm/ --resume         # continue from mlm/checkpoint-N
   tweetkit pretrain --config mlm/tweetkit_train_config.json -o mlm2/   # the same run again""",
 )
+@threads_option
 @config_options
 @click.option(
     "--train",
@@ -134,6 +135,8 @@ def command(
 def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, cache: str, quiet: bool) -> None:
     """The recipe: tokenize (rank 0 first, the others read its cache), build or load the
     model, train on the shared core, save the model beside its tokenizer and config."""
+    import torch
+
     from tweetkit.io import prepare_output_dir
     from tweetkit.modeling import load_tokenizer, save_model
     from tweetkit.tasks.mlm import MLMTask
@@ -165,7 +168,7 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
         )
         log(
             f"{len(train_corpus):,} tweets in {task.num_examples():,} packed rows of <= {setup['max_length']} tokens; "
-            f"{sum(p.numel() for p in model.parameters()):,} parameters; {dist.world} process(es)"
+            f"{sum(p.numel() for p in model.parameters()):,} parameters; {dist.world} process(es) of {torch.get_num_threads()} thread(s)"
         )
         config = TrainConfig(
             **train,

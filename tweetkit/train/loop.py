@@ -18,13 +18,14 @@ import math
 import signal
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
 from tweetkit.errors import ConfigError, Interrupted, log_to_stderr
+from tweetkit.modeling import bf16_warning, precision_context
 from tweetkit.train import checkpoint
 from tweetkit.train.config import TrainConfig
 from tweetkit.train.distributed import Dist
@@ -80,21 +81,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def autocast(config: TrainConfig, device: torch.device):
-    if config.precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); without it
-    oneDNN emulates bf16 and autocast runs several times slower than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    except OSError:
-        return True  # not Linux: no way to tell, no warning
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """The forward passes' precision, in training and in validation alike."""
+    return precision_context(config.precision, device)
 
 
 def emit(record: dict) -> None:
@@ -130,6 +118,56 @@ class InterruptGuard:
         self.previous = {}
 
 
+class Batches:
+    """The micro-batches of each step, a pure function of the step (so resuming and
+    prefetching cannot change them).  With `prefetch`, a thread builds the next step's
+    while the current one runs: on a GPU the Python collation (about 80 ms for 256 packed
+    rows on a slow CPU core) would otherwise leave the device idle; the thread gets the
+    interpreter while the main one waits for the device.  Off on the CPU, where the
+    collation would only take cores from the step itself."""
+
+    def __init__(self, task, config: TrainConfig, dist: Dist, steps_per_epoch: int, micro: int, prefetch: bool):
+        self.task, self.config, self.dist = task, config, dist
+        self.steps_per_epoch, self.micro = steps_per_epoch, micro
+        self.orders: dict[int, list[int]] = {}
+        self.pool = self.pending = None
+        if prefetch:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tweetkit-collate")
+
+    def order(self, epoch: int) -> list[int]:
+        if epoch not in self.orders:  # one epoch at a time: the order is computed once per epoch
+            # A task may order its examples itself (length buckets); else a plain shuffle.
+            task = self.task
+            self.orders = {
+                epoch: task.order(epoch)
+                if hasattr(task, "order")
+                else epoch_order(task.num_examples(), self.config.seed, epoch)
+            }
+        return self.orders[epoch]
+
+    def build(self, step: int) -> list[dict]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        size, world = self.config.batch_size, self.dist.world
+        chosen = self.order(epoch)[index * size : (index + 1) * size][self.dist.rank :: world]
+        return [self.task.collate(chosen[i : i + self.micro], epoch) for i in range(0, len(chosen), self.micro)]
+
+    def get(self, step: int, total: int) -> list[dict]:
+        """Step `step`'s micro-batches; queues step + 1's when prefetching."""
+        if self.pool is None:
+            return self.build(step)
+        pending, self.pending = self.pending, None
+        batches = pending[1].result() if pending is not None and pending[0] == step else self.build(step)
+        if step + 1 < total:
+            self.pending = (step + 1, self.pool.submit(self.build, step + 1))
+        return batches
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def train(
     model,
     task: Task,
@@ -140,6 +178,7 @@ def train(
     log=log_to_stderr,
     emit_metrics=True,
     phases=None,
+    prefetch: bool | None = None,
 ) -> dict:
     """Train `model` on `task`; return the last metrics.
 
@@ -149,7 +188,8 @@ def train(
     same best epoch.  Ctrl-C or SIGTERM writes a checkpoint, then raises KeyboardInterrupt.
     `emit_metrics=False` keeps the metrics lines off stdout (a sweep prints its trials there).
     `phases` (continued.HeadWarmup) sees every step before its forward and after its update,
-    and decides from the step alone what trains, so a resumed run is in the same phase."""
+    and decides from the step alone what trains, so a resumed run is in the same phase.
+    `prefetch` builds the next step's batches in a thread (see Batches) [default: on a GPU]."""
     from tqdm import tqdm
 
     world, rank = dist.world, dist.rank
@@ -164,8 +204,8 @@ def train(
         raise ConfigError("--precision fp16 needs a GPU; use bf16 on the CPU")
     if phases is not None and world > 1:
         raise ConfigError("--head-warmup-steps runs in one process (DDP cannot change what trains mid-run)")
-    if config.precision == "bf16" and dist.device.type == "cpu" and dist.is_main and not cpu_has_native_bf16():
-        log("warning: this CPU has no native bf16 (avx512_bf16/amx_bf16): bf16 will run slower than fp32 here")
+    if dist.is_main and bf16_warning(config.precision, dist.device):
+        log(bf16_warning(config.precision, dist.device))
 
     model.to(dist.device)
     module = task.wrap(model)  # what the loss calls: DDP must wrap it, since DDP syncs in forward
@@ -198,13 +238,11 @@ def train(
     metrics: dict = {}
     stop = False
     module.train()
-    with InterruptGuard() as interrupt:
+    prefetch = dist.device.type == "cuda" if prefetch is None else prefetch
+    source = Batches(task, config, dist, steps_per_epoch, micro, prefetch)
+    with InterruptGuard() as interrupt, closing(source):
         while step < total:
-            epoch, index = divmod(step, steps_per_epoch)
-            # A task may order its examples itself (length buckets); else a plain shuffle.
-            order = task.order(epoch) if hasattr(task, "order") else epoch_order(examples, config.seed, epoch)
-            chosen = order[index * config.batch_size : (index + 1) * config.batch_size][rank::world]
-            batches = [task.collate(chosen[i : i + micro], epoch) for i in range(0, len(chosen), micro)]
+            batches = source.get(step, total)
             # Normalise by the global count (masked tokens, examples) so that every process
             # count gives the same gradient: DDP averages, hence the factor `world`.
             global_count = dist.all_reduce_sum(sum(b["count"] for b in batches))
@@ -246,7 +284,7 @@ def train(
             }
             evaluated = bool(config.eval_every and step % config.eval_every == 0 and step < total)
             if evaluated:
-                results = evaluate(module, task)
+                results = evaluate(module, task, autocast(config, dist.device))
                 metrics.update(results)
                 module.train()
                 stop = bool(keeper is not None and results and keeper.observe(step, results, model))
@@ -266,7 +304,7 @@ def train(
                 log(f"early stop at step {step}")
                 break
     bar.close()
-    final = {} if stop else evaluate(module, task)
+    final = {} if stop else evaluate(module, task, autocast(config, dist.device))
     if final:
         metrics.update(final)
         if emit_metrics and dist.is_main:
@@ -300,9 +338,10 @@ def restore(model, optimizer, scaler, keeper, config: TrainConfig, dist: Dist, l
     return Progress(state["step"], state["tokens"], state["elapsed"])
 
 
-def evaluate(module, task: Task) -> dict:
+def evaluate(module, task: Task, precision=None) -> dict:
+    """The task's validation metrics, under `precision` (the training's autocast) when given."""
     module.eval()
-    with torch.no_grad():
+    with torch.no_grad(), precision if precision is not None else nullcontext():
         return task.evaluate(module)
 
 

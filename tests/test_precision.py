@@ -1,0 +1,166 @@
+"""--precision in validation, predict and evaluate: bf16 autocast and int8 dynamic
+quantization run, differ from fp32 (so the mode took effect) and agree with it."""
+
+import json
+
+import pytest
+import torch
+from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
+
+from tweetkit.errors import ConfigError
+
+SHAPE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """A micro RoBERTa fine-tuned to tell real tweets with a '?' from those without
+    (balanced), so that its predictions vary and are mostly confident."""
+    root = tmp_path_factory.mktemp("precision")
+    rows = read_jsonl(shared("tweeteval/irony/train.jsonl"))
+    questions = [r for r in rows if "?" in r["text"]][:300]
+    statements = [r for r in rows if "?" not in r["text"]][:300]
+    mixed = [row for pair in zip(questions, statements) for row in pair]
+    labelled = [{"text": r["text"], "label": "question" if "?" in r["text"] else "statement"} for r in mixed]
+    (root / "train.jsonl").write_bytes(jsonl(*labelled[:400]))
+    (root / "test.jsonl").write_bytes(jsonl(*labelled[400:]))
+    make_tokenizer(root, [r["text"] for r in mixed], 600)
+    make_micro_model(root, SHAPE)
+    argv = ["finetune", "--model", str(root / "mlm"), "--task", "classification", "--train", str(root / "train.jsonl"),
+            "-o", str(root / "clf"), "--epochs", "4", "--lr", "2e-3", "--batch-size", "16", "-q"]  # fmt: skip
+    result = run_cli(argv)
+    assert result.exit_code == 0, result.stderr
+    return root
+
+
+def predictions(classifier, precision):
+    result = run_cli(
+        ["predict", "--model", str(classifier / "clf"), "--precision", precision, str(classifier / "test.jsonl")]
+    )
+    assert result.exit_code == 0, result.stderr
+    return result.records()
+
+
+def test_bf16_and_int8_predictions_agree_with_fp32(classifier):
+    fp32 = predictions(classifier, "fp32")
+    gold = [r["label"] for r in read_jsonl(classifier / "test.jsonl")]
+    assert sum(r["pred"] == g for r, g in zip(fp32, gold)) / len(gold) > 0.9  # the model is worth comparing
+    for precision, tolerance in (("bf16", 0.02), ("int8", 0.05)):
+        other = predictions(classifier, precision)
+        assert [r["text"] for r in other] == [r["text"] for r in fp32]  # input order kept
+        agreement = sum(a["pred"] == b["pred"] for a, b in zip(fp32, other)) / len(fp32)
+        gaps = [abs(a["scores"][k] - b["scores"][k]) for a, b in zip(fp32, other) for k in a["scores"]]
+        assert agreement >= 0.98, (precision, agreement)
+        assert max(gaps) < tolerance, (precision, max(gaps))
+        assert max(gaps) > 0, precision  # the other precision did run: not one probability moved otherwise
+
+
+def test_modes_reach_the_model(classifier):
+    from tweetkit.modeling import load_for_inference, precision_context
+
+    quantized = load_for_inference(str(classifier / "clf"), "cpu", "int8")
+    kinds = {type(m).__module__ for m in quantized.model.modules() if "Linear" in type(m).__name__}
+    assert kinds and all("quantized" in kind for kind in kinds), kinds
+    loaded = load_for_inference(str(classifier / "clf"), "cpu", "bf16")
+    seen = []
+    layer = next(m for m in loaded.model.modules() if isinstance(m, torch.nn.Linear))
+    handle = layer.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    with precision_context("bf16", torch.device("cpu")):
+        loaded.model(input_ids=torch.tensor([[0, 5, 6, 2]]))
+    handle.remove()
+    assert seen == [torch.bfloat16]
+
+
+def test_evaluate_at_each_precision(classifier):
+    scores = {}
+    for precision in ("fp32", "bf16", "int8"):
+        argv = ["evaluate", "-q", "--model", str(classifier / "clf"), "--precision", precision]
+        result = run_cli([*argv, str(classifier / "test.jsonl")])
+        assert result.exit_code == 0, result.stderr
+        scores[precision] = json.loads(result.stdout)["macro_recall"]
+    assert scores["bf16"] == pytest.approx(scores["fp32"], abs=0.02)
+    assert scores["int8"] == pytest.approx(scores["fp32"], abs=0.02)
+
+
+def one_line_error(result, code, text):
+    assert result.exit_code == code, result.stderr
+    assert text in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_option_errors_are_one_line(classifier, tmp_path, monkeypatch):
+    import tweetkit.modeling
+
+    test = str(classifier / "test.jsonl")
+    one_line_error(
+        run_cli(["evaluate", "--precision", "bf16", test]), 2, "tweetkit evaluate: --precision bf16 needs --model"
+    )
+    linear = run_cli(["finetune", "--model", "linear", "--task", "classification", "--train",
+                      str(classifier / "train.jsonl"), "-o", str(tmp_path / "linear"), "-q"])  # fmt: skip
+    assert linear.exit_code == 0, linear.stderr
+    one_line_error(
+        run_cli(["predict", "--model", str(tmp_path / "linear"), "--precision", "int8", test]),
+        1,
+        "is a linear model, which has one precision (fp32)",
+    )
+    # int8 on a GPU: refused before the model is read (the GPU is faked; none is needed to refuse it)
+    monkeypatch.setattr(tweetkit.modeling, "resolve_device", lambda name="auto": torch.device("cuda"))
+    for command in (["predict", "--model", str(classifier / "clf")], ["evaluate", "--model", str(classifier / "clf")]):
+        one_line_error(run_cli([*command, "--precision", "int8", test]), 1, "--precision int8 runs on the CPU only")
+    with pytest.raises(ConfigError, match="CPU only"):
+        tweetkit.modeling.check_precision("int8", torch.device("cuda"))
+    tweetkit.modeling.check_precision("bf16", torch.device("cuda"))  # bf16 runs anywhere
+
+
+class Layer(torch.nn.Linear):
+    """A Linear the training loop can checkpoint."""
+
+    def save_pretrained(self, directory, safe_serialization=True):
+        from safetensors.torch import save_file
+
+        save_file(self.state_dict(), f"{directory}/model.safetensors")
+
+
+class Probe:
+    """A task whose validation reports the dtype a Linear layer computes in."""
+
+    def num_examples(self):
+        return 4
+
+    def collate(self, indices, epoch):
+        return {"x": torch.ones(len(indices), 4), "count": len(indices)}
+
+    def loss(self, module, batch):
+        return module(batch["x"]).float().sum(), batch["count"]
+
+    def evaluate(self, module):
+        return {"validation_dtype": str(module(torch.ones(1, 4)).dtype)}
+
+    def wrap(self, model):
+        return model
+
+
+@pytest.mark.parametrize("precision,dtype", [("fp32", "torch.float32"), ("bf16", "torch.bfloat16")])
+def test_validation_inside_training_runs_at_the_training_precision(tmp_path, precision, dtype, capsys):
+    from tweetkit.train.config import TrainConfig
+    from tweetkit.train.distributed import Dist
+    from tweetkit.train.loop import train
+
+    config = TrainConfig(output_dir=str(tmp_path), batch_size=2, max_steps=2, eval_every=1, precision=precision)
+    metrics = train(Layer(4, 1), Probe(), config, Dist(), log=lambda message: None)
+    assert metrics["validation_dtype"] == dtype
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["validation_dtype"] for r in lines if "validation_dtype" in r] == [dtype, dtype]  # mid-run and final
+
+
+def test_pretrain_validation_under_bf16(classifier, tmp_path):
+    """bf16 pretraining with a validation set runs, and its validation loss stays close to fp32's."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        argv = ["pretrain", "--train", str(classifier / "corpus.jsonl"), "--validation", str(classifier / "test.jsonl"),
+                "--tokenizer", str(classifier / "tok"), "-o", str(tmp_path / precision), "--model-config",
+                str(classifier / "micro.json"), "--max-steps", "4", "--batch-size", "8", "--precision", precision,
+                "--cache-dir", str(tmp_path / "cache"), "-q"]  # fmt: skip
+        result = run_cli(argv)
+        assert result.exit_code == 0, result.stderr
+        losses[precision] = [r for r in result.records() if "validation_loss" in r][-1]["validation_loss"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
