@@ -160,7 +160,8 @@ def signature_task(args: tuple[Job, int]) -> dict:
         band_keys.append(bands)
         band_gid.append(base + good + alive[eligible])
         band_exact.append(hashes[eligible])
-        shingle_chunks += shingle_sets
+        if shingle_sets:  # one array per batch: a numpy array per tweet costs ~100 bytes of overhead
+            shingle_chunks.append(np.concatenate(shingle_sets))
         lengths = np.zeros(len(batch), dtype=np.int64)
         lengths[alive[eligible]] = [len(shingles) for shingles in shingle_sets]
         shingle_lengths.append(lengths)
@@ -201,14 +202,19 @@ def signature_task(args: tuple[Job, int]) -> dict:
 
 
 class ShingleStore:
-    """Shingle sets by global id, read from the signature files through memory maps."""
+    """Shingle sets by global id, read from the signature files through memory maps.  The
+    sets are cached (a tweet is compared in each band it shares) up to `cache` of them:
+    a Python set costs ~2 KB, so an unbounded cache would grow with the partition's
+    candidates rather than stay bounded."""
 
-    def __init__(self, job: Job):
-        self.job, self.files, self.sets = job, {}, {}
+    def __init__(self, job: Job, cache: int = 1 << 15):
+        self.job, self.files, self.sets, self.cache = job, {}, {}, cache
 
     def __getitem__(self, gid: int) -> set:
         found = self.sets.get(gid)
         if found is None:
+            if len(self.sets) >= self.cache:
+                self.sets.clear()
             file_index, position = gid >> FILE_SHIFT, gid & ((1 << FILE_SHIFT) - 1)
             if file_index not in self.files:
                 directory = self.job.path("signatures", file_index)
@@ -287,16 +293,20 @@ def match_task(args: tuple[Job, int]) -> dict:
         store, threshold, answers = ShingleStore(job), job.config.threshold, {}
 
         def similar(earlier: int, later: int) -> bool:
+            nonlocal verified
             pair = (earlier, later)
             answer = answers.get(pair)
             if answer is None:
                 mine, theirs = store[later], store[earlier]
                 shared = len(mine & theirs)
-                answer = answers[pair] = shared >= threshold * (len(mine) + len(theirs) - shared)
+                answer = shared >= threshold * (len(mine) + len(theirs) - shared)
+                verified += 1
+                if len(answers) >= 1 << 20:  # a pair shares several bands; remember the recent ones
+                    answers.clear()
+                answers[pair] = answer
             return answer
 
         edges = near_edges(keys, band_gids, band_exacts, similar)
-        verified = len(answers)
     meta = {
         "exact_entries": len(hashes),
         "copies": len(copies),
