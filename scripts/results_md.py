@@ -326,7 +326,9 @@ def main():
     for name in names:
         with open(os.path.join(args.results, name)) as handle:
             result = json.load(handle)
-        if isinstance(result, dict) and "rows" in result:
+        if (
+            isinstance(result, dict) and "rows" in result and "target" in result
+        ):  # a reproduction (not a sweep or a bench)
             results.append(result)
         elif isinstance(result, dict) and result.get("kind") == "adaptation":
             curves.append(result)
