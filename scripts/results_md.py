@@ -124,7 +124,7 @@ def target_section(result):
             + f" | {len(row['seeds'])} | {minutes:.0f} |"
         )
     published_metric, published = PUBLISHED.get(target, (None, []))
-    for name, value in published:
+    for name, value in published if published_metric in metrics else []:  # a run that reports that metric
         lines.append(
             f"| *published:* {name} | "
             + " | ".join(f"*{value:.1f}*" if m == published_metric else "" for m in metrics)
