@@ -84,6 +84,16 @@ TRIVIAL = {
 }
 
 
+def near_variants(hashtags, vocab):
+    """The near-duplicate kinds planted: name -> make(text, rng) (None when it does not apply)."""
+    return {
+        "hashtag added": lambda t, rng: f"{t} {rng.choice(hashtags)}",
+        "emoji added": lambda t, rng: f"{t} {rng.choice(EMOJI)}",
+        "truncated …": truncate,
+        "word changed": lambda t, rng: change_word(t, rng, vocab),
+    }
+
+
 def plant(data, n_bases, n_shorts, seed):
     """[(text, kind, variant type)] in stream order; kind is base, trivial, near or short."""
     rng = random.Random(seed)
@@ -114,12 +124,7 @@ def plant(data, n_bases, n_shorts, seed):
         if len(bases) == n_bases:
             break
     vocab = sorted({w for _, words in bases for w in words if w.isalpha() and len(w) > 2})
-    near = {
-        "hashtag added": lambda t, rng: f"{t} {rng.choice(hashtags)}",
-        "emoji added": lambda t, rng: f"{t} {rng.choice(EMOJI)}",
-        "truncated …": truncate,
-        "word changed": lambda t, rng: change_word(t, rng, vocab),
-    }
+    near = near_variants(hashtags, vocab)
     groups = []
     for text, _ in bases:
         group = [(text, "base", "base")]

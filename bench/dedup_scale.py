@@ -33,7 +33,7 @@ import sys
 import time
 
 from common import DEFAULT_DATA, real_tweets
-from dedup import EMOJI, TRIVIAL, change_word, truncate
+from dedup import TRIVIAL, near_variants
 
 from tweetkit.text.dedup import dedup_key
 
@@ -66,12 +66,7 @@ def build(data, total, n_bases, n_shorts, seed):
     bases, fillers_from = pool[:n_bases], pool[n_bases:]
     hashtags = sorted({h for text in pool[:20000] for h in re.findall(r"#\w+", text)})
     vocab = sorted({w for text in bases[:5000] for w in text.lower().split() if w.isalpha() and len(w) > 2})
-    near = {
-        "hashtag added": lambda t, rng: f"{t} {rng.choice(hashtags)}",
-        "emoji added": lambda t, rng: f"{t} {rng.choice(EMOJI)}",
-        "truncated": truncate,
-        "word changed": lambda t, rng: change_word(t, rng, vocab),
-    }
+    near = near_variants(hashtags, vocab)
     groups = []
     for i, text in enumerate(bases):
         group = [(f"b{i}", text)]

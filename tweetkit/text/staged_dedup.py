@@ -124,6 +124,15 @@ def _save_atomically(directory: str, arrays: dict, meta: dict) -> None:
     os.replace(partial, directory)
 
 
+def _finished(directory: str) -> dict | None:
+    """The meta of a task an earlier run of the same job completed (see prepare_work)."""
+    try:
+        with open(os.path.join(directory, "meta.json")) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
 def _by_partition(parts: np.ndarray, count: int, *columns: np.ndarray) -> tuple:
     """The columns reordered by partition (stable), and the (count + 1) partition offsets."""
     order = np.argsort(parts, kind="stable")
@@ -137,9 +146,8 @@ def _by_partition(parts: np.ndarray, count: int, *columns: np.ndarray) -> tuple:
 def signature_task(args: tuple[Job, int]) -> dict:
     job, file_index = args
     directory = job.path("signatures", file_index)
-    if os.path.exists(os.path.join(directory, "meta.json")):
-        with open(os.path.join(directory, "meta.json")) as f:
-            return json.load(f)
+    if (done := _finished(directory)) is not None:
+        return done
     begin = time.perf_counter()
     filters, dedup = job.filters(), Deduplicator(job.mode, job.config)
     base = file_index << FILE_SHIFT
@@ -280,9 +288,8 @@ def near_edges(keys: np.ndarray, gids: np.ndarray, exacts: np.ndarray, similar: 
 def match_task(args: tuple[Job, int]) -> dict:
     job, partition = args
     directory = job.path("matches", partition)
-    if os.path.exists(os.path.join(directory, "meta.json")):
-        with open(os.path.join(directory, "meta.json")) as f:
-            return json.load(f)
+    if (done := _finished(directory)) is not None:
+        return done
     begin = time.perf_counter()
     hashes, gids = _slices(job, partition, "exact", ("hash", "gid"))
     copies = exact_pairs(hashes, gids)
