@@ -64,7 +64,7 @@ bench-dedup: install
 	$(BIN)/python bench/dedup.py --data $(DATA)
 	$(BIN)/python bench/dedup_memory.py --data $(DATA)
 
-# The staged dedup over many files against the streaming process, on 2M tweets (about 15 minutes
+# The staged dedup over many files against the streaming process, on 2M tweets (about 20 minutes
 # on 2 CPU cores): results/dedup-scale.json
 bench-dedup-scale: install
 	$(BIN)/python bench/dedup_scale.py --data $(DATA)

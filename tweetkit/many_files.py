@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 
 from tweetkit.errors import UsageError
-from tweetkit.io import STDIN, Counts, StreamOptions, report_counts, run_stream
+from tweetkit.io import STDIN, Counts, StreamOptions, refuse_overlap, report_counts, run_stream
 
 
 def wants_directory(path: str | None) -> bool:
@@ -60,8 +60,6 @@ class FileOutputs:
         outputs = paths_in(stream.output, inputs, "-o")
         dropped = paths_in(stream.dropped, inputs, "--dropped") if stream.dropped else None
         rejects = paths_in(stream.rejects, inputs, "--rejects") if stream.rejects else None
-        from tweetkit.io import refuse_overlap
-
         refuse_overlap(inputs, [*outputs, *(dropped or ()), *(rejects or ())])
         return cls(inputs, outputs, dropped, rejects)
 
