@@ -59,8 +59,12 @@ def test_modes_reach_the_model(classifier):
     from tweetkit.modeling import load_for_inference, precision_context
 
     quantized = load_for_inference(str(classifier / "clf"), "cpu", "int8")
-    kinds = {type(m).__module__ for m in quantized.model.modules() if "Linear" in type(m).__name__}
-    assert kinds and all("quantized" in kind for kind in kinds), kinds
+    encoder = list(quantized.model.base_model.encoder.modules())
+    assert not any(isinstance(m, torch.nn.Linear) for m in encoder)  # every encoder Linear is quantized
+    weight = next(m for m in encoder if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")).weight()
+    head = [m for m in quantized.model.classifier.modules() if "Linear" in type(m).__name__]
+    assert head and all(isinstance(m, torch.nn.Linear) for m in head)  # the head stays fp32
+    assert weight.qscheme() == torch.per_channel_affine  # a scale per output channel
     loaded = load_for_inference(str(classifier / "clf"), "cpu", "bf16")
     seen = []
     layer = next(m for m in loaded.model.modules() if isinstance(m, torch.nn.Linear))
@@ -164,3 +168,17 @@ def test_pretrain_validation_under_bf16(classifier, tmp_path):
         assert result.exit_code == 0, result.stderr
         losses[precision] = [r for r in result.records() if "validation_loss" in r][-1]["validation_loss"]
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+
+
+def test_sort_window_changes_batches_not_predictions(classifier):
+    """--sort-window decides which lines are sorted by length together (so how much padding
+    each batch carries); input order and predictions stay the same."""
+    default = predictions(classifier, "fp32")
+    result = run_cli(["predict", "--model", str(classifier / "clf"), "--sort-window", "7", "--batch-size", "4",
+                      str(classifier / "test.jsonl")])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    small = result.records()
+    assert [r["text"] for r in small] == [r["text"] for r in default]
+    assert [r["pred"] for r in small] == [r["pred"] for r in default]
+    gaps = [abs(a["scores"][k] - b["scores"][k]) for a, b in zip(default, small) for k in a["scores"]]
+    assert max(gaps) < 1e-4

@@ -347,9 +347,9 @@ def open_output(path: str | None) -> IO[bytes]:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _process(options: StreamOptions, make_transform, text_field, field_type) -> tuple:
+def _process(options: StreamOptions, make_transform, text_field, field_type, batch_lines: int) -> tuple:
     """(pool or None, iterator of (source, outcomes)) over the input batches, in order."""
-    batches = read_batches(options.inputs)
+    batches = read_batches(options.inputs, batch_lines)
     if options.workers > 1:
         context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
         pool = context.Pool(options.workers, _worker_init, (make_transform, text_field, field_type))
@@ -391,12 +391,14 @@ def run_stream(
     text_field: str | None = "text",
     routes: dict[str, str] | None = None,
     field_type: type = str,
+    batch_lines: int = BATCH_LINES,
 ) -> Counts:
     """Run a transform over the inputs and write its output; return the counts.
 
     `make_transform` is called once per process (so a model loads once per worker)
     and must be picklable when `options.workers > 1`.  With `routes` (name -> path),
-    records the transform returns as Routed(name, record) go to that path.
+    records the transform returns as Routed(name, record) go to that path.  The
+    transform sees `batch_lines` lines per call (predict sorts each call's lines by length).
     """
     from tqdm import tqdm
 
@@ -414,7 +416,7 @@ def run_stream(
     )
     pool = None
     try:
-        pool, results = _process(options, make_transform, text_field, field_type)
+        pool, results = _process(options, make_transform, text_field, field_type, batch_lines)
         for name, outcomes in results:
             _write_outcomes(name, outcomes, counts, options, out, routed, dropped, rejects)
             bar.update(len(outcomes))

@@ -141,7 +141,7 @@ class SequenceTask(SupervisedTask):
         return {f"validation_{k}": v for k, v in scores.items()}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_sequences(model, tokenizer, texts, kind, label_names, batch_size, max_length, threshold=0.5) -> list[tuple]:
     """(pred, scores) per text, in input order; batches are formed over length-sorted texts."""
     was_training = model.training
@@ -214,7 +214,7 @@ class TaggingTask(SupervisedTask):
         }
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_tags(model, tokenizer, word_lists, label_names, batch_size, max_length, fallback="O") -> list[list[str]]:
     """A tag per word, in input order; words cut off by max_length get `fallback`."""
     was_training = model.training
