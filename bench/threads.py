@@ -9,6 +9,8 @@ logged step (after warm-up) and its last.  It runs under each setting:
   threads-1     --threads 1
   spinning      the behaviour before --threads: one thread per core, and libgomp's
                 default of spinning ~3 ms before sleeping (GOMP_SPINCOUNT=300000)
+  passive       OMP_WAIT_POLICY=PASSIVE: threads sleep as soon as they wait
+  short-spin    GOMP_SPINCOUNT=30000: a tenth of libgomp's default spin
 
 alone, and beside each companion, started first and kept busy (restarted when done) until
 the measured job ends:
@@ -59,6 +61,8 @@ def settings_table(n_cores: int) -> dict:
         "default": ([], {}),
         "threads-1": (["--threads", "1"], {}),
         "spinning": (["--threads", str(n_cores)], {"GOMP_SPINCOUNT": "300000"}),
+        "passive": ([], {"OMP_WAIT_POLICY": "PASSIVE"}),  # threads sleep at once
+        "short-spin": ([], {"GOMP_SPINCOUNT": "30000"}),  # a tenth of libgomp's default spin
     }
 
 
