@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
 # repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
-.PHONY: install demo test lint test-slow sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline bench-threads bench-gpu results clean
+.PHONY: install demo test lint test-slow sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-int8 bench-tagging-baseline bench-threads bench-gpu results clean
 
 install: $(VENV)/.installed
 
@@ -80,6 +80,9 @@ bench-finetune: install
 
 bench-tagging-baseline: install
 	$(BIN)/python bench/tagging_baseline.py --data $(DATA)
+
+bench-int8: install
+	$(BIN)/python bench/int8_layers.py --data $(DATA)
 
 bench-predict: install
 	$(BIN)/python bench/predict.py --data $(DATA)

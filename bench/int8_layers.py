@@ -62,7 +62,9 @@ def main():
 
     warnings.simplefilter("ignore")  # torch.ao's deprecation notice
     work = tempfile.mkdtemp(prefix="bench-int8-")
-    test = write_normalized(pathlib.Path(args.data) / "semeval2017/test.jsonl", args.tweets, os.path.join(work, "t.jsonl"))
+    test = write_normalized(
+        pathlib.Path(args.data) / "semeval2017/test.jsonl", args.tweets, os.path.join(work, "t.jsonl")
+    )
     directory = args.model or finetuned_classifier(work, args.data, 2000, 2, args.threads)
     tokenizer = AutoTokenizer.from_pretrained(directory)
     texts = sorted((r["text"] for r in read_rows(test)), key=len)
