@@ -35,11 +35,16 @@ def real_tweets(data_dir, files=TWEET_FILES):
     return texts
 
 
-def run(cmd, label, cwd=None):
-    """stdout of a child process, or None (with its stderr tail shown) when it fails."""
+def run(cmd, label, cwd=None, env=None):
+    """stdout of a child process, or None (with its stderr tail shown) when it fails.
+    `env`: variables added to this process's environment for the child."""
     start = time.perf_counter()
     proc = subprocess.run(
-        cmd, cwd=cwd or pathlib.Path(__file__).resolve().parent.parent, capture_output=True, text=True
+        cmd,
+        cwd=cwd or pathlib.Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env} if env else None,
     )
     failed = f", FAILED (exit {proc.returncode})" if proc.returncode else ""
     # Other processes on the machine skew every number; the load average says when.
