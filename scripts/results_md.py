@@ -99,6 +99,45 @@ def confusion_tables(result):
     return lines
 
 
+def mapped_accuracy(confusion, label_map):
+    """Accuracy after `label_map` merges classes, from a confusion matrix summed over seeds:
+    the mean over seeds, since every seed scores the same test examples."""
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    merged = [label_map.get(label, label) for label in labels]
+    right = sum(matrix[g][p] for g in range(len(labels)) for p in range(len(labels)) if merged[g] == merged[p])
+    return 100 * right / sum(map(sum, matrix))
+
+
+def label_map_from_confusion(result):
+    """For a run made before its target was also scored with a label map (LABEL_MAPS in
+    scripts/repro.py): the mapped accuracy of each row, from its summed confusion matrix."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import repro
+
+    from tweetkit.metrics import parse_label_map
+
+    target = result["target"]
+    if target not in repro.LABEL_MAPS:
+        return []
+    suffix, text = repro.LABEL_MAPS[target]
+    metric = f"accuracy_{suffix}"
+    if metric in result["metrics"]:  # scored per seed by the run itself: in the table
+        return []
+    rows = [(row["name"], row["confusion_matrix"]) for row in result["rows"] if row.get("confusion_matrix")]
+    if not rows:
+        return []
+    label_map = parse_label_map(text)
+    published_metric, published = PUBLISHED.get(target, (None, []))
+    figures = ", ".join(f"{name} {mapped_accuracy(confusion, label_map):.1f}" for name, confusion in rows)
+    seed = "; published: " + ", ".join(f"{n} {v:.1f}" for n, v in published) if published_metric == metric else ""
+    return [
+        "",
+        f'{METRIC_NAMES.get(metric, metric)} (`--label-map "{text}"`), from each row\'s confusion matrix summed '
+        f"over its seeds (the mean over seeds; this run predates the per-seed mapped scores, which a rerun adds with their spread): "
+        f"{figures}{seed}.",
+    ]
+
+
 def title(result):
     """The target's title, and the results name when a run was given its own (--name)."""
     target, name = result["target"], result.get("name", result["target"])
@@ -132,6 +171,7 @@ def target_section(result):
         )
     if target in CONFUSION_TARGETS:
         lines += confusion_tables(result)
+    lines += label_map_from_confusion(result)
     data = result["data"]
     settings = result["settings"]
     shared = result["corpus"].get("seconds", 0) / 60 + sum(row.get("pretrain_minutes", 0) for row in result["rows"])

@@ -226,3 +226,27 @@ def test_results_md_named_run_beside_the_default_and_ablation_without_c(tmp_path
         in text
     )
     assert "(c'') − (b) = +1.50 ± 0.00 (per seed: +1.50)." in text
+
+
+def test_mapped_accuracy_from_a_summed_confusion_matrix_equals_scoring_the_mapped_labels():
+    """RESULTS.md derives COVID's 3-class accuracy of older runs from their 5-class confusion
+    matrices: it must equal what `evaluate --label-map` computes from the labels themselves."""
+    import random
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import results_md
+
+    from tweetkit.metrics import classification_metrics, map_labels, parse_label_map
+
+    labels = ["Extremely Negative", "Negative", "Neutral", "Positive", "Extremely Positive"]
+    rng = random.Random(3)
+    gold = [rng.choice(labels) for _ in range(500)]
+    pred = [g if rng.random() < 0.5 else rng.choice(labels) for g in gold]
+    matrix = [[sum(1 for g, p in zip(gold, pred) if (g, p) == (a, b)) for b in labels] for a in labels]
+    label_map = parse_label_map("Extremely Positive=Positive,Extremely Negative=Negative")
+    mapped = classification_metrics([map_labels(g, label_map) for g in gold], [map_labels(p, label_map) for p in pred])[
+        "accuracy"
+    ]
+    from_matrix = results_md.mapped_accuracy({"labels": labels, "matrix": matrix}, label_map)
+    assert abs(from_matrix - 100 * mapped) < 1e-9
+    assert from_matrix > 100 * classification_metrics(gold, pred)["accuracy"]  # merging only adds agreements
