@@ -6,7 +6,8 @@
 bench/adaptation.py with the settings a GPU affords: the full train sets (SemEval-2017's
 ~49.5k tweets, irony's 2.9k), TAPT over the task's train text for 1,000 steps of 256 packed
 rows (32.8M tokens: ~20 passes over SemEval's text, ~300 over irony's, Don't Stop
-Pretraining's many-epochs TAPT), vocabulary extension, head warm-up for 10% of the steps, the
+Pretraining's many-epochs TAPT), the base vocabulary (bench/adaptation.py's default: the
+extension cost about a point at 1.2M CPU tokens), head warm-up for 10% of the steps, the
 checkpoint of the lowest validation MLM loss, bf16, 3 seeds; (c) − (b) paired by seed.  The
 shared corpus is not built (TAPT needs none), so no minutes go to langid | normalize | dedup.
 Writes results/NAME.json (default gpu), NAME.png/.svg, NAME-tsne.png/.svg, NAME.md.  Flags
