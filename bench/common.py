@@ -35,6 +35,23 @@ def real_tweets(data_dir, files=TWEET_FILES):
     return texts
 
 
+def matmul_gflops(dtype, size, repeats=3, weight_layout=False):
+    """GFLOP/s of one size x size matmul on this process's threads: the peak model FLOP
+    rates are compared with."""
+    import torch
+
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    if weight_layout:
+        b = b.t()  # a @ W.T, as nn.Linear's forward multiplies
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
 def run(cmd, label, cwd=None, env=None):
     """stdout of a child process, or None (with its stderr tail shown) when it fails.
     `env`: variables added to this process's environment for the child."""

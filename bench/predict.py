@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from common import DEFAULT_DATA, read_rows, write_normalized  # noqa: E402
+from common import DEFAULT_DATA, matmul_gflops, read_rows, write_normalized  # noqa: E402
 
 
 def minilm_path() -> str:
@@ -131,7 +131,29 @@ def padding(tokenizer, texts, batch_size, window):
         "pipeline": round(padded(lengths) / real, 3),
         "tweetkit": round(padded(windowed) / real, 3),
         "window": window,
+        "real_tokens": real,
     }
+
+
+def encoder_matmul_flops_per_token(directory) -> int:
+    """2 x the encoder's Linear weights (4 h^2 + 2 h i per layer): the FLOPs of one token
+    through the matmuls, attention scores and the head left out (small at tweet lengths)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(directory)
+    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    return 2 * layers * (4 * h * h + 2 * h * i)
+
+
+def roofline(directory, texts, rate, pad, threads):
+    """fp32 model GFLOP/s against this CPU's fp32 matmul peak, and the most a tweetkit fp32
+    run at that peak could be worth in tweets/s: what bounds the fp32 goal."""
+    import torch
+
+    torch.set_num_threads(threads)
+    peak = matmul_gflops(torch.float32, 2048)
+    per_tweet = encoder_matmul_flops_per_token(directory) * pad["tweetkit"] * pad["real_tokens"] / len(texts)
+    return {"peak_gflops": peak, "gflops": rate * per_tweet / 1e9, "rate_at_peak": peak * 1e9 / per_tweet}
 
 
 def main():
@@ -192,10 +214,18 @@ def main():
         f"(windows of {pad['window']:,} sorted by length): at equal matmul speed, tweetkit fp32 can be at most "
         f"{pad['pipeline'] / pad['tweetkit']:.2f}x the pipeline"
     )
+    bound = None
+    if fp32 and args.device == "cpu":
+        bound = roofline(directory, texts, fp32, pad, args.threads)
+        print(
+            f"tweetkit fp32 runs the encoder's matmuls at {bound['gflops']:.1f} GFLOP/s, {bound['gflops'] / bound['peak_gflops']:.0%} "
+            f"of this CPU's fp32 matmul peak ({bound['peak_gflops']:.1f} GFLOP/s, 2048x2048): at that peak it would be at most "
+            f"{bound['rate_at_peak'] / pipe:.2f}x the pipeline"
+        )
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
-            json.dump({"device": args.device, "threads": args.threads, **results, "checks": checks, "padding": pad},
-                      handle, indent=2)  # fmt: skip
+            json.dump({"device": args.device, "threads": args.threads, **results, "checks": checks, "padding": pad,
+                       "fp32_roofline": bound}, handle, indent=2)  # fmt: skip
             handle.write("\n")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -32,7 +32,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 
 THREADS = 2
 os.environ.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))  # before torch loads; children inherit it
@@ -40,7 +39,7 @@ os.environ.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))  #
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import DEFAULT_DATA, run  # noqa: E402
+from common import DEFAULT_DATA, matmul_gflops, run  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MAX_LENGTH, MASK_PROB = 128, 0.15
@@ -96,19 +95,6 @@ def write_corpus(source, count, path, offset=0):
             text = ESCAPE.sub(lambda m: chr(int(m[1], 16)), json.loads(line)["text"])
             out.write(json.dumps({"text": normalize(text)}, ensure_ascii=False) + "\n")
     return path
-
-
-def matmul_gflops(dtype, size, repeats=3, weight_layout=False):
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    if weight_layout:
-        b = b.t()  # a @ W.T, as nn.Linear's forward multiplies
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 def print_peaks():
