@@ -111,7 +111,9 @@ def mapped_accuracy(confusion, label_map):
 def label_map_from_confusion(result):
     """For a run made before its target was also scored with a label map (LABEL_MAPS in
     scripts/repro.py): the mapped accuracy of each row, from its summed confusion matrix."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:  # run as a script it is there already; imported from a test, not
+        sys.path.insert(0, here)
     import repro
 
     from tweetkit.metrics import parse_label_map
