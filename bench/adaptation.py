@@ -1,7 +1,8 @@
 """Does continued pretraining pay off, and from how many tokens?  The adaptation curve.
 
     python bench/adaptation.py [--budgets 0,300000,1200000,4800000] [--text tapt|dapt|both]
-        [--head-warmup 0.1] [--no-extend] [--continue-lr 1e-4] [--seeds 1,2,3] [--name adaptation]
+        [--objective mlm|simcse] [--head-warmup 0.1] [--no-extend] [--continue-lr 1e-4]
+        [--seeds 1,2,3] [--name adaptation]
     python bench/adaptation.py --smoke        # every step at toy size (about 2 minutes on 2 CPU cores)
 
 For each task (SemEval-2017 4A, irony) and each continued-pretraining budget (tokens =
@@ -10,6 +11,8 @@ steps x batch x 128), the packaged MiniLM is adapted with `tweetkit pretrain --i
 against MiniLM fine-tuned directly with the same seed.  Levers, each a flag:
   --text        tapt: the task's own train text (Don't Stop Pretraining's TAPT, many epochs
                 at these budgets); dapt: the shared tweet corpus of scripts/repro.py; both
+  --objective   mlm, or simcse: MiniLM's own contrastive objective (`pretrain --objective
+                simcse`; each token is encoded twice: a budget took 2.6x MLM's minutes, 2-core AVX2)
   --head-warmup share of each budget's steps spent training only the new MLM head and new
                 vocabulary rows first (`pretrain --head-warmup-steps`, LP-FT)
   --extend / --no-extend   the vocabulary extension (`train-bpe --extend`)
@@ -61,6 +64,8 @@ def arguments(argv=None):
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--budgets", default="0,300000,1200000,4800000", help="continued-pretraining tokens")
     parser.add_argument("--text", choices=["tapt", "dapt", "both"], default="tapt")
+    parser.add_argument("--objective", choices=["mlm", "simcse"], default="mlm")
+    parser.add_argument("--temperature", default="0.05", help="--objective simcse")
     # The defaults are the best measured so far on SemEval-2017 at 1.2M tokens (RESULTS.md):
     # with the +2,000-piece vocabulary, (c) - (b) = -1.30 +- 0.95 AvgRec; without it, -0.28 +- 0.22.
     parser.add_argument("--head-warmup", type=float, default=0.1, help="share of each budget's steps (0: none)")
@@ -152,12 +157,13 @@ def adapted_model(args, target, paths, tokens, corpus):
             "-q",
         ]
         step(tok, lambda: sh(extend, stdout=tok + ".json"))
-    warm = max(1, round(args.head_warmup * steps)) if args.head_warmup and steps else 0
+    simcse = args.objective == "simcse"
+    warm = max(1, round(args.head_warmup * steps)) if args.head_warmup and steps and not simcse else 0
     best = args.keep_best and steps >= 5
     model = os.path.join(
         args.work,
         "adaptation",
-        slug(base, source, f"x{args.extend_pieces}" if args.extend else "x0", f"head{warm}" if warm else "",
+        slug(base, source, f"simcse-t{args.temperature}" if simcse else "", f"x{args.extend_pieces}" if args.extend else "x0", f"head{warm}" if warm else "",
              f"{steps}x{args.pretrain_batch_size}", f"lr{args.continue_lr}", args.precision, "best" if best else ""),
     )  # fmt: skip
     command = TWEETKIT + ["pretrain", *[a for t in texts for a in ("--train", t)], "--tokenizer", tok, "--init-from",
@@ -166,6 +172,8 @@ def adapted_model(args, target, paths, tokens, corpus):
                           "--save-every", max(5, steps // 10), "--cache-dir", os.path.join(args.work, "cache"), "-q"]  # fmt: skip
     if warm:
         command += ["--head-warmup-steps", warm]
+    if simcse:
+        command += ["--objective", "simcse", "--temperature", args.temperature]
     if best:
         command += ["--validation", paths["validation"], "--eval-every", max(1, steps // 5), "--keep-best"]
     os.makedirs(os.path.dirname(model), exist_ok=True)
@@ -259,8 +267,12 @@ def main(argv=None):
     started = time.time()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     corpus = repro.build_corpus(args, args.work)[0] if args.text != "tapt" else None
-    levers = f"{args.text.upper()}, " + ("vocabulary +" + args.extend_pieces if args.extend else "base vocabulary")
-    levers += (f", head warm-up {args.head_warmup:.0%}" if args.head_warmup else "") + f", lr {args.continue_lr}"
+    levers = f"{args.text.upper()}" + (
+        f" with SimCSE (temperature {args.temperature})" if args.objective == "simcse" else ""
+    )
+    levers += ", " + ("vocabulary +" + args.extend_pieces if args.extend else "base vocabulary")
+    warming = args.head_warmup and args.objective == "mlm"
+    levers += (f", head warm-up {args.head_warmup:.0%}" if warming else "") + f", lr {args.continue_lr}"
     levers += ", best validation checkpoint" if args.keep_best else ""
     result = {"kind": "adaptation", "name": args.name, "levers": levers, "tasks": {}}
     embed_paths, embed_models = None, []

@@ -1,4 +1,5 @@
-"""tweetkit pretrain: RoBERTa-style MLM from scratch or continued, packed, distributed, resumable."""
+"""tweetkit pretrain: RoBERTa-style MLM from scratch or continued (or SimCSE on a sentence
+encoder), packed, distributed, resumable."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ Examples:
       --model-config tiny --max-steps 2000 --batch-size 64 --precision bf16
   tweetkit pretrain --train tweets.jsonl --tokenizer tok/ --init-from path/to/minilm -o minilm-tweets/
   torchrun --nproc_per_node=2 -m tweetkit pretrain --train corpus.jsonl --tokenizer tok/ -o mlm/
+  tweetkit pretrain --train task.train.jsonl --tokenizer minilm/ --init-from minilm/ -o minilm-simcse/ \\
+      --objective simcse --lr 3e-5          # a sentence encoder adapted on its own objective
   tweetkit pretrain ... -o mlm/ --resume         # continue from mlm/checkpoint-N
   tweetkit pretrain --config mlm/tweetkit_train_config.json -o mlm2/   # the same run again""",
 )
@@ -66,7 +69,7 @@ Examples:
 @click.option(
     "--keep-best",
     is_flag=True,
-    help="Save the weights of the lowest validation MLM loss (scored every --eval-every steps and at the end) "
+    help="Save the weights of the lowest validation loss of the objective (scored every --eval-every steps and at the end) "
     "instead of the last; its step and loss go to DIR/validation_metrics.json.",
 )
 @FIELD
@@ -75,6 +78,22 @@ Examples:
     "--max-length", type=click.IntRange(8, 512), default=128, show_default=True, help="Tokens per packed row."
 )
 @click.option("--mask-prob", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15, show_default=True)
+@click.option(
+    "--objective",
+    type=click.Choice(["mlm", "simcse"]),
+    default="mlm",
+    show_default=True,
+    help="mlm: masked language modelling. simcse: unsupervised SimCSE (each tweet twice under dropout, "
+    "InfoNCE over the micro-batch, mean pooling), for continuing a sentence encoder such as MiniLM on its own "
+    "objective; needs --init-from.",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="--objective simcse: the softmax temperature of the cosine similarities.",
+)
 @train_options(
     TRAIN_FLAGS,
     defaults={"max_steps": None, "keep_checkpoints": 2},
@@ -102,6 +121,8 @@ def command(
     on_error,
     max_length,
     mask_prob,
+    objective,
+    temperature,
     cache_dir,
     quiet,
 ):
@@ -120,12 +141,20 @@ def command(
         raise UsageError(
             "--head-warmup-steps needs --init-from: a model trained from scratch has no new head to warm up"
         )
+    if objective == "simcse":
+        for given, flag in ((not init_from, "without --init-from: SimCSE adapts a pretrained encoder"),
+                            (train["head_warmup_steps"], "with --head-warmup-steps: SimCSE trains no head"),
+                            (freeze_base, "with --freeze-base: SimCSE trains the encoder, not a head")):  # fmt: skip
+            if given:
+                raise UsageError(f"--objective simcse cannot run {flag}")
     setup = dict(
         train=list(train_files), validation=validation, field=field, on_error=on_error, tokenizer=tokenizer, model=init_from or model_config,
         init_from=init_from, new_token_init=new_token_init if init_from else None, freeze_base=freeze_base, max_length=max_length, mask_prob=mask_prob,
     )  # fmt: skip
     if keep_best:
         setup["keep_best"] = True  # only when asked: runs before the flag existed resume unchanged
+    if objective != "mlm":  # likewise
+        setup.update(objective=objective, temperature=temperature)
     cache = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tweetkit")
     run_pretraining(
         setup, train, flags, output, StreamOptions(field=field, on_error=on_error, quiet=quiet), cache, quiet
@@ -139,7 +168,6 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
 
     from tweetkit.io import prepare_output_dir
     from tweetkit.modeling import load_tokenizer, save_model
-    from tweetkit.tasks.mlm import MLMTask
     from tweetkit.train import distributed
     from tweetkit.train.best import BestKeeper
     from tweetkit.train.config import TrainConfig
@@ -157,15 +185,7 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
         tok = load_tokenizer(setup["tokenizer"])
         train_corpus, validation_corpus = tokenize_corpora(setup, tok, stream, cache, dist, log)
         model, phases = pretraining_model(setup, tok, train["seed"], train["head_warmup_steps"], log)
-        task = MLMTask(
-            train_corpus,
-            validation_corpus,
-            tok,
-            setup["max_length"],
-            setup["mask_prob"],
-            train["seed"],
-            model_offset(model, setup),
-        )
+        task = pretraining_task(setup, train_corpus, validation_corpus, tok, train["seed"], model_offset(model, setup))
         log(
             f"{len(train_corpus):,} tweets in {task.num_examples():,} packed rows of <= {setup['max_length']} tokens; "
             f"{sum(p.numel() for p in model.parameters()):,} parameters; {dist.world} process(es) of {torch.get_num_threads()} thread(s)"
@@ -215,6 +235,17 @@ def tokenize_corpora(setup: dict, tok, stream, cache: str, dist, log):
         raise ConfigError("the training corpus is empty")
     validation = setup["validation"]
     return train_corpus, tokenize_corpus([validation], tok, stream, cache, log) if validation else None
+
+
+def pretraining_task(setup: dict, train_corpus, validation_corpus, tok, seed: int, offset: int):
+    """The objective on packed rows: MLM, or SimCSE with --objective simcse."""
+    if setup.get("objective") == "simcse":
+        from tweetkit.tasks.contrastive import SimCSETask
+
+        return SimCSETask(train_corpus, validation_corpus, tok, setup["max_length"], seed, offset, setup["temperature"])
+    from tweetkit.tasks.mlm import MLMTask
+
+    return MLMTask(train_corpus, validation_corpus, tok, setup["max_length"], setup["mask_prob"], seed, offset)
 
 
 def write_best(output: str, keeper, log) -> None:

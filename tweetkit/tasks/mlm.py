@@ -143,33 +143,31 @@ class MaskedPositionsLM(torch.nn.Module):
 # --- the task --------------------------------------------------------------------------
 
 
-class MLMTask:
+class PackedTweets:
+    """Tweets packed into rows of <= max_length tokens, each tweet wrapped as <s> x </s>,
+    with block-diagonal attention and positions that restart per tweet: what the objectives
+    on packed rows (MLMTask, tasks.contrastive.SimCSETask) share."""
+
     def __init__(
         self,
         train: TokenizedCorpus,
         validation: TokenizedCorpus | None,
         tokenizer,
         max_length: int,
-        mask_prob: float,
         seed: int,
         position_offset: int,
     ):
         self.train_data, self.validation_data = train, validation
-        self.max_length, self.mask_prob, self.seed = max_length, mask_prob, seed
+        self.max_length, self.seed = max_length, seed
         self.position_offset = position_offset  # RoBERTa counts positions from pad_token_id + 1
         self.bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
         self.eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
-        self.pad, self.mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
-        if None in (self.bos, self.eos, self.pad, self.mask_id):
-            raise ConfigError("the tokenizer needs <s>/[CLS], </s>/[SEP], pad and mask tokens for MLM")
-        self.vocab_size = len(tokenizer)
-        self.special_ids = sorted(set(tokenizer.all_special_ids))
+        self.pad = tokenizer.pad_token_id
+        if None in (self.bos, self.eos, self.pad):
+            raise ConfigError("the tokenizer needs <s>/[CLS], </s>/[SEP] and pad tokens")
         self.train_rows = pack_rows(train.lengths(), max_length)
         self.validation_rows = pack_rows(validation.lengths(), max_length) if validation is not None else []
         self.block_diagonal = True  # False only to measure what the mask costs (bench/pretrain.py)
-
-    def wrap(self, model):
-        return MaskedPositionsLM(model)
 
     def num_examples(self) -> int:
         return len(self.train_rows)
@@ -184,9 +182,9 @@ class MLMTask:
             positions += range(self.position_offset, self.position_offset + len(sequence))
         return ids, segments, positions
 
-    def collate(self, indices: list[int], epoch: int, corpus=None, rows=None) -> dict:
-        corpus = self.train_data if corpus is None else corpus
-        rows = self.train_rows if rows is None else rows
+    def packed(self, indices: list[int], corpus: TokenizedCorpus, rows) -> dict:
+        """input_ids, segments (1, 2, ... per tweet of a row; 0 for padding), position_ids and
+        the (batch, 1, width, width) boolean attention of the rows `indices`."""
         built = [self._row(corpus, *rows[i]) for i in indices]
         width = max(len(ids) for ids, _, _ in built)
         batch = len(built)
@@ -197,6 +195,42 @@ class MLMTask:
             input_ids[b, : len(ids)] = torch.tensor(ids)
             segments[b, : len(seg)] = torch.tensor(seg)
             positions[b, : len(pos)] = torch.tensor(pos)
+        if self.block_diagonal:
+            attention = (segments[:, :, None] == segments[:, None, :]) & (segments[:, :, None] > 0)
+        else:
+            attention = (segments[:, :, None] > 0) & (segments[:, None, :] > 0)
+        attention |= torch.eye(width, dtype=torch.bool)[None]  # padding attends to itself: no empty rows
+        return {"input_ids": input_ids, "segments": segments, "position_ids": positions,
+                "attention_mask": attention[:, None, :, :]}  # fmt: skip
+
+
+class MLMTask(PackedTweets):
+    def __init__(
+        self,
+        train: TokenizedCorpus,
+        validation: TokenizedCorpus | None,
+        tokenizer,
+        max_length: int,
+        mask_prob: float,
+        seed: int,
+        position_offset: int,
+    ):
+        super().__init__(train, validation, tokenizer, max_length, seed, position_offset)
+        self.mask_prob, self.mask_id = mask_prob, tokenizer.mask_token_id
+        if self.mask_id is None:
+            raise ConfigError("the tokenizer needs a mask token for MLM")
+        self.vocab_size = len(tokenizer)
+        self.special_ids = sorted(set(tokenizer.all_special_ids))
+
+    def wrap(self, model):
+        return MaskedPositionsLM(model)
+
+    def collate(self, indices: list[int], epoch: int, corpus=None, rows=None) -> dict:
+        corpus = self.train_data if corpus is None else corpus
+        rows = self.train_rows if rows is None else rows
+        packed = self.packed(indices, corpus, rows)
+        input_ids, segments = packed["input_ids"], packed["segments"]
+        width = input_ids.shape[1]
         labels = torch.full_like(input_ids, -100)
         special = torch.isin(input_ids, torch.tensor(self.special_ids))
         for b, row_index in enumerate(indices):
@@ -215,17 +249,12 @@ class MLMTask:
             input_ids[b, chosen & (kind < 0.8)] = self.mask_id  # 80% <mask>
             swap = chosen & (kind >= 0.8) & (kind < 0.9)  # 10% a random token, 10% unchanged
             input_ids[b, swap] = random_ids[swap]
-        if self.block_diagonal:
-            attention = (segments[:, :, None] == segments[:, None, :]) & (segments[:, :, None] > 0)
-        else:
-            attention = (segments[:, :, None] > 0) & (segments[:, None, :] > 0)
-        attention |= torch.eye(width, dtype=torch.bool)[None]  # padding attends to itself: no empty rows
         flat_labels = labels.reshape(-1)
         masked = torch.nonzero(flat_labels != -100, as_tuple=False).squeeze(1)
         return {
             "input_ids": input_ids,
-            "attention_mask": attention[:, None, :, :],
-            "position_ids": positions,
+            "attention_mask": packed["attention_mask"],
+            "position_ids": packed["position_ids"],
             "masked_positions": masked,
             "labels": flat_labels.index_select(0, masked),
             "count": int(masked.numel()),
