@@ -403,3 +403,19 @@ def test_bucketed_batches_stay_aligned_with_the_loop_slices():
             padded += 32 * max(batch) - sum(batch)
         # sorted within chunks of 50 batches, a slice spans ~1/50 of the length range
         assert padded / sum(lengths[i] for i in order[: 93 * 32]) < 0.05
+
+
+def test_inference_batches_hold_one_length_each_and_every_index_once():
+    """predict's batches need no padding (so no attention mask): one token length per batch."""
+    import random
+
+    from tweetkit.tasks.supervised import equal_length_batches
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 40) for _ in range(1000)]
+    batches = equal_length_batches(lengths, 16)
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    assert all(1 <= len(batch) <= 16 and len({lengths[i] for i in batch}) == 1 for batch in batches)
+    assert [lengths[b[0]] for b in batches] == sorted(lengths[b[0]] for b in batches)  # shortest first
+    # one short batch at most per length: about as few batches as padded ones would need
+    assert len(batches) <= 1000 // 16 + len(set(lengths))

@@ -15,7 +15,7 @@ SORT_WINDOW = 4096
 
 
 class PredictStep:
-    """The transform: one call per input batch (a window of lines), sorted by length inside."""
+    """The transform: one call per input batch (a window of lines), batched by length inside."""
 
     def __init__(self, loaded, field: str, batch_size: int, threshold: float):
         self.loaded, self.field, self.batch_size, self.threshold = loaded, field, batch_size, threshold
@@ -52,8 +52,8 @@ Examples:
     type=click.IntRange(min=1),
     default=SORT_WINDOW,
     show_default=True,
-    help="Lines sorted by length together before batching: more means less padding (faster), more memory and a "
-    "later first output line.",
+    help="Lines batched by token length together (classifiers: each batch one length, no padding; taggers: sorted "
+    "by words): more means fuller batches (faster), more memory and a later first output line.",
 )
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Multi-label decision threshold.")
 @PRECISION

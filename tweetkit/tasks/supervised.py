@@ -9,6 +9,7 @@ tokenizer for `word_ids()`.
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import torch
@@ -32,6 +33,18 @@ def bucketed_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -
     # short batches go last, where the loop's full-batches-only epoch leaves them out.
     batches = [b for b in batches if len(b) == batch_size] + [b for b in batches if len(b) < batch_size]
     return [i for batch in batches for i in batch]
+
+
+def equal_length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of at most batch_size whose sequences all have the same length,
+    shortest first.  Inference on them needs no padding and no attention mask (SDPA then
+    runs its maskless kernel), at the cost of one short batch per length."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches = []
+    for _, group in itertools.groupby(order, key=lengths.__getitem__):
+        group = list(group)
+        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    return batches
 
 
 def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
@@ -143,17 +156,15 @@ class SequenceTask(SupervisedTask):
 
 @torch.inference_mode()
 def predict_sequences(model, tokenizer, texts, kind, label_names, batch_size, max_length, threshold=0.5) -> list[tuple]:
-    """(pred, scores) per text, in input order; batches are formed over length-sorted texts."""
+    """(pred, scores) per text, in input order; each batch holds texts of one length (no padding)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
     results: list = [None] * len(texts)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        ids = _pad([encoded[i] for i in chunk], tokenizer.pad_token_id).to(device)
-        logits = model(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long()).logits.float().cpu()
+    for chunk in equal_length_batches([len(ids) for ids in encoded], batch_size):
+        ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)
+        logits = model(input_ids=ids).logits.float().cpu()  # no padding: no mask
         for row, i in enumerate(chunk):
             if kind == "regression":
                 results[i] = (float(logits[row, 0]), None)
