@@ -130,7 +130,9 @@ def command(
 
     Tweets are packed into full rows with block-diagonal attention, masked
     dynamically (80/10/10), and the vocabulary projection runs only at masked
-    positions.  Metrics go to stdout as JSON lines.  Run under torchrun for DDP.
+    positions.  With --objective simcse, a pretrained sentence encoder is adapted by
+    unsupervised SimCSE on the same packed rows instead.  Metrics go to stdout as JSON
+    lines.  Run under torchrun for DDP.
     """
     from tweetkit.errors import UsageError
     from tweetkit.io import StreamOptions
