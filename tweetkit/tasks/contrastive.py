@@ -67,8 +67,6 @@ class SimCSETask(PackedTweets):
         return TweetEmbedder(model)
 
     def collate(self, indices: list[int], epoch: int, corpus=None, rows=None) -> dict:
-        corpus = self.train_data if corpus is None else corpus
-        rows = self.train_rows if rows is None else rows
         packed = self.packed(indices, corpus, rows)
         segments = packed["segments"]
         # number the batch's tweets 0..n-1 in row order: row b's segment s is tweet first[b] + s - 1
@@ -114,9 +112,7 @@ class SimCSETask(PackedTweets):
         torch.manual_seed(self.seed)  # the training loop reseeds dropout before each step
         total, count, correct = 0.0, 0, 0
         try:
-            for start in range(0, len(self.validation_rows), 32):
-                indices = list(range(start, min(start + 32, len(self.validation_rows))))
-                batch = self.collate(indices, epoch=0, corpus=self.validation_data, rows=self.validation_rows)
+            for batch in self.validation_batches():
                 scores = self.scores(module, batch)
                 targets = torch.arange(scores.shape[0], device=scores.device)
                 total += float(F.cross_entropy(scores, targets, reduction="sum"))

@@ -182,9 +182,12 @@ class PackedTweets:
             positions += range(self.position_offset, self.position_offset + len(sequence))
         return ids, segments, positions
 
-    def packed(self, indices: list[int], corpus: TokenizedCorpus, rows) -> dict:
+    def packed(self, indices: list[int], corpus: TokenizedCorpus | None = None, rows=None) -> dict:
         """input_ids, segments (1, 2, ... per tweet of a row; 0 for padding), position_ids and
-        the (batch, 1, width, width) boolean attention of the rows `indices`."""
+        the (batch, 1, width, width) boolean attention of the rows `indices` (of the training
+        corpus unless `corpus` and its `rows` are given)."""
+        corpus = self.train_data if corpus is None else corpus
+        rows = self.train_rows if rows is None else rows
         built = [self._row(corpus, *rows[i]) for i in indices]
         width = max(len(ids) for ids, _, _ in built)
         batch = len(built)
@@ -202,6 +205,12 @@ class PackedTweets:
         attention |= torch.eye(width, dtype=torch.bool)[None]  # padding attends to itself: no empty rows
         return {"input_ids": input_ids, "segments": segments, "position_ids": positions,
                 "attention_mask": attention[:, None, :, :]}  # fmt: skip
+
+    def validation_batches(self, rows_per_batch: int = 32):
+        """The validation rows as collated batches, in order, with epoch 0's draws."""
+        for start in range(0, len(self.validation_rows), rows_per_batch):
+            indices = list(range(start, min(start + rows_per_batch, len(self.validation_rows))))
+            yield self.collate(indices, epoch=0, corpus=self.validation_data, rows=self.validation_rows)
 
 
 class MLMTask(PackedTweets):
@@ -226,8 +235,6 @@ class MLMTask(PackedTweets):
         return MaskedPositionsLM(model)
 
     def collate(self, indices: list[int], epoch: int, corpus=None, rows=None) -> dict:
-        corpus = self.train_data if corpus is None else corpus
-        rows = self.train_rows if rows is None else rows
         packed = self.packed(indices, corpus, rows)
         input_ids, segments = packed["input_ids"], packed["segments"]
         width = input_ids.shape[1]
@@ -276,9 +283,7 @@ class MLMTask(PackedTweets):
         if not self.validation_rows:
             return {}
         total, count, correct = 0.0, 0, 0
-        for start in range(0, len(self.validation_rows), 32):
-            indices = list(range(start, min(start + 32, len(self.validation_rows))))
-            batch = self.collate(indices, epoch=0, corpus=self.validation_data, rows=self.validation_rows)
+        for batch in self.validation_batches():
             if batch["count"] == 0:
                 continue
             logits = self.logits(module, batch)
