@@ -12,7 +12,7 @@ against MiniLM fine-tuned directly with the same seed.  Levers, each a flag:
   --text        tapt: the task's own train text (Don't Stop Pretraining's TAPT, many epochs
                 at these budgets); dapt: the shared tweet corpus of scripts/repro.py; both
   --objective   mlm, or simcse: MiniLM's own contrastive objective (`pretrain --objective
-                simcse`; each token is encoded twice: a budget took 2.6x MLM's minutes, 2-core AVX2)
+                simcse`; each row is encoded twice per step, so a budget costs more minutes)
   --head-warmup share of each budget's steps spent training only the new MLM head and new
                 vocabulary rows first (`pretrain --head-warmup-steps`, LP-FT)
   --extend / --no-extend   the vocabulary extension (`train-bpe --extend`)
