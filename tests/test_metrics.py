@@ -113,3 +113,15 @@ def test_regression_equals_scipy():
     result = metrics.regression_metrics(gold, pred)
     assert result["pearson"] == pytest.approx(pearsonr(gold, pred)[0], abs=TOLERANCE)
     assert result["spearman"] == pytest.approx(spearmanr(gold, pred)[0], abs=TOLERANCE)
+
+
+def test_samples_jaccard_matches_sklearn_and_takes_one_label():
+    from sklearn.metrics import jaccard_score
+
+    from tweetkit.metrics import multilabel_metrics, samples_jaccard
+
+    true = [[1, 0, 1], [0, 0, 0], [1, 1, 0], [0, 1, 1]]
+    pred = [[1, 0, 0], [0, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert samples_jaccard(true, pred) == jaccard_score(true, pred, average="samples", zero_division=1.0) == 0.75
+    # finetune checks --metric on the first validation examples: they may hold a single label
+    assert multilabel_metrics([["a"], [], ["a"]], [["a"], ["a"], []])["jaccard"] == pytest.approx(1 / 3)

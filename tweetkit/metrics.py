@@ -64,12 +64,23 @@ def classification_metrics(gold: list, pred: list, labels: list | None = None, p
     return result
 
 
+def samples_jaccard(y_true, y_pred) -> float:
+    """sklearn's jaccard_score(average="samples", zero_division=1), which refuses a label set
+    of one label (it takes the matrix for binary targets): the mean over examples of
+    |gold & pred| / |gold | pred|, 1 where both are empty."""
+    import numpy as np
+
+    true, pred = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
+    inter, union = (true & pred).sum(1), (true | pred).sum(1)
+    return float(np.where(union == 0, 1.0, inter / np.maximum(union, 1)).mean())
+
+
 def multilabel_metrics(
     gold: list[list], pred: list[list], labels: list | None = None, scores: list[dict] | None = None
 ) -> dict:
     """scikit-learn underneath: micro/macro F1, sample-averaged Jaccard (an empty gold and
     prediction agree: 1), exact match, and with per-label scores top-1 accuracy."""
-    from sklearn.metrics import accuracy_score, f1_score, jaccard_score, precision_recall_fscore_support
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
     from sklearn.preprocessing import MultiLabelBinarizer
 
     gold_sets, pred_sets = [set(map(str, g)) for g in gold], [set(map(str, p)) for p in pred]
@@ -88,7 +99,7 @@ def multilabel_metrics(
     result = {
         "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "jaccard": float(jaccard_score(y_true, y_pred, average="samples", zero_division=1.0)),
+        "jaccard": samples_jaccard(y_true, y_pred),
         "exact_match": float(accuracy_score(y_true, y_pred)),
         "per_class": _per_class(labels, *precision_recall_fscore_support(y_true, y_pred, zero_division=0)),
         "count": len(gold_sets),

@@ -67,6 +67,11 @@ def bf16_warning(precision: str, device) -> str | None:
     """The warning to log when bf16 is asked for where it can only be emulated."""
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         return "warning: this CPU has no native bf16 (avx512_bf16/amx_bf16): bf16 will run slower than fp32 here"
+    if precision == "bf16" and device.type == "cuda":
+        import torch
+
+        if not torch.cuda.is_bf16_supported(including_emulation=False):
+            return f"warning: {torch.cuda.get_device_name(device)} has no native bf16 (before Ampere): bf16 is emulated, use fp16"
     return None
 
 
@@ -218,7 +223,8 @@ def load_for_inference(path: str, device: str = "auto", precision: str = "fp32")
         return LoadedModel(info["task"], info["labels"], pipeline)
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    target = resolve_device(device)
+    # int8 is a CPU mode: with --device auto it picks the CPU even where a GPU is (a cron job's default)
+    target = resolve_device("cpu" if precision == "int8" and device == "auto" else device)
     check_precision(precision, target)  # before anything is read
     config = load_pretrained(AutoConfig, path)
     architectures = config.architectures or []

@@ -15,7 +15,7 @@ from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, default_storage, parse_
 TASKS = ("classification", "multilabel", "regression", "tagging")
 TRAIN_FLAGS = [
     "batch_size", "epochs", "max_steps", "lr", "weight_decay", "betas", "eps", "warmup_ratio", "precision", "keep_checkpoints",
-    "resume", "overwrite", "seed", "device",
+    "resume", "overwrite", "seed", "device", "dist_timeout",
 ]  # fmt: skip
 
 
@@ -112,7 +112,8 @@ def run_settings(job: dict, train: dict, seed: int) -> dict:
         "validation_path",
         "fields",
     )
-    how = {k: v for k, v in train.items() if k not in ("resume", "overwrite", "keep_checkpoints", "device", "seed")}
+    where = ("resume", "overwrite", "keep_checkpoints", "device", "dist_timeout", "seed")  # not what is computed
+    how = {k: v for k, v in train.items() if k not in where}
     mapped = {"label_map": job["label_map"]} if job.get("label_map") else {}  # absent when unused: older runs resume
     return {"seed": seed, **{k: job[k] for k in keys}, **mapped, **how}
 
@@ -181,16 +182,17 @@ def finetune_once(job: dict, train: dict, seed: int, output: str, log, report=No
         (lambda step, value: report(step // steps_per_epoch, value, step >= config.max_steps)) if report else None
     )
     keeper = BestKeeper(job["metric"], job["patience"], by_epoch) if job["validation"] else None
-    dist = distributed.setup(train["device"])
-    try:
-        train_loop(model, task, config, dist, keeper=keeper, log=log, emit_metrics=report is None)
-    finally:
-        distributed.teardown()
+    dist = distributed.setup(train["device"], train["dist_timeout"])  # the command's group, made once
+    train_loop(model, task, config, dist, keeper=keeper, log=log, emit_metrics=report is None)
     if keeper is not None:
         keeper.load_best_into(model)
-    if not dist.is_main:
-        return {}
-    return save_finetuned(model, tokenizer, config, keeper, job["metric"], steps_per_epoch, train["keep_checkpoints"])
+    summary = {}
+    if dist.is_main:
+        summary = save_finetuned(
+            model, tokenizer, config, keeper, job["metric"], steps_per_epoch, train["keep_checkpoints"]
+        )
+    dist.barrier()  # the run is finished for every process once its files are there
+    return summary
 
 
 def save_finetuned(model, tokenizer, config, keeper, metric: str, steps_per_epoch: int, keep_checkpoints: int) -> dict:
@@ -465,6 +467,7 @@ def command(
     """
     from tweetkit.errors import UsageError
     from tweetkit.io import prepare_output_dir, refuse_overlap
+    from tweetkit.train import distributed
 
     linear = model in ("linear", "tfidf")
     if label_map and kind == "regression":
@@ -474,21 +477,39 @@ def command(
     sweep_method = sweep_method or ("grid" if grid else None)
     if sweep_method == "grid" and not grid:
         raise click.UsageError("--sweep-method grid needs the grid in --sweep")
-    # A sweep's directory is its study's workspace: what is there is continued.
-    prepare_output_dir(
-        output, resume=(train["resume"] and not linear) or bool(sweep_method), overwrite=train["overwrite"]
-    )
-    space = parse_space(search_space or DEFAULT_SPACE) if sweep_method in ("random", "tpe") else {}
-    seed_list = parse_seeds(seeds) if seeds else None
-    log = log_for("finetune", quiet)
-    fields = {"text": text_field, "label": label_field, "tokens": tokens_field, "tags": tags_field}
-    job = dict(model="linear" if linear else model, task=kind, metric=metric, positive_label=positive_label, threshold=threshold, max_length=max_length,
-               patience=patience, linear_c=linear_c, train_path=train_path, validation_path=validation_path, fields=fields, flags=flags,
-               label_map=label_map)  # fmt: skip
-    job.update(read_task_data(job, on_error, log))
-
-    sweep_settings = dict(method=sweep_method, trials=sweep_trials, storage=study_storage, name=study_name, prune=prune)
-    finetune_all(job, train, output, seed_list, sweep_settings, space, grid, log)
+    if sweep_method and distributed.world_size() > 1:
+        raise UsageError(
+            "a sweep runs its trials in separate processes, not under torchrun: start several "
+            "`finetune --sweep-method ... --study-storage URL` workers instead"
+        )
+    dist = distributed.setup(train["device"], train["dist_timeout"]) if not linear else None
+    if linear and distributed.world_size() > 1 and int(os.environ["RANK"]) != 0:
+        return  # the linear baseline fits in one process: the first one
+    try:
+        # A sweep's directory is its study's workspace: what is there is continued.  Every
+        # process checks the directory; the first removes a previous run, the others wait.
+        prepare_output_dir(
+            output,
+            resume=(train["resume"] and not linear) or bool(sweep_method),
+            overwrite=train["overwrite"],
+            remove=dist is None or dist.is_main,
+        )
+        if dist is not None:
+            dist.barrier()
+        space = parse_space(search_space or DEFAULT_SPACE) if sweep_method in ("random", "tpe") else {}
+        seed_list = parse_seeds(seeds) if seeds else None
+        log = log_for("finetune", quiet or (dist is not None and not dist.is_main))
+        fields = {"text": text_field, "label": label_field, "tokens": tokens_field, "tags": tags_field}
+        job = dict(model="linear" if linear else model, task=kind, metric=metric, positive_label=positive_label, threshold=threshold, max_length=max_length,
+                   patience=patience, linear_c=linear_c, train_path=train_path, validation_path=validation_path, fields=fields, flags=flags,
+                   label_map=label_map)  # fmt: skip
+        job.update(read_task_data(job, on_error, log))
+        sweep_settings = dict(
+            method=sweep_method, trials=sweep_trials, storage=study_storage, name=study_name, prune=prune
+        )
+        finetune_all(job, train, output, seed_list, sweep_settings, space, grid, log)
+    finally:
+        distributed.teardown()
 
 
 def finetune_all(job: dict, train: dict, output: str, seed_list, sweep_settings: dict, space: dict, grid, log) -> None:
@@ -571,5 +592,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def emit(record: dict) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun the first process speaks for the job
+        return
     sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()

@@ -12,7 +12,7 @@ from tweetkit.options import FIELD, ON_ERROR, QUIET, config_options, log_for, th
 TRAIN_FLAGS = [
     "max_steps", "epochs", "batch_size", "micro_batch_size", "lr", "weight_decay", "betas", "eps", "warmup_steps",
     "head_warmup_steps", "max_grad_norm", "precision", "save_every", "keep_checkpoints", "eval_every", "log_every", "resume", "overwrite",
-    "seed", "device",
+    "seed", "device", "dist_timeout",
 ]  # fmt: skip
 
 
@@ -176,7 +176,7 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
     from tweetkit.train.loop import train as train_loop
 
     max_steps = train.pop("max_steps")
-    dist = distributed.setup(train["device"])
+    dist = distributed.setup(train["device"], train["dist_timeout"])
     prepare_output_dir(
         output, resume=train["resume"], overwrite=train["overwrite"], remove=dist.is_main
     )  # every rank checks, rank 0 removes
@@ -224,19 +224,25 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
 
 
 def tokenize_corpora(setup: dict, tok, stream, cache: str, dist, log):
-    """(train, validation) token corpora; rank 0 tokenizes and caches, the others then memory-map it."""
+    """(train, validation) token corpora: the first process of each machine tokenizes and
+    caches them (the cache may be local to a machine), the others then memory-map the cache."""
     from tweetkit.errors import ConfigError
     from tweetkit.tasks.mlm import tokenize_corpus
 
-    if dist.is_main:
+    validation = setup["validation"]
+
+    def corpora():
         train_corpus = tokenize_corpus(setup["train"], tok, stream, cache, log)
+        return train_corpus, tokenize_corpus([validation], tok, stream, cache, log) if validation else None
+
+    if dist.is_local_main:
+        train_corpus, validation_corpus = corpora()
     dist.barrier()
-    if not dist.is_main:
-        train_corpus = tokenize_corpus(setup["train"], tok, stream, cache, log)
+    if not dist.is_local_main:
+        train_corpus, validation_corpus = corpora()
     if len(train_corpus) == 0:
         raise ConfigError("the training corpus is empty")
-    validation = setup["validation"]
-    return train_corpus, tokenize_corpus([validation], tok, stream, cache, log) if validation else None
+    return train_corpus, validation_corpus
 
 
 def pretraining_task(setup: dict, train_corpus, validation_corpus, tok, seed: int, offset: int):

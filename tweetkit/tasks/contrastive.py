@@ -33,7 +33,13 @@ class TweetEmbedder(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
-        self.encoder, _ = split_mlm_model(model)
+        self.encoder, head = split_mlm_model(model)
+        # The MLM head plays no part in this loss: frozen, or DDP would wait for its gradients
+        # forever.  Its output projection is tied to the encoder's embeddings, which train.
+        shared = {id(p) for p in self.encoder.parameters()}
+        for param in head.parameters():
+            if id(param) not in shared:
+                param.requires_grad_(False)
 
     def forward(self, input_ids, attention_mask, position_ids, token_positions, tweet_index, tweets):
         twice = lambda x: torch.cat([x, x])  # noqa: E731
@@ -92,7 +98,7 @@ class SimCSETask(PackedTweets):
         """(n, n) cosine similarities / temperature between the two views; the diagonal pairs."""
         device = next(module.parameters()).device
         names = ("input_ids", "attention_mask", "position_ids", "token_positions", "tweet_index")
-        embeddings = module(*(batch[name].to(device) for name in names), batch["tweets"])
+        embeddings = module(*(batch[name].to(device, non_blocking=True) for name in names), batch["tweets"])
         first, second = F.normalize(embeddings, dim=-1).chunk(2)
         return first @ second.T / self.temperature
 

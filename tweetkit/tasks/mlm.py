@@ -90,7 +90,7 @@ def tokenize_corpus(paths, tokenizer, stream_options, cache_dir: str, log=log_to
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     os.makedirs(cache_dir, exist_ok=True)
     for name, array in (("tokens", tokens), ("offsets", offsets)):  # offsets last: it marks completion
-        partial = f"{base}.{name}.partial.npy"
+        partial = f"{base}.{name}.partial-{os.getpid()}.npy"  # processes sharing a cache never write one file
         np.save(partial, array)
         os.replace(partial, f"{base}.{name}.npy")
     return TokenizedCorpus(tokens, offsets)
@@ -273,11 +273,13 @@ class MLMTask(PackedTweets):
         """The vocabulary logits at the masked positions only."""
         device = next(module.parameters()).device
         names = ("input_ids", "attention_mask", "position_ids", "masked_positions")
-        return module(*(batch[name].to(device) for name in names)).float()
+        return module(*(batch[name].to(device, non_blocking=True) for name in names)).float()
 
     def loss(self, module, batch: dict):
         logits = self.logits(module, batch)
-        return F.cross_entropy(logits, batch["labels"].to(logits.device), reduction="sum"), batch["count"]
+        return F.cross_entropy(logits, batch["labels"].to(logits.device, non_blocking=True), reduction="sum"), batch[
+            "count"
+        ]
 
     def evaluate(self, module) -> dict:
         if not self.validation_rows:
@@ -340,22 +342,25 @@ def masked_word_accuracy(
             positions = [i for i, w in enumerate(word_ids) if w == chosen]
             targets.append([(i, int(input_ids[row, i])) for i in positions])
             input_ids[row, positions] = tokenizer.mask_token_id
-        logits = (
-            model(input_ids=input_ids.to(device), attention_mask=encoded["attention_mask"].to(device))
-            .logits.float()
-            .cpu()
-        )
-        log_probs = torch.log_softmax(logits, -1)
-        top = logits.topk(max(ks), dim=-1).indices
-        for row, target in enumerate(targets):
+        logits = model(input_ids=input_ids.to(device), attention_mask=encoded["attention_mask"].to(device)).logits
+        # Only the masked positions' top-k and gold log-probabilities leave the device, not (B, T, vocab).
+        chosen = [(row, i, gold) for row, target in enumerate(targets) for i, gold in target]
+        if not chosen:
+            continue
+        rows, positions, golds = (torch.tensor(column, device=logits.device) for column in zip(*chosen))
+        selected = logits[rows, positions].float()
+        top = selected.topk(max(ks), dim=-1).indices.cpu()
+        gold_log_probs = torch.log_softmax(selected, -1).gather(1, golds[:, None]).squeeze(1).double().cpu()
+        nll -= float(gold_log_probs.sum())
+        pieces += len(chosen)
+        at = 0
+        for target in targets:
             if not target:
                 continue
             words += 1
             for k in ks:
-                hits[k] += all(gold in top[row, i, :k].tolist() for i, gold in target)
-            for i, gold in target:
-                nll -= float(log_probs[row, i, gold])
-                pieces += 1
+                hits[k] += all(gold in top[at + j, :k].tolist() for j, (_, gold) in enumerate(target))
+            at += len(target)
     result = {f"top{k}_accuracy": hits[k] / words if words else 0.0 for k in ks}
     result.update(
         pseudo_perplexity=math.exp(nll / pieces) if pieces else float("nan"), masked_words=words, masked_pieces=pieces

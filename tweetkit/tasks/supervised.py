@@ -79,7 +79,8 @@ class SupervisedTask:
     def logits(self, module, batch: dict) -> torch.Tensor:
         device = next(module.parameters()).device
         return module(
-            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+            input_ids=batch["input_ids"].to(device, non_blocking=True),
+            attention_mask=batch["attention_mask"].to(device, non_blocking=True),
         ).logits.float()
 
 
@@ -127,7 +128,7 @@ class SequenceTask(SupervisedTask):
 
     def loss(self, module, batch):
         logits = self.logits(module, batch)
-        targets = batch["targets"].to(logits.device)
+        targets = batch["targets"].to(logits.device, non_blocking=True)
         if self.kind == "classification":
             return F.cross_entropy(logits, targets, reduction="sum"), batch["count"]
         if self.kind == "multilabel":
@@ -209,7 +210,7 @@ class TaggingTask(SupervisedTask):
 
     def loss(self, module, batch):
         logits = self.logits(module, batch)
-        labels = batch["labels"].to(logits.device).reshape(-1)
+        labels = batch["labels"].to(logits.device, non_blocking=True).reshape(-1)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels, ignore_index=-100, reduction="sum"), batch[
             "count"
         ]

@@ -104,6 +104,7 @@ MAY_DIFFER = {
     "overwrite",
     "command_line",
     "device",
+    "dist_timeout",
     "log_every",
     "save_every",
     "keep_checkpoints",

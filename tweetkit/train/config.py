@@ -51,6 +51,9 @@ class TrainConfig:
     resume: bool = setting(False, "Continue from the newest checkpoint in -o that has the same settings.")
     overwrite: bool = setting(False, "Replace a previous run in -o (its model and checkpoints are removed first).")
     device: str = setting("auto", "auto (the GPU if there is one), cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    dist_timeout: int = setting(
+        7200, "Under torchrun: seconds a process waits for the others in a collective before the job fails.", min=1
+    )
     command_line: list[str] = field(default_factory=list)  # the resolved command, for the record
     run: dict = field(default_factory=dict)  # the task's settings (data, tokenizer, max length, labels, ...)
     model_config: dict = field(default_factory=dict)  # the model's own config, for the record

@@ -95,10 +95,15 @@ def emit(record: dict) -> None:
 class InterruptGuard:
     """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request the loop honours at the
     next step boundary, where weights, optimizer and step agree and a checkpoint can be
-    written.  A second signal interrupts at once."""
+    written.  A later signal interrupts at once, except while the checkpoint is written and
+    for a moment after the first: under torchrun each worker gets the terminal's SIGINT and
+    torchrun's SIGTERM for one Ctrl-C, and the second must not kill it mid-step."""
+
+    GRACE_S = 2.0
 
     def __init__(self):
-        self.requested, self.previous = False, {}
+        self.requested, self.saving, self.previous = False, False, {}
+        self.first_at = 0.0
 
     def __enter__(self):
         try:
@@ -109,8 +114,13 @@ class InterruptGuard:
         return self
 
     def handle(self, signum, frame):
-        self.requested = True
+        if not self.requested:
+            self.requested, self.first_at = True, time.monotonic()
+            return
+        if self.saving or time.monotonic() - self.first_at < self.GRACE_S:
+            return
         self.__exit__()
+        signal.raise_signal(signum)  # the previous behaviour: KeyboardInterrupt, or the default action
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
@@ -151,7 +161,10 @@ class Batches:
         epoch, index = divmod(step, self.steps_per_epoch)
         size, world = self.config.batch_size, self.dist.world
         chosen = self.order(epoch)[index * size : (index + 1) * size][self.dist.rank :: world]
-        return [self.task.collate(chosen[i : i + self.micro], epoch) for i in range(0, len(chosen), self.micro)]
+        batches = [self.task.collate(chosen[i : i + self.micro], epoch) for i in range(0, len(chosen), self.micro)]
+        if self.dist.device.type == "cuda":  # page-locked: the tasks' non-blocking copies then overlap compute
+            batches = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
+        return batches
 
     def get(self, step: int, total: int) -> list[dict]:
         """Step `step`'s micro-batches; queues step + 1's when prefetching."""
@@ -251,7 +264,7 @@ def train(
                 param_group["lr"] = lr_for(step, total, config)
             if phases is not None:
                 phases.before_step(step)
-            loss_sum = 0.0
+            loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
             for i, batch in enumerate(batches):
                 sync = i == len(batches) - 1 or world == 1
                 context = ddp_model.no_sync() if (world > 1 and not sync) else nullcontext()
@@ -259,7 +272,7 @@ def train(
                     with autocast(config, dist.device):
                         losses, _ = task.loss(ddp_model, batch)
                     scaler.scale(losses.float() / global_count * world).backward()
-                loss_sum += float(losses.detach())
+                loss_sum += losses.detach().double()  # on the device: no wait for it per micro-batch
                 seen_tokens += int(batch.get("tokens", 0))
             if config.max_grad_norm:
                 scaler.unscale_(optimizer)
@@ -271,8 +284,12 @@ def train(
                 phases.after_step(step)
             step += 1
             bar.update(1)
-            loss = dist.all_reduce_sum(loss_sum) / max(global_count, 1)
-            tokens = dist.all_reduce_sum(seen_tokens)
+            # One collective per step for the figures and the interrupt request: every process
+            # must see the same request, or one would wait in a collective alone.
+            loss_total, tokens, requests = dist.all_reduce_sums(
+                [float(loss_sum), seen_tokens, float(interrupt.requested)]
+            )
+            loss = loss_total / max(global_count, 1)
             elapsed = run.elapsed + time.perf_counter() - start
             metrics = {
                 "step": step,
@@ -284,16 +301,17 @@ def train(
             }
             evaluated = bool(config.eval_every and step % config.eval_every == 0 and step < total)
             if evaluated:
-                results = evaluate(module, task, autocast(config, dist.device))
+                results = dist.from_main(evaluate(module, task, autocast(config, dist.device)))
                 metrics.update(results)
                 module.train()
                 stop = bool(keeper is not None and results and keeper.observe(step, results, model))
             if emit_metrics and dist.is_main and (step % config.log_every == 0 or step == total or stop or evaluated):
                 emit(metrics)
-            # Every process must see the same request, or one would wait in a collective alone.
-            interrupted = dist.all_reduce_sum(float(interrupt.requested)) > 0
+            interrupted = requests > 0
             if interrupted or (config.save_every and step % config.save_every == 0 and step < total):
+                interrupt.saving = True
                 checkpoint_now()
+                interrupt.saving = False
                 saved_step = step
             if interrupted:
                 bar.close()
@@ -304,7 +322,7 @@ def train(
                 log(f"early stop at step {step}")
                 break
     bar.close()
-    final = {} if stop else evaluate(module, task, autocast(config, dist.device))
+    final = {} if stop else dist.from_main(evaluate(module, task, autocast(config, dist.device)))
     if final:
         metrics.update(final)
         if emit_metrics and dist.is_main:
