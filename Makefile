@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
 # repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
-.PHONY: install demo test lint test-slow sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-int8 bench-tagging-baseline bench-threads bench-gpu results clean
+.PHONY: install demo test lint test-slow test-torchrun sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-int8 bench-tagging-baseline bench-threads bench-gpu results clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,10 @@ lint: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# Every training path under a real 2-process torchrun on gloo (a few minutes on 2 cores); CI runs it.
+test-torchrun: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m torchrun
 
 bench: bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline
 
