@@ -151,7 +151,7 @@ def packed_equals_alone(work, device, model_config, rows=4):
 
     from tweetkit.io import StreamOptions
     from tweetkit.modeling import build_model, load_tokenizer, position_offset, precision_context
-    from tweetkit.tasks.mlm import MLMTask, tokenize_corpus
+    from tweetkit.tasks.mlm import MLMTask, packed_attention, tokenize_corpus
 
     target = torch.device(device)
     tok = load_tokenizer(str(work / "tok"))
@@ -168,7 +168,7 @@ def packed_equals_alone(work, device, model_config, rows=4):
                 packed = (
                     encoder(
                         input_ids=batch["input_ids"].to(target),
-                        attention_mask=batch["attention_mask"].to(target),
+                        attention_mask=packed_attention(batch["segments"]).to(target),
                         position_ids=batch["position_ids"].to(target),
                     )
                     .last_hidden_state[0]
@@ -176,9 +176,10 @@ def packed_equals_alone(work, device, model_config, rows=4):
                 )
                 offset = 0
                 for tweet in range(first, last):
-                    ids, _, positions = task._row(task.train_data, tweet, tweet + 1)
+                    positions = task.packed([0], rows=[(tweet, tweet + 1)])["position_ids"]
+                    ids = positions[0]
                     alone_ids = batch["input_ids"][0, offset : offset + len(ids)][None].to(target)
-                    alone = encoder(input_ids=alone_ids, position_ids=torch.tensor([positions], device=target))
+                    alone = encoder(input_ids=alone_ids, position_ids=positions.to(target))
                     diff = (packed[offset : offset + len(ids)] - alone.last_hidden_state[0].float()).abs().max()
                     worst, tweets, offset = max(worst, float(diff)), tweets + 1, offset + len(ids)
         tolerance = 1e-3 if precision == "fp32" else 5e-2
@@ -222,6 +223,8 @@ def main():
     threads.apply(None)
     import torch
 
+    if not torch.cuda.is_available() and not args.smoke and args.device != "cpu":
+        sys.exit("bench/gpu.py: no CUDA GPU here; the full run on the CPU takes hours (use --smoke or --device cpu)")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.smoke and device == "cpu":
         from tweetkit.modeling import cpu_has_native_bf16
@@ -243,26 +246,44 @@ def main():
     vocab = len(load_tokenizer(str(work / "tok")))
     results = {"device": name, "peak_tflops": peak, "smoke": args.smoke, "torch": torch.__version__}
 
-    log("1. pretraining")
-    results["pretrain"] = pretrain(work, args, device, model_config, shape, vocab, peak)
-    log("2. fine-tuning")
-    results["finetune"], classifier = finetune(work, args, device)
-    log("3. predict")
-    results["predict"] = predict(work, args, device, classifier) if classifier else None
-    log("4. packed rows against their tweets")
-    results["packed_equals_alone"] = packed_equals_alone(work, device, model_config)
+    parts = [
+        ("pretrain", "1. pretraining", lambda: pretrain(work, args, device, model_config, shape, vocab, peak)),
+        ("finetune", "2. fine-tuning", lambda: finetune(work, args, device)),
+        ("predict", "3. predict", lambda: predict(work, args, device, classifier) if classifier else None),
+        ("packed_equals_alone", "4. packed rows against their tweets", lambda: packed_equals_alone(work, device, model_config)),
+    ]  # fmt: skip
+    classifier = None
+    for key, title, part in parts:
+        log(title)
+        try:
+            results[key] = part()
+        except Exception as exc:  # one failing part must not lose the others' figures
+            results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            log(f"{title} failed: {results[key]['error']}")
+        if key == "finetune" and "error" not in results[key]:
+            results[key], classifier = results[key]
+        save(results, args.output)  # after every part: a run cut short keeps what it measured
     results["seconds"] = time.perf_counter() - began
-
     report(results)
-    pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=2)
-        handle.write("\n")
+    save(results, args.output)
     log(f"written to {args.output} ({results['seconds']:.0f} s in all)")
     shutil.rmtree(work, ignore_errors=True)
 
 
+def save(results: dict, output: str) -> None:
+    pathlib.Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with open(output + ".partial", "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=2)
+        handle.write("\n")
+    os.replace(output + ".partial", output)
+
+
 def report(results: dict) -> None:
+    results = dict(results)  # a failed part shows as FAILED; the saved figures keep its error
+    for key in ("pretrain", "finetune", "predict", "packed_equals_alone"):
+        if isinstance(results.get(key), dict) and "error" in results[key]:
+            log(f"{key}: FAILED ({results[key]['error']})")
+            results[key] = None
     p = results["pretrain"]
     if p:
         mfu = f"{p['mfu']:.1%} MFU (goal >= 40%)" if p["mfu"] is not None else "MFU: peak unknown"
@@ -283,7 +304,7 @@ def report(results: dict) -> None:
         log(
             f"predict fp32 labels differing from the pipeline's: {pr['checks'].get('fp32_vs_pipeline_differing_labels')}"
         )
-    for precision, r in results["packed_equals_alone"].items():
+    for precision, r in (results["packed_equals_alone"] or {}).items():
         verdict = "equal" if r["equal"] else "NOT equal"
         log(f"packed row vs its {r['tweets']} tweets alone, {precision}: max |diff| {r['max_abs_diff']:.2e} ({verdict}, tolerance {r['tolerance']:g})")  # fmt: skip
 

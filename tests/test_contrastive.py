@@ -56,7 +56,7 @@ def test_packed_tweets_embed_as_they_would_alone_and_pair_with_their_other_view(
     texts = [r["text"] for r in read_jsonl(str(setup / "train.jsonl"), last)][first:last]
     module = task.wrap(model)
     with torch.no_grad():
-        embeddings = module(*(batch[k] for k in ("input_ids", "attention_mask", "position_ids", "token_positions",
+        embeddings = module(*(batch[k] for k in ("input_ids", "segments", "position_ids", "token_positions",
                                                  "tweet_index")), batch["tweets"])  # fmt: skip
         expected = alone(model, tok, texts)
         torch.testing.assert_close(embeddings[: len(texts)], expected, atol=2e-5, rtol=1e-4)

@@ -10,6 +10,7 @@ import torch
 from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
 from safetensors.torch import load_file
 
+from tweetkit.tasks.mlm import packed_attention
 from tweetkit.text.normalize import TweetNormalizer
 
 MICRO = {
@@ -119,13 +120,16 @@ def test_packed_rows_never_attend_across_tweets(setup):
     encoder = model.roberta
     with torch.no_grad():
         packed = encoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]
+            input_ids=batch["input_ids"],
+            attention_mask=packed_attention(batch["segments"]),
+            position_ids=batch["position_ids"],
         ).last_hidden_state[0]
         offset = 0
         for tweet in range(first, last):
-            ids, _, positions = task._row(task.train_data, tweet, tweet + 1)
+            positions = task.packed([0], rows=[(tweet, tweet + 1)])["position_ids"]
+            ids = positions[0]
             alone_ids = batch["input_ids"][0, offset : offset + len(ids)][None]  # the same (masked) tokens
-            alone = encoder(input_ids=alone_ids, position_ids=torch.tensor([positions])).last_hidden_state[0]
+            alone = encoder(input_ids=alone_ids, position_ids=positions).last_hidden_state[0]
             assert torch.allclose(packed[offset : offset + len(ids)], alone, atol=1e-5)
             offset += len(ids)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tweetkit.tasks.mlm import PackedTweets, TokenizedCorpus, split_mlm_model
+from tweetkit.tasks.mlm import PackedTweets, TokenizedCorpus, packed_attention, split_mlm_model
 
 
 class TweetEmbedder(torch.nn.Module):
@@ -41,10 +41,11 @@ class TweetEmbedder(torch.nn.Module):
             if id(param) not in shared:
                 param.requires_grad_(False)
 
-    def forward(self, input_ids, attention_mask, position_ids, token_positions, tweet_index, tweets):
+    def forward(self, input_ids, segments, position_ids, token_positions, tweet_index, tweets):
         twice = lambda x: torch.cat([x, x])  # noqa: E731
+        attention = packed_attention(twice(segments))
         hidden = self.encoder(
-            input_ids=twice(input_ids), attention_mask=twice(attention_mask), position_ids=twice(position_ids)
+            input_ids=twice(input_ids), attention_mask=attention, position_ids=twice(position_ids)
         ).last_hidden_state
         flat = hidden.reshape(-1, hidden.shape[-1]).float()
         # the second copy's tokens lie one batch further on, its tweets numbered after the first's
@@ -85,7 +86,7 @@ class SimCSETask(PackedTweets):
         tweets = int(per_row.sum())
         return {
             "input_ids": packed["input_ids"],
-            "attention_mask": packed["attention_mask"],
+            "segments": packed["segments"],
             "position_ids": packed["position_ids"],
             "token_positions": token_positions,
             "tweet_index": tweet_index,
@@ -97,7 +98,7 @@ class SimCSETask(PackedTweets):
     def scores(self, module, batch: dict) -> torch.Tensor:
         """(n, n) cosine similarities / temperature between the two views; the diagonal pairs."""
         device = next(module.parameters()).device
-        names = ("input_ids", "attention_mask", "position_ids", "token_positions", "tweet_index")
+        names = ("input_ids", "segments", "position_ids", "token_positions", "tweet_index")
         embeddings = module(*(batch[name].to(device, non_blocking=True) for name in names), batch["tweets"])
         first, second = F.normalize(embeddings, dim=-1).chunk(2)
         return first @ second.T / self.temperature

@@ -122,19 +122,33 @@ def split_mlm_model(model):
     return encoder, head
 
 
+def packed_attention(segments: torch.Tensor, block_diagonal: bool = True) -> torch.Tensor:
+    """The (batch, 1, width, width) boolean attention of packed rows: each token sees the
+    tokens of its own tweet.  Made on the model's device from the (batch, width) segments,
+    so the batch that crosses to a GPU is width times smaller and its collation cheaper."""
+    real = segments > 0
+    if block_diagonal:
+        attention = (segments[:, :, None] == segments[:, None, :]) & real[:, :, None]
+    else:
+        attention = real[:, :, None] & real[:, None, :]
+    attention.diagonal(dim1=1, dim2=2).fill_(True)  # padding attends to itself: no empty rows
+    return attention[:, None, :, :]
+
+
 class MaskedPositionsLM(torch.nn.Module):
     """Forward that projects to the vocabulary only where tokens are masked.
 
     A module of its own so DDP wraps it (DDP syncs gradients through forward)."""
 
-    def __init__(self, model):
+    def __init__(self, model, block_diagonal: bool = True):
         super().__init__()
-        self.model = model
+        self.model, self.block_diagonal = model, block_diagonal
         self.encoder, self.head = split_mlm_model(model)
 
-    def forward(self, input_ids, attention_mask, position_ids, masked_positions):
+    def forward(self, input_ids, segments, position_ids, masked_positions):
+        attention = packed_attention(segments, self.block_diagonal)
         hidden = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+            input_ids=input_ids, attention_mask=attention, position_ids=position_ids
         ).last_hidden_state
         selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_positions)
         return self.head(selected)
@@ -172,39 +186,43 @@ class PackedTweets:
     def num_examples(self) -> int:
         return len(self.train_rows)
 
-    def _row(self, corpus: TokenizedCorpus, first: int, last: int):
-        ids, segments, positions = [], [], []
-        for segment, tweet in enumerate(range(first, last), start=1):
-            body = corpus.tokens[corpus.offsets[tweet] : corpus.offsets[tweet + 1]][: self.max_length - 2]
-            sequence = [self.bos, *body.tolist(), self.eos]
-            ids += sequence
-            segments += [segment] * len(sequence)
-            positions += range(self.position_offset, self.position_offset + len(sequence))
-        return ids, segments, positions
-
     def packed(self, indices: list[int], corpus: TokenizedCorpus | None = None, rows=None) -> dict:
-        """input_ids, segments (1, 2, ... per tweet of a row; 0 for padding), position_ids and
-        the (batch, 1, width, width) boolean attention of the rows `indices` (of the training
-        corpus unless `corpus` and its `rows` are given)."""
+        """input_ids, segments (1, 2, ... per tweet of a row; 0 for padding) and position_ids of
+        the rows `indices` (of the training corpus unless `corpus` and its `rows` are given);
+        the attention is made from the segments where the model runs (packed_attention).  Built with array operations over
+        all the batch's tokens at once: on a GPU this runs beside every step and must keep up."""
         corpus = self.train_data if corpus is None else corpus
         rows = self.train_rows if rows is None else rows
-        built = [self._row(corpus, *rows[i]) for i in indices]
-        width = max(len(ids) for ids, _, _ in built)
-        batch = len(built)
-        input_ids = torch.full((batch, width), self.pad, dtype=torch.long)
-        segments = torch.zeros((batch, width), dtype=torch.long)
-        positions = torch.full((batch, width), self.position_offset, dtype=torch.long)
-        for b, (ids, seg, pos) in enumerate(built):
-            input_ids[b, : len(ids)] = torch.tensor(ids)
-            segments[b, : len(seg)] = torch.tensor(seg)
-            positions[b, : len(pos)] = torch.tensor(pos)
-        if self.block_diagonal:
-            attention = (segments[:, :, None] == segments[:, None, :]) & (segments[:, :, None] > 0)
-        else:
-            attention = (segments[:, :, None] > 0) & (segments[:, None, :] > 0)
-        attention |= torch.eye(width, dtype=torch.bool)[None]  # padding attends to itself: no empty rows
-        return {"input_ids": input_ids, "segments": segments, "position_ids": positions,
-                "attention_mask": attention[:, None, :, :]}  # fmt: skip
+        bounds = np.asarray([rows[i] for i in indices], dtype=np.int64).reshape(-1, 2)
+        counts = bounds[:, 1] - bounds[:, 0]  # tweets per row
+        first_of_row = np.cumsum(counts) - counts  # each row's first tweet among the batch's
+        row_of_tweet = np.repeat(np.arange(len(bounds)), counts)
+        segment = np.arange(counts.sum()) - first_of_row[row_of_tweet]  # 0, 1, ... within its row
+        tweet = bounds[row_of_tweet, 0] + segment
+        offsets = np.asarray(corpus.offsets)
+        starts = offsets[tweet]
+        length = np.minimum(offsets[tweet + 1] - starts, self.max_length - 2) + 2  # <s> body </s>
+        before = np.cumsum(length) - length  # where each tweet begins among the batch's tokens
+        start_in_row = before - before[first_of_row][row_of_tweet]
+        width = int(np.add.reduceat(length, first_of_row).max())
+        # one entry per token of the batch: its tweet, its place in the tweet, where it goes
+        owner = np.repeat(np.arange(len(tweet)), length)
+        place = np.arange(int(length.sum())) - before[owner]
+        destination = row_of_tweet[owner] * width + start_in_row[owner] + place
+        body = (place > 0) & (place < length[owner] - 1)
+        ids = np.where(place == 0, self.bos, self.eos).astype(np.int64)
+        if body.any():
+            ids[body] = np.asarray(corpus.tokens[starts[owner[body]] + place[body] - 1], dtype=np.int64)
+        batch = len(bounds)
+        flat_ids = torch.full((batch * width,), self.pad, dtype=torch.long)
+        flat_segments = torch.zeros(batch * width, dtype=torch.long)
+        flat_positions = torch.full((batch * width,), self.position_offset, dtype=torch.long)
+        where = torch.from_numpy(destination)
+        flat_ids[where] = torch.from_numpy(ids)
+        flat_segments[where] = torch.from_numpy(segment[owner] + 1)
+        flat_positions[where] = torch.from_numpy(place + self.position_offset)
+        return {"input_ids": flat_ids.view(batch, width), "segments": flat_segments.view(batch, width),
+                "position_ids": flat_positions.view(batch, width)}  # fmt: skip
 
     def validation_batches(self, rows_per_batch: int = 32):
         """The validation rows as collated batches, in order, with epoch 0's draws."""
@@ -232,35 +250,36 @@ class MLMTask(PackedTweets):
         self.special_ids = sorted(set(tokenizer.all_special_ids))
 
     def wrap(self, model):
-        return MaskedPositionsLM(model)
+        return MaskedPositionsLM(model, self.block_diagonal)
 
     def collate(self, indices: list[int], epoch: int, corpus=None, rows=None) -> dict:
         packed = self.packed(indices, corpus, rows)
         input_ids, segments = packed["input_ids"], packed["segments"]
         width = input_ids.shape[1]
-        labels = torch.full_like(input_ids, -100)
         special = torch.isin(input_ids, torch.tensor(self.special_ids))
+        # Dynamic masking: a fresh draw each epoch, the same draw for the same (seed, epoch,
+        # row) whatever the process count or batch composition.  Draws are max_length long
+        # whatever the batch width, so they do not shift with the padding of the batch.
+        draw, kind = torch.empty(len(indices), self.max_length), torch.empty(len(indices), self.max_length)
+        random_ids = torch.empty(len(indices), self.max_length, dtype=torch.long)
         for b, row_index in enumerate(indices):
-            # Dynamic masking: a fresh draw each epoch, the same draw for the same
-            # (seed, epoch, row) whatever the process count or batch composition.
-            # Draws are max_length long whatever the batch width, so they do not shift
-            # with the padding of the batch the row happens to be in.
             generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + row_index)
-            draw = torch.rand(self.max_length, generator=generator)[:width]
-            chosen = (draw < self.mask_prob) & ~special[b]
-            kind = torch.rand(self.max_length, generator=generator)[:width]
-            random_ids = torch.randint(len(self.special_ids), self.vocab_size, (self.max_length,), generator=generator)[
-                :width
-            ]
-            labels[b, chosen] = input_ids[b, chosen]
-            input_ids[b, chosen & (kind < 0.8)] = self.mask_id  # 80% <mask>
-            swap = chosen & (kind >= 0.8) & (kind < 0.9)  # 10% a random token, 10% unchanged
-            input_ids[b, swap] = random_ids[swap]
+            torch.rand(self.max_length, generator=generator, out=draw[b])
+            torch.rand(self.max_length, generator=generator, out=kind[b])
+            torch.randint(
+                len(self.special_ids), self.vocab_size, (self.max_length,), generator=generator, out=random_ids[b]
+            )
+        draw, kind, random_ids = draw[:, :width], kind[:, :width], random_ids[:, :width]
+        chosen = (draw < self.mask_prob) & ~special
+        labels = torch.where(chosen, input_ids, -100)
+        input_ids = torch.where(chosen & (kind < 0.8), self.mask_id, input_ids)  # 80% <mask>
+        swap = chosen & (kind >= 0.8) & (kind < 0.9)  # 10% a random token, 10% unchanged
+        input_ids = torch.where(swap, random_ids, input_ids)
         flat_labels = labels.reshape(-1)
         masked = torch.nonzero(flat_labels != -100, as_tuple=False).squeeze(1)
         return {
             "input_ids": input_ids,
-            "attention_mask": packed["attention_mask"],
+            "segments": segments,
             "position_ids": packed["position_ids"],
             "masked_positions": masked,
             "labels": flat_labels.index_select(0, masked),
@@ -272,7 +291,7 @@ class MLMTask(PackedTweets):
     def logits(module, batch: dict) -> torch.Tensor:
         """The vocabulary logits at the masked positions only."""
         device = next(module.parameters()).device
-        names = ("input_ids", "attention_mask", "position_ids", "masked_positions")
+        names = ("input_ids", "segments", "position_ids", "masked_positions")
         return module(*(batch[name].to(device, non_blocking=True) for name in names)).float()
 
     def loss(self, module, batch: dict):
