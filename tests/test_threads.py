@@ -1,5 +1,5 @@
 """--threads / TWEETKIT_THREADS: which count wins, that the OpenMP runtime sees it (and the
-passive wait policy) although the CLI imports torch lazily, and that children inherit it."""
+wait policy of the situation) although the CLI imports torch lazily, and that children inherit it."""
 
 import json
 import os
@@ -69,11 +69,12 @@ def corpus(tmp_path_factory):
     return root
 
 
+OUR_VARIABLES = ("TWEETKIT_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE", threads.SHARED_ENV, threads.OURS)
+
+
 def pretrain_env(corpus, tmp_path, args, **env):
     """`tweetkit pretrain --max-steps 0` in a fresh process, with libgomp printing its settings."""
-    clean = {
-        k: v for k, v in os.environ.items() if k not in ("TWEETKIT_THREADS", "OMP_NUM_THREADS", *threads.WAIT_CHOICES)
-    }
+    clean = {k: v for k, v in os.environ.items() if k not in (*OUR_VARIABLES, *threads.WAIT_CHOICES)}
     argv = ["pretrain", "--train", str(corpus / "corpus.jsonl"), "--tokenizer", str(corpus / "tok"), "-o", str(tmp_path / "mlm"),
             "--model-config", str(corpus / "micro.json"), "--max-steps", "0", "--cache-dir", str(tmp_path / "cache"), *args]  # fmt: skip
     proc = subprocess.run(
@@ -106,11 +107,34 @@ def test_children_inherit_the_setting():
         'child = \'import os, torch; print(os.environ["TWEETKIT_THREADS"], os.environ["OMP_WAIT_POLICY"], torch.get_num_threads())\'\n'
         "subprocess.run([sys.executable, '-c', child], check=True)\n"
     )
-    clean = {
-        k: v for k, v in os.environ.items() if k not in ("TWEETKIT_THREADS", "OMP_NUM_THREADS", *threads.WAIT_CHOICES)
-    }
+    clean = {k: v for k, v in os.environ.items() if k not in (*OUR_VARIABLES, *threads.WAIT_CHOICES)}
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**clean, "PYTHONPATH": str(ROOT)}
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "PASSIVE", "1"]
+
+
+def test_wait_policy_spins_alone_and_sleeps_when_shared():
+    cores = threads.physical_cores(threads.available_cpus())
+    assert threads.wait_policy(cores, environ={}) is None  # the cores to itself: libgomp's spin
+    assert threads.wait_policy(cores, shared=True, environ={}) == "PASSIVE"
+    assert threads.wait_policy(cores, environ={threads.SHARED_ENV: "1"}) == "PASSIVE"
+    assert threads.wait_policy(cores, environ={threads.SHARED_ENV: "0"}) is None
+    assert threads.wait_policy(max(1, cores // 2), environ={"LOCAL_WORLD_SIZE": "2"}) == "PASSIVE"
+    if cores > 1:
+        assert threads.wait_policy(cores - 1, environ={}) == "PASSIVE"  # fewer threads than cores: others run here
+    # the user's choice wins; a policy a parent tweetkit exported is decided anew
+    assert threads.wait_policy(1, shared=True, environ={"GOMP_SPINCOUNT": "1000"}) is None
+    ours = {"OMP_WAIT_POLICY": "PASSIVE", threads.OURS: "PASSIVE"}
+    assert threads.wait_policy(cores, environ=ours) is None
+
+
+def test_the_runtime_spins_alone_and_sleeps_shared(corpus, tmp_path):
+    cores = threads.physical_cores(threads.available_cpus())
+    alone = pretrain_env(corpus, tmp_path, ["--threads", str(cores)])
+    assert "GOMP_SPINCOUNT = '300000'" in alone  # libgomp's default spin
+    shared = pretrain_env(corpus, tmp_path, ["--overwrite", "--threads", str(cores), "--shared"])
+    assert "GOMP_SPINCOUNT = '0'" in shared
+    inherited = pretrain_env(corpus, tmp_path, ["--overwrite", "--threads", str(cores)], TWEETKIT_SHARED="1")
+    assert "GOMP_SPINCOUNT = '0'" in inherited

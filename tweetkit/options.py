@@ -210,10 +210,10 @@ def threads_option(func):
     before the command runs, hence before it imports torch.  Not part of the command's
     saved flags: a run's thread count belongs to the machine, like its load."""
 
-    def wrapper(threads, **kwargs):
+    def wrapper(threads, shared, **kwargs):
         from tweetkit import threads as thread_settings
 
-        thread_settings.apply(threads)
+        thread_settings.apply(threads, shared)
         return func(**kwargs)
 
     functools.update_wrapper(wrapper, func)
@@ -222,10 +222,15 @@ def threads_option(func):
         type=click.IntRange(min=1),
         default=None,
         help="CPU threads for torch [default: $TWEETKIT_THREADS, else $OMP_NUM_THREADS, else the physical cores "
-        "available]; waiting threads sleep (OMP_WAIT_POLICY=PASSIVE) unless OMP_WAIT_POLICY is set. Jobs sharing "
-        "cores: give each cores/jobs.",
+        "available]. Jobs sharing cores: give each cores/jobs.",
     )
-    return option(wrapper)
+    shared = click.option(
+        "--shared",
+        is_flag=True,
+        help="Other busy jobs share these cores: waiting threads sleep at once instead of spinning (also "
+        "$TWEETKIT_SHARED=1; implied by fewer --threads than cores and by several torchrun processes here).",
+    )
+    return option(shared(wrapper))
 
 
 # --- config files ----------------------------------------------------------------------

@@ -7,15 +7,18 @@ on this machine (LOCAL_WORLD_SIZE).
 
 Why the wait policy may matter more than the count: torch's OpenMP threads, between
 parallel regions, spin for about 3 ms (GOMP_SPINCOUNT=300000) before they sleep.  Alone that
-saves a wake-up; beside another busy process it burns the cores the other process's threads
-are waiting for, and each barrier then waits for a thread the spinners keep off its core,
-the likely cause of the 16-20x collapse measured for `pretrain` with 2 threads on 2 shared
-cores (against OMP_NUM_THREADS=1); bench/threads.py measures it.  So, unless the user
-chose (OMP_WAIT_POLICY, GOMP_SPINCOUNT, or KMP_BLOCKTIME for Intel's runtime), threads
-sleep at once (OMP_WAIT_POLICY=PASSIVE).  The OpenMP runtime reads that variable when it
-loads, i.e. when torch is first imported: the commands import torch lazily, after this ran.
-The settings are exported, so child processes (torchrun workers, sweep workers, a
-pipeline's later tweetkit) start with the same ones.
+saves a wake-up in every operation; beside another busy process it burns the cores the other
+process's threads are waiting for, and each barrier then waits for a thread the spinners keep
+off its core, the likely cause of the 16-20x collapse measured for `pretrain` with 2 threads
+on 2 shared cores; bench/threads.py measures both sides.  So the policy follows the situation
+(`wait_policy`): threads spin, as libgomp does by default, where tweetkit has the cores to
+itself, and sleep at once (OMP_WAIT_POLICY=PASSIVE) where it knows it shares them: several
+local processes of a launcher (torchrun's LOCAL_WORLD_SIZE), fewer threads than cores
+(--threads, TWEETKIT_THREADS, OMP_NUM_THREADS), or `--shared` / TWEETKIT_SHARED=1.  A policy
+the user chose (OMP_WAIT_POLICY, GOMP_SPINCOUNT, or KMP_BLOCKTIME for Intel's runtime) wins.
+The OpenMP runtime reads the variable when it loads, i.e. when torch is first imported: the
+commands import torch lazily, after this ran.  The settings are exported, so child processes
+(torchrun workers, sweep workers, a pipeline's later tweetkit) start with the same ones.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ import sys
 from tweetkit.errors import UsageError
 
 ENV = "TWEETKIT_THREADS"
+SHARED_ENV = "TWEETKIT_SHARED"
 # Variables with which a user chose how OpenMP threads wait; then tweetkit leaves it alone.
 WAIT_CHOICES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+# Marks an OMP_WAIT_POLICY tweetkit exported (a parent tweetkit's), so a child decides anew.
+OURS = "TWEETKIT_WAIT_POLICY"
 
 
 def _count(text: str, name: str) -> int:
@@ -73,20 +79,42 @@ def resolve(requested: int | None = None, environ=None) -> tuple[int, str]:
     return max(1, physical_cores(available_cpus()) // processes), "cores"
 
 
+def wait_policy(threads: int, shared: bool = False, environ=None) -> str | None:
+    """PASSIVE where tweetkit knows it shares the cores, None (libgomp's spin) where it has
+    them to itself; None too where the user chose a policy (see the module's docstring)."""
+    environ = os.environ if environ is None else environ
+    if any(name in environ for name in WAIT_CHOICES) and OURS not in environ:
+        return None  # the user's choice
+    local = environ.get("LOCAL_WORLD_SIZE", "1").strip()
+    sharing = (
+        shared
+        or environ.get(SHARED_ENV, "").strip() not in ("", "0")
+        or (local.isdigit() and int(local) > 1)
+        or threads < physical_cores(available_cpus())
+    )
+    return "PASSIVE" if sharing else None
+
+
 _chosen: int | None = None  # the count apply() settled on, for configure_torch()
 
 
-def apply(requested: int | None = None) -> int:
-    """Resolve the thread count and export it (and the passive wait policy) for this
-    process's OpenMP runtime and its children; returns the count.
+def apply(requested: int | None = None, shared: bool = False) -> int:
+    """Resolve the thread count and the wait policy and export them for this process's
+    OpenMP runtime and its children; returns the count.
 
     Nothing imports torch here (a linear model's `predict` never needs it): torch's pools
     are set by configure_torch() where a command starts to use it, or now if it is loaded."""
     global _chosen
     threads, _ = resolve(requested)
+    policy = wait_policy(threads, shared)
     os.environ.update({ENV: str(threads), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
-    if not any(name in os.environ for name in WAIT_CHOICES):
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if OURS in os.environ or not any(name in os.environ for name in WAIT_CHOICES):
+        os.environ.pop("OMP_WAIT_POLICY", None)
+        os.environ.pop(OURS, None)
+        if policy:
+            os.environ.update({"OMP_WAIT_POLICY": policy, OURS: policy})
+    if shared:
+        os.environ[SHARED_ENV] = "1"  # children share as their parent does
     _chosen = threads
     if "torch" in sys.modules:
         configure_torch()
