@@ -2,6 +2,9 @@
 
     python scripts/repro_gpu.py [--name gpu] [bench/adaptation.py flags...]
     python scripts/repro_gpu.py --smoke       # the same steps at toy size, on the CPU
+    # in parts, each within a short lease of a GPU: one task per run, each with its own results
+    python scripts/repro_gpu.py --tasks semeval17 --name gpu-semeval17
+    python scripts/repro_gpu.py --tasks irony --name gpu-irony
 
 bench/adaptation.py with the settings a GPU affords: the full train sets (SemEval-2017's
 ~49.5k tweets, irony's 2.9k), TAPT over the task's train text for 1,000 steps of 256 packed

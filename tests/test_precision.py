@@ -182,3 +182,21 @@ def test_sort_window_changes_batches_not_predictions(classifier):
     assert [r["pred"] for r in small] == [r["pred"] for r in default]
     gaps = [abs(a["scores"][k] - b["scores"][k]) for a, b in zip(default, small) for k in a["scores"]]
     assert max(gaps) < 1e-4
+
+
+def test_int8_with_device_auto_runs_on_the_cpu_of_a_gpu_server(classifier, monkeypatch):
+    """The help's cron example, `predict --precision int8`, on a server with a GPU (faked: none
+    is needed to choose): auto picks the CPU for int8; an explicit --device cuda is refused."""
+    import tweetkit.modeling
+    from tweetkit.modeling import load_for_inference
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert tweetkit.modeling.resolve_device("auto").type == "cuda"
+    loaded = load_for_inference(str(classifier / "clf"), "auto", "int8")
+    assert next(loaded.model.parameters()).device.type == "cpu"
+    test = str(classifier / "test.jsonl")
+    auto = run_cli(["predict", "--model", str(classifier / "clf"), "--precision", "int8", test])
+    assert auto.exit_code == 0, auto.stderr
+    assert auto.records() == predictions(classifier, "int8")
+    with pytest.raises(ConfigError, match="CPU only"):
+        load_for_inference(str(classifier / "clf"), "cuda", "int8")

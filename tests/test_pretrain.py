@@ -155,9 +155,7 @@ def test_masking_statistics(setup):
     chosen = replaced = randomised = candidates = 0
     for start in range(0, len(rows), 20):
         batch = task.collate(rows[start : start + 20], epoch=0)
-        original = torch.cat(
-            [torch.tensor(task._row(task.train_data, *task.train_rows[i])[0]) for i in rows[start : start + 20]]
-        )
+        original = torch.cat([task.packed([i])["input_ids"][0] for i in rows[start : start + 20]])  # unpadded
         candidates += int((~torch.isin(original, torch.tensor(task.special_ids))).sum())
         chosen += batch["count"]
         masked_ids = batch["input_ids"].reshape(-1)[batch["masked_positions"]]

@@ -15,7 +15,7 @@ from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, default_storage, parse_
 TASKS = ("classification", "multilabel", "regression", "tagging")
 TRAIN_FLAGS = [
     "batch_size", "epochs", "max_steps", "lr", "weight_decay", "betas", "eps", "warmup_ratio", "precision", "keep_checkpoints",
-    "resume", "overwrite", "seed", "device", "dist_timeout",
+    "resume", "overwrite", "seed", "device", "dist_timeout", "compile",
 ]  # fmt: skip
 
 
@@ -112,7 +112,8 @@ def run_settings(job: dict, train: dict, seed: int) -> dict:
         "validation_path",
         "fields",
     )
-    where = ("resume", "overwrite", "keep_checkpoints", "device", "dist_timeout", "seed")  # not what is computed
+    # where and how it runs, not what it computes
+    where = ("resume", "overwrite", "keep_checkpoints", "device", "dist_timeout", "compile", "seed")
     how = {k: v for k, v in train.items() if k not in where}
     mapped = {"label_map": job["label_map"]} if job.get("label_map") else {}  # absent when unused: older runs resume
     return {"seed": seed, **{k: job[k] for k in keys}, **mapped, **how}

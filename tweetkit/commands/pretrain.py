@@ -12,7 +12,7 @@ from tweetkit.options import FIELD, ON_ERROR, QUIET, config_options, log_for, th
 TRAIN_FLAGS = [
     "max_steps", "epochs", "batch_size", "micro_batch_size", "lr", "weight_decay", "betas", "eps", "warmup_steps",
     "head_warmup_steps", "max_grad_norm", "precision", "save_every", "keep_checkpoints", "eval_every", "log_every", "resume", "overwrite",
-    "seed", "device", "dist_timeout",
+    "seed", "device", "dist_timeout", "compile",
 ]  # fmt: skip
 
 

@@ -105,6 +105,7 @@ MAY_DIFFER = {
     "command_line",
     "device",
     "dist_timeout",
+    "compile",
     "log_every",
     "save_every",
     "keep_checkpoints",

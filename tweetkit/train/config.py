@@ -51,6 +51,9 @@ class TrainConfig:
     resume: bool = setting(False, "Continue from the newest checkpoint in -o that has the same settings.")
     overwrite: bool = setting(False, "Replace a previous run in -o (its model and checkpoints are removed first).")
     device: str = setting("auto", "auto (the GPU if there is one), cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    compile: bool = setting(
+        False, "torch.compile the model (inductor; dynamic shapes, so batches of new lengths do not recompile)."
+    )
     dist_timeout: int = setting(
         7200, "Under torchrun: seconds a process waits for the others in a collective before the job fails.", min=1
     )

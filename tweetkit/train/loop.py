@@ -227,6 +227,9 @@ def train(
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             module, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None
         )
+    forward = ddp_model
+    if config.compile:  # the compiled graph runs the forward; DDP's no_sync stays on the module itself
+        forward = torch.compile(ddp_model, dynamic=True)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
     run = Progress()
@@ -270,7 +273,7 @@ def train(
                 context = ddp_model.no_sync() if (world > 1 and not sync) else nullcontext()
                 with context:
                     with autocast(config, dist.device):
-                        losses, _ = task.loss(ddp_model, batch)
+                        losses, _ = task.loss(forward, batch)
                     scaler.scale(losses.float() / global_count * world).backward()
                 loss_sum += losses.detach().double()  # on the device: no wait for it per micro-batch
                 seen_tokens += int(batch.get("tokens", 0))
