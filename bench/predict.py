@@ -114,6 +114,35 @@ def compare(directory, texts, batch_size, device, modes, emulated_bf16_tweets=30
     return {**results, "checks": checks, "padding": padding(classifier.tokenizer, texts, batch_size, SORT_WINDOW)}
 
 
+def whole_process(directory, test, batch_size, threads, modes, repeats=2, log=print) -> dict:
+    """Seconds of whole processes, as a user times them (start-up, loading, tokenising, writing):
+    `tweetkit predict` at each precision against bench/peers/pipeline_predict.py, alternated,
+    best of `repeats`; labels compared with the pipeline's.  Returns {name: {"seconds", "tweets_per_s"}}."""
+    import subprocess
+
+    here = pathlib.Path(__file__).resolve().parent
+    tweets = sum(1 for _ in open(test, encoding="utf-8"))
+    commands = {"pipeline": [sys.executable, str(here / "peers" / "pipeline_predict.py"), directory, test,
+                             "--batch-size", str(batch_size)]}  # fmt: skip
+    for mode in modes:
+        commands[mode] = [sys.executable, "-m", "tweetkit", "predict", "--model", directory, "--precision", mode,
+                          "--threads", str(threads), "--batch-size", str(batch_size), "-q", test]  # fmt: skip
+    results = {name: {"seconds": float("inf"), "tweets": tweets} for name in commands}
+    labels = {}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=here.parent)
+            seconds = time.perf_counter() - start
+            results[name]["seconds"] = min(results[name]["seconds"], seconds)
+            labels[name] = [json.loads(line)["pred"] for line in done.stdout.splitlines()]
+            log(f"  whole process {name}: {seconds:.1f} s for {tweets:,} tweets")
+    for name, result in results.items():
+        result["tweets_per_s"] = tweets / result["seconds"]
+        result["labels_equal_pipeline"] = sum(a == b for a, b in zip(labels[name], labels["pipeline"])) / tweets
+    return results
+
+
 def padding(tokenizer, texts, batch_size, window):
     """Tokens each runs through the model per real token, and batches: the pipeline batches
     in input order, tweetkit each window's tweets by equal length (one short batch per
@@ -193,6 +222,19 @@ def main():
     unit = "GPU" if args.device == "cuda" else f"CPU, {args.threads} threads, native bf16: {cpu_has_native_bf16()}"
     model = args.model or f"MiniLM-L6 fine-tuned on {args.finetune_tweets:,} train tweets"
     print(f"{len(texts):,} normalised SemEval-2017 test tweets, {model}, batch {args.batch_size}, {unit}")
+    whole = None
+    if args.device == "cpu":
+        cheap = [m for m in modes if m != "bf16" or cpu_has_native_bf16()]  # emulated bf16: minutes, no news
+        whole = whole_process(directory, test, args.batch_size, args.threads, cheap)
+        pipe_s = whole["pipeline"]["seconds"]
+        print(f"\nwhole processes ({len(texts):,} tweets; start-up, loading, tokenising and writing included):")
+        for name, r in whole.items():
+            print(
+                f"  {'tweetkit predict ' + name if name != 'pipeline' else 'pipeline script':<24} {r['seconds']:>6.1f} s "
+                f"{r['tweets_per_s']:>7.1f} tweets/s {pipe_s / r['seconds']:>5.2f}x pipeline, "
+                f"labels = pipeline's: {r['labels_equal_pipeline']:.2%}"
+            )
+        print("\nin-process (the model loaded once, inference alone):")
     results = compare(directory, texts, args.batch_size, args.device, modes, args.emulated_bf16_tweets)
     checks = results.pop("checks")
     pad = results.pop("padding")
@@ -229,7 +271,7 @@ def main():
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump({"device": args.device, "threads": args.threads, **results, "checks": checks, "padding": pad,
-                       "fp32_roofline": bound}, handle, indent=2)  # fmt: skip
+                       "fp32_roofline": bound, "whole_process": whole}, handle, indent=2)  # fmt: skip
             handle.write("\n")
     shutil.rmtree(work, ignore_errors=True)
 

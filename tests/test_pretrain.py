@@ -423,3 +423,14 @@ def test_clear_errors(setup, tmp_path):
         ]
     )
     assert no_tok.exit_code == 1 and "cannot load tokenizer" in no_tok.stderr
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: minutes on 2 cores
+def test_compiled_training_matches_eager(setup, tmp_path):
+    eager = pretrain(setup, tmp_path / "eager", "--model-config", str(setup / "micro-nodrop.json"),
+                     "--max-steps", "4", "--batch-size", "8", "--log-every", "1")  # fmt: skip
+    compiled = pretrain(setup, tmp_path / "compiled", "--model-config", str(setup / "micro-nodrop.json"),
+                        "--max-steps", "4", "--batch-size", "8", "--log-every", "1", "--compile")  # fmt: skip
+    assert [line["step"] for line in compiled] == [1, 2, 3, 4]
+    for a, b in zip(eager, compiled):
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
