@@ -106,7 +106,11 @@ def markdown(summary: dict) -> str:
     for row in _table_rows(summary):
         published = {p["name"]: p["value"] for p in row["published"]}
         cells = [f"{published[s]:.1f}" if s in published else "" for s in systems]
-        lines.append(f"| {row['title']} | {row['metric_title']} | {row['mean']:.1f} ± {row['std']:.1f} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {row['title']} | {row['metric_title']} | {row['mean']:.1f} ± {row['std']:.1f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     sources = {p["name"]: p["source"] for r in _table_rows(summary) for p in r["published"]}
     if sources:
         lines += ["", "Published rows:", *[f"- {name}: {source}" for name, source in sources.items()]]
@@ -131,7 +135,7 @@ def plot(summary: dict, stem: str) -> list[str]:
     systems = list(dict.fromkeys(p["name"] for r in rows for p in r["published"]))
     figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.5))
     positions = list(range(len(rows)))
-    axes.bar(positions, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], color="#1f77b4", alpha=0.8,
+    axes.bar(positions, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], color="#b0b0b0",
              capsize=3, label=summary["model_name"])  # fmt: skip
     markers = "o^sDv<>phX*"
     for index, system in enumerate(systems):

@@ -142,7 +142,9 @@ def parse(data: dict, path: str) -> Suite:
     tasks = tuple(_task(entry, i, defaults, fail) for i, entry in enumerate(data["tasks"]))
     kinds = {t.name: t.kind for t in tasks if not t.predictions_of}
     # A view scores its task's predictions: it has that task's type.
-    tasks = tuple(dataclasses.replace(t, kind=kinds.get(t.predictions_of, t.kind)) if t.predictions_of else t for t in tasks)
+    tasks = tuple(
+        dataclasses.replace(t, kind=kinds.get(t.predictions_of, t.kind)) if t.predictions_of else t for t in tasks
+    )
     groups = tuple(_group(entry, i, tasks, fail) for i, entry in enumerate(data.get("groups", [])))
     suite = Suite(
         name=name,
@@ -282,14 +284,18 @@ def _check_references(suite: Suite, fail) -> None:
             fail(f"task {task.name}: predictions_of {task.predictions_of!r} is not a trained task of this suite")
         if task.metric not in EVALUATE_METRICS[task.kind]:
             fail(f"task {task.name}: metric {task.metric!r} is not one of {', '.join(EVALUATE_METRICS[task.kind])}")
-        if task.metric == "f1_pos" and not (task.positive_label or suite.task(task.predictions_of or task.name).positive_label):
+        if task.metric == "f1_pos" and not (
+            task.positive_label or suite.task(task.predictions_of or task.name).positive_label
+        ):
             fail(f"task {task.name}: metric 'f1_pos' needs positive_label")
     for group in suite.groups:
         kinds = {suite.task(t).kind for t in group.tasks}
         if kinds != {"classification"}:
             fail(f"group {group.name}: only classification tasks can be pooled")
         if group.metric not in OFFICIAL_SCORERS and group.metric not in EVALUATE_METRICS["classification"]:
-            fail(f"group {group.name}: metric {group.metric!r} is not one of {', '.join([*OFFICIAL_SCORERS, *EVALUATE_METRICS['classification']])}")
+            fail(
+                f"group {group.name}: metric {group.metric!r} is not one of {', '.join([*OFFICIAL_SCORERS, *EVALUATE_METRICS['classification']])}"
+            )
     rows = set(suite.rows()) | ({suite.aggregate} if suite.aggregate else set())
     for system in suite.published:
         stray = sorted(set(system.scores) - rows)

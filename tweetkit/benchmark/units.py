@@ -135,7 +135,9 @@ def model_fingerprint(model: str) -> object:
 # --- planning ------------------------------------------------------------------------------
 
 
-def plan(suite: Suite, tasks: list[Task], seeds: list[int], model: str, data: str, output: str, options: dict) -> list[Unit]:
+def plan(
+    suite: Suite, tasks: list[Task], seeds: list[int], model: str, data: str, output: str, options: dict
+) -> list[Unit]:
     """The units of the chosen tasks and seeds; `options` holds train_limit and the tuning
     overrides given as flags (they win over the suite's)."""
     units = []
@@ -199,7 +201,9 @@ class Processes:
         if self.stopping.is_set():
             raise Stopped()
         if code:
-            raise UnitFailed(f"unit {unit.name}: `tweetkit {args[3]}` failed (exit {code}): {last_line(log)} (log: {log})")
+            raise UnitFailed(
+                f"unit {unit.name}: `tweetkit {args[3]}` failed (exit {code}): {last_line(log)} (log: {log})"
+            )
 
     def stop(self) -> None:
         with self.lock:
@@ -249,7 +253,9 @@ def run_unit(unit: Unit, runtime: Runtime, processes: Processes) -> dict:
     processes.call(predict, os.devnull, path("predict.log"), unit)
     os.replace(path(PREDICTIONS + ".tmp"), path(PREDICTIONS))
     metrics = evaluate(unit, unit.task.label_map, "test.metrics.json", processes)
-    views = {view.name: evaluate(unit, view.label_map, f"test.{view.name}.metrics.json", processes) for view in unit.views}
+    views = {
+        view.name: evaluate(unit, view.label_map, f"test.{view.name}.metrics.json", processes) for view in unit.views
+    }
     if not runtime.keep_models:
         shutil.rmtree(model_dir, ignore_errors=True)
     result = {"task": unit.task.name, "seed": unit.seed, "metrics": metrics, "views": views,

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from tweetkit.options import QUIET
+from tweetkit.options import QUIET, log_for
 
 
 class Progress:
@@ -22,8 +22,14 @@ class Progress:
         self.view = None
         if not quiet:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-            from rich.progress import TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             # ETA from every unit finished so far, not rich's last 30 s: a unit takes minutes.
             self.view = Progress(TextColumn("units"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -81,8 +87,12 @@ Examples:
 )
 @click.argument("suite_name", metavar="SUITE")
 @click.option("--model", required=True, help="A pretrained model directory, or 'linear' for the linear baseline row.")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Data root, laid out as ../shared/data.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory (reused to resume).")
+@click.option(
+    "--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Data root, laid out as ../shared/data."
+)
+@click.option(
+    "-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory (reused to resume)."
+)
 @click.option("--tasks", help="Comma-separated tasks or groups of the suite [default: all].")
 @click.option("--seeds", default="1", show_default=True, help="Comma-separated fine-tuning seeds.")
 @click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N lines of each training split.")
@@ -92,11 +102,33 @@ Examples:
 @click.option("--max-length", type=click.IntRange(min=8), help="Override every task's max length.")
 @click.option("--patience", type=click.IntRange(min=0), help="Override every task's early-stopping patience.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Units run in parallel.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads in all [default: as finetune's]; each worker gets its share.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads in all [default: as finetune's]; each worker gets its share.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--keep-models", is_flag=True, help="Keep each unit's fine-tuned model (deleted after its test predictions otherwise).")
+@click.option(
+    "--keep-models",
+    is_flag=True,
+    help="Keep each unit's fine-tuned model (deleted after its test predictions otherwise).",
+)
 @QUIET
-def command(suite_name, model, data_dir, output, tasks, seeds, train_limit, workers, threads, device, keep_models, quiet, **tuning):
+def command(
+    suite_name,
+    model,
+    data_dir,
+    output,
+    tasks,
+    seeds,
+    train_limit,
+    workers,
+    threads,
+    device,
+    keep_models,
+    quiet,
+    **tuning,
+):
     """Fine-tune MODEL on every task of SUITE (a shipped suite's name or a .toml file) for
     each seed with `tweetkit finetune`, predict and score each test split with `tweetkit
     predict` and `tweetkit evaluate`, and write OUTPUT/results.json, results.md (the
@@ -105,13 +137,15 @@ def command(suite_name, model, data_dir, output, tasks, seeds, train_limit, work
     skips finished ones, reruns those whose settings changed; Ctrl-C keeps them.  stdout:
     one JSON line per finished unit, then a summary line."""
     from tweetkit import threads as thread_settings
-    from tweetkit.benchmark import report, suite as suites, units as work
+    from tweetkit.benchmark import report
+    from tweetkit.benchmark import suite as suites
+    from tweetkit.benchmark import units as work
     from tweetkit.errors import ConfigError
 
     suite = suites.load(suite_name)
     chosen = suites.select_tasks(suite, [t.strip() for t in tasks.split(",")] if tasks else None)
     seed_list = parse_int_list(seeds, "--seeds")
-    log = (lambda message: None) if quiet else (lambda message: print(f"tweetkit benchmark: {message}", file=sys.stderr))
+    log = log_for("benchmark", quiet)
     if model in ("linear", "tfidf"):
         model = "linear"
         if len(seed_list) > 1:
