@@ -36,6 +36,7 @@ class Progress:
                                  TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
                                  console=Console(file=sys.stderr), speed_estimate_period=7 * 24 * 3600)  # fmt: skip
             self.bar = self.view.add_task("", total=to_run)
+            self.view.advance(self.bar, 0)  # a first sample, so that the ETA counts from the start
             self.view.start()
 
     def _describe(self) -> None:
