@@ -250,6 +250,17 @@ def test_missing_or_malformed_data_is_one_line_before_training(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_failed_unit_is_one_line_naming_its_log(tmp_path):
+    data = write_data(tmp_path)
+    (tmp_path / "empty-model").mkdir()
+    args = ["benchmark", str(write_suite(tmp_path)), "--model", str(tmp_path / "empty-model"), "--data", str(data)]
+    result = run_cli([*args, "-o", str(tmp_path / "o"), "--tasks", "stance_a", "-q"])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "unit stance_a/seed-1: `tweetkit finetune` failed (exit 1)" in result.stderr
+    assert str(tmp_path / "o/units/stance_a/seed-1/finetune.log") in result.stderr
+    assert not (tmp_path / "o/units/stance_a/seed-1/unit.json").exists()
+
+
 def test_unknown_suite_and_task_are_usage_errors(tmp_path):
     result = run_cli(["benchmark", "nosuch", "--model", "linear", "--data", str(tmp_path), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "not one of bertweet, covid19, tweeteval" in result.stderr

@@ -64,6 +64,13 @@ class Progress:
             self.view.stop()
 
 
+def model_name(model: str) -> str:
+    """A directory's name, or its parent's when it is only called 'model' (a packaged model)."""
+    path = os.path.normpath(os.path.abspath(model)) if model != "linear" else model
+    base = os.path.basename(path)
+    return os.path.basename(os.path.dirname(path)) if base == "model" else base
+
+
 def parse_int_list(text: str, flag: str) -> list[int]:
     try:
         values = [int(s) for s in text.split(",") if s.strip()]
@@ -94,6 +101,7 @@ Examples:
 @click.option(
     "-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory (reused to resume)."
 )
+@click.option("--name", help="The model's name in the table and picture [default: its directory's name].")
 @click.option("--tasks", help="Comma-separated tasks or groups of the suite [default: all].")
 @click.option("--seeds", default="1", show_default=True, help="Comma-separated fine-tuning seeds.")
 @click.option("--train-limit", type=click.IntRange(min=1), help="Train on the first N lines of each training split.")
@@ -118,6 +126,7 @@ Examples:
 def command(
     suite_name,
     model,
+    name,
     data_dir,
     output,
     tasks,
@@ -161,7 +170,7 @@ def command(
     runtime = work.Runtime(threads=max(1, total_threads // workers), device=device, keep_models=keep_models)
     started = time.time()
     results = run(units, runtime, workers, quiet, log, output)
-    about = {"model": model, "model_name": os.path.basename(os.path.normpath(model)), "data": os.path.abspath(data_dir),
+    about = {"model": model, "model_name": name or model_name(model), "data": os.path.abspath(data_dir),
              "train_limit": train_limit, "overrides": {k: v for k, v in tuning.items() if v is not None},
              "seconds_this_run": round(time.time() - started, 1)}  # fmt: skip
     summary = report.summarize(suite, results, seed_list, output, about)
