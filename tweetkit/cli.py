@@ -18,6 +18,7 @@ from tweetkit import __version__
 from tweetkit.errors import Interrupted, TweetkitError
 
 COMMANDS = {
+    "benchmark": "tweetkit.commands.benchmark",
     "dedup": "tweetkit.commands.dedup",
     "embed": "tweetkit.commands.embed",
     "evaluate": "tweetkit.commands.evaluate",

@@ -213,3 +213,27 @@ def map_labels(value, mapping: dict[str, str] | None, kind: str = "classificatio
     if kind == "multilabel":
         return list(dict.fromkeys(mapping.get(str(label), label) for label in value))
     return mapping.get(str(value), value)
+
+
+# --- official scorers of pooled predictions (`tweetkit benchmark` groups) ------------------
+
+
+def mean_class_f1(gold: list, pred: list, classes: list[str]) -> float:
+    """The mean F1 of some classes (scikit-learn's, 0 where undefined), e.g. SemEval-2016
+    stance: favor and against, with none left out of the mean but not of the counts."""
+    from sklearn.metrics import f1_score
+
+    gold, pred = [str(g) for g in gold], [str(p) for p in pred]
+    return float(sum(f1_score(gold, pred, labels=classes, average=None, zero_division=0)) / len(classes))
+
+
+def stance_favor_against_f1(gold: list, pred: list) -> float:
+    """TweetEval's stance score: the five targets' test predictions pooled, then the mean
+    F1 of favor and against (cardiffnlp/tweeteval evaluation_script.py)."""
+    return mean_class_f1(gold, pred, ["favor", "against"])
+
+
+# name: (title, scorer(gold, pred) -> float)
+OFFICIAL_SCORERS = {
+    "stance_favor_against_f1": ("mean F1 of favor and against, targets pooled", stance_favor_against_f1),
+}

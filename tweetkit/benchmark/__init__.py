@@ -1,0 +1,1 @@
+"""`tweetkit benchmark`: suites (suite.py), units of work (units.py), the report (report.py)."""
