@@ -42,8 +42,8 @@ import numpy as np
 
 from tweetkit.io import Counts, Drop, StreamOptions, consume_records
 from tweetkit.many_files import FileOutputs, FileTask
-from tweetkit.text.dedup import Deduplicator, NearConfig, dedup_key, key_hash
-from tweetkit.text.steps import Chain, LengthFilter, RetweetFilter
+from tweetkit.text.dedup import BoundedCache, Deduplicator, NearConfig, dedup_key, similar_enough, verification_set
+from tweetkit.text.steps import Chain, dedup_prefilters
 
 FILE_SHIFT = 40  # a file holds fewer than 2^40 records; ids sort in global input order
 BATCH = 512  # as the streaming path feeds the MinHasher: its (shingles x permutations) matrix stays small
@@ -79,12 +79,7 @@ class Job:
 
     def filters(self) -> Chain:
         """What `dedup` drops before looking for duplicates, in the streaming order."""
-        steps: list = []
-        if self.drop_retweets:
-            steps.append(RetweetFilter(self.field))
-        if self.min_tokens is not None or self.max_tokens is not None:
-            steps.append(LengthFilter(self.field, self.min_tokens, self.max_tokens))
-        return Chain(*steps)
+        return Chain(*dedup_prefilters(self.field, self.drop_retweets, self.min_tokens, self.max_tokens))
 
     def fingerprint(self) -> str:
         """Settings and input files (size, modification time): a work directory of
@@ -160,11 +155,10 @@ def signature_task(args: tuple[Job, int]) -> dict:
     while batch := list(itertools.islice(records, BATCH)):
         results = filters(batch)
         alive = np.array([i for i, result in enumerate(results) if not isinstance(result, Drop)], dtype=np.int64)
-        keys = [dedup_key(batch[i][job.field]) for i in alive]
-        hashes = np.fromiter((key_hash(key) for key in keys), dtype=np.uint64, count=len(keys))
+        signed = dedup.sign([dedup_key(batch[i][job.field]) for i in alive])
+        hashes, eligible, shingle_sets, bands = signed.exact, signed.eligible, signed.words, signed.bands
         exact_hash.append(hashes)
         exact_gid.append(base + good + alive)
-        eligible, shingle_sets, bands = dedup.near_signatures(keys)
         band_keys.append(bands)
         band_gid.append(base + good + alive[eligible])
         band_exact.append(hashes[eligible])
@@ -216,13 +210,11 @@ class ShingleStore:
     candidates rather than stay bounded."""
 
     def __init__(self, job: Job, cache: int = 1 << 15):
-        self.job, self.files, self.sets, self.cache = job, {}, {}, cache
+        self.job, self.files, self.sets = job, {}, BoundedCache(cache)
 
     def __getitem__(self, gid: int) -> set:
         found = self.sets.get(gid)
         if found is None:
-            if len(self.sets) >= self.cache:
-                self.sets.clear()
             file_index, position = gid >> FILE_SHIFT, gid & ((1 << FILE_SHIFT) - 1)
             if file_index not in self.files:
                 directory = self.job.path("signatures", file_index)
@@ -231,7 +223,7 @@ class ShingleStore:
                     for name in ("shingles", "shingle_offsets")
                 )
             shingles, offsets = self.files[file_index]
-            found = self.sets[gid] = set(shingles[offsets[position] : offsets[position + 1]].tolist())
+            found = self.sets.put(gid, verification_set(shingles[offsets[position] : offsets[position + 1]]))
         return found
 
 
@@ -297,20 +289,16 @@ def match_task(args: tuple[Job, int]) -> dict:
     verified = 0
     if job.mode == "near":
         keys, band_gids, band_exacts = _slices(job, partition, "band", ("key", "gid", "exact"))
-        store, threshold, answers = ShingleStore(job), job.config.threshold, {}
+        # A pair shares several bands: the recent answers are remembered.
+        store, threshold, answers = ShingleStore(job), job.config.threshold, BoundedCache(1 << 20)
 
         def similar(earlier: int, later: int) -> bool:
             nonlocal verified
             pair = (earlier, later)
             answer = answers.get(pair)
             if answer is None:
-                mine, theirs = store[later], store[earlier]
-                shared = len(mine & theirs)
-                answer = shared >= threshold * (len(mine) + len(theirs) - shared)
                 verified += 1
-                if len(answers) >= 1 << 20:  # a pair shares several bands; remember the recent ones
-                    answers.clear()
-                answers[pair] = answer
+                answer = answers.put(pair, similar_enough(store[later], store[earlier], threshold))
             return answer
 
         edges = near_edges(keys, band_gids, band_exacts, similar)

@@ -156,15 +156,23 @@ def dedup_steps(
     field, id_field, mode, config, drop_retweets, min_tokens, max_tokens, num_shards=1, shard_index=0
 ) -> Chain:
     """What `tweetkit dedup` runs, in this order: shard, retweets, length, duplicates."""
+    shard = [ShardFilter(field, num_shards, shard_index)] if num_shards > 1 else []
+    return Chain(
+        *shard,
+        *dedup_prefilters(field, drop_retweets, min_tokens, max_tokens),
+        Deduplicate(field, id_field, mode, config),
+    )
+
+
+def dedup_prefilters(field, drop_retweets, min_tokens, max_tokens) -> list:
+    """What dedup drops before looking for duplicates, in this order; the streaming and
+    the staged path both run these."""
     steps: list = []
-    if num_shards > 1:
-        steps.append(ShardFilter(field, num_shards, shard_index))
     if drop_retweets:
         steps.append(RetweetFilter(field))
     if min_tokens is not None or max_tokens is not None:
         steps.append(LengthFilter(field, min_tokens, max_tokens))
-    steps.append(Deduplicate(field, id_field, mode, config))
-    return Chain(*steps)
+    return steps
 
 
 def split_of(key: str, seed: int, bounds: list[tuple[float, str]]) -> str:
