@@ -49,6 +49,12 @@ def exact_hashes(keys: list[str]) -> np.ndarray:
     return np.fromiter((key_hash(key) for key in keys), dtype=np.uint64, count=len(keys))
 
 
+def record_label(record: dict, id_field: str, ordinal: int) -> str:
+    """How dup_of names a record: its `id_field`, else its 1-based position in the input."""
+    label = record.get(id_field)
+    return str(label) if label is not None else f"record {ordinal}"
+
+
 def is_retweet(record: dict, text: str) -> bool:
     return text.startswith("RT @") or record.get("is_retweet") is True or bool(record.get("retweeted_status"))
 
@@ -68,9 +74,12 @@ class BoundedCache(dict):
         return value
 
 
-def verification_set(shingles: np.ndarray) -> set:
-    """The shingles a pair is verified on."""
-    return set(shingles.tolist())
+def verification_set(words: np.ndarray) -> set:
+    """The shingles a pair is verified on: a key's 32-bit word hashes (in key order)
+    and one 32-bit hash per adjacent pair."""
+    with np.errstate(over="ignore"):
+        pairs = (words[:-1] * PAIR_MIX) ^ (words[1:] >> np.uint32(1))
+    return set(words.tolist()).union(pairs.tolist())
 
 
 def similar_enough(mine: set, theirs: set, threshold: float) -> bool:
@@ -166,7 +175,7 @@ class MinHasher:
         with np.errstate(over="ignore"):
             for row in range(rows):
                 keys = (keys ^ by_band[:, :, row]) * np.uint64(0x100000001B3) + np.uint64(row + 1)
-        return keys
+        return (keys >> np.uint64(32)).astype(np.uint32)
 
     def sign(self, keys: list[str]) -> Signatures:
         """The signatures of a batch of keys (see `Signatures`)."""
@@ -176,8 +185,9 @@ class MinHasher:
         if not eligible:
             return Signatures(exact, [], [], np.zeros((0, self.config.bands), dtype=np.uint32))
         chosen = [word_lists[i] for i in eligible]
-        shingle_sets, _ = self.shingle_batch(chosen)
-        return Signatures(exact, eligible, shingle_sets, self.band_keys(self.signatures(shingle_sets)))
+        shingle_sets, hashes = self.shingle_batch(chosen)
+        words = np.split((hashes >> np.uint64(32)).astype(np.uint32), np.cumsum([len(w) for w in chosen])[:-1])
+        return Signatures(exact, eligible, words, self.band_keys(self.signatures(shingle_sets)))
 
 
 def sign_exact(keys: list[str], bands: int) -> Signatures:

@@ -141,13 +141,12 @@ class Deduplicate:
         self.dedup = Deduplicator(mode, config)
 
     def __call__(self, records: list[dict], ordinals: list[int]) -> list:
-        from tweetkit.text.dedup import dedup_key
+        from tweetkit.text.dedup import dedup_key, record_label
 
         prepared = self.dedup.prepare([dedup_key(r[self.field]) for r in records])
         results: list = []
         for record, ordinal, item in zip(records, ordinals, prepared):
-            label = record.get(self.id_field)
-            found = self.dedup.check(item, str(label) if label is not None else f"record {ordinal}")
+            found = self.dedup.check(item, record_label(record, self.id_field, ordinal))
             results.append(record if found is None else Drop(found[0], {"dup_of": found[1]}))
         return results
 
