@@ -89,6 +89,11 @@ class LocalExecutor:
         pass
 
 
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    """A task on Ray: a plain function, whatever callable `fn` is."""
+    return fn(item)
+
+
 class RayExecutor:
     """Tasks as Ray remote functions: `address` "local" starts a Ray instance on this
     machine with `workers` CPUs; "auto" joins the running cluster; else a cluster address."""
@@ -119,8 +124,8 @@ class RayExecutor:
     def map(self, fn: Callable[[Any], Any], items: Iterable) -> list:
         # A task whose worker process dies is rerun by Ray itself (max_retries); a task
         # that raises is not (retry_exceptions is off): a bad record fails the job.
-        remote = self.ray.remote(num_cpus=1, max_retries=self.tries - 1)(fn)
-        refs = [remote.remote(item) for item in items]
+        remote = self.ray.remote(num_cpus=1, max_retries=self.tries - 1)(_apply)
+        refs = [remote.remote(fn, item) for item in items]
         try:
             return self.ray.get(refs)
         except self.ray.exceptions.RayTaskError as exc:
