@@ -156,7 +156,7 @@ def test_minhash_estimates_jaccard():
     dedup = Deduplicator("near", NearConfig(num_perm=256, bands=32))
     a = " ".join(f"w{i}" for i in range(40))
     b = " ".join(f"w{i}" for i in range(10, 50))
-    (_, (sa, _)), (_, (sb, _)) = dedup.prepare([a, b])
+    (sa, sb), _ = dedup.hasher.shingle_batch([a.split(), b.split()])
     sig = dedup.hasher.signatures([sa, sb])
     estimate = float(np.mean(sig[0] == sig[1]))
     truth = len(set(sa.tolist()) & set(sb.tolist())) / len(set(sa.tolist()) | set(sb.tolist()))

@@ -4,28 +4,47 @@ processes and on Ray; normalize and langid write one output per input file."""
 import json
 import os
 import random
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import SUBPROCESS_ENV, jsonl, run_cli
 
-from tweetkit.text import staged_dedup
+from tweetkit import executors
+from tweetkit.text import components, staged_dedup
 from tweetkit.text.dedup import NearConfig
 
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "pe", "shu", "dra", "ko", "bel", "tin", "mar", "os"]
 
-def planted_files(tmp_path, count=3, per_file=700, seed=3):
-    """Real tweets split into files, with exact copies and near variants planted in later
-    files (so duplicates cross files), some records without an id."""
+
+def made_up_tweets(rng, count):
+    """Distinct tweets of 3-18 words drawn from a skewed vocabulary of made-up words, so
+    that unrelated tweets share words as real ones do."""
+    vocabulary = sorted({"".join(rng.choices(SYLLABLES, k=rng.randint(1, 3))) for _ in range(1500)})
+    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
+    tweets, keys = [], set()
+    while len(tweets) < count:
+        words = rng.choices(vocabulary, weights, k=rng.randint(3, 18))
+        if " ".join(words) not in keys:
+            keys.add(" ".join(words))
+            tweets.append(" ".join(words) + rng.choice(["", "!", " http://t.co/x1", " @amy"]))
+    return tweets
+
+
+def planted_files(tmp_path, count=3, per_file=500, seed=3):
+    """Made-up tweets split into files, with exact copies and near variants planted in
+    later files (so duplicates cross files), some records without an id."""
     rng = random.Random(seed)
-    rows = read_jsonl(shared("semeval2017/train.jsonl"), limit=count * per_file)
+    rows = [{"id": f"t{i}", "text": text} for i, text in enumerate(made_up_tweets(rng, count * per_file))]
     paths = []
     for index in range(count):
-        records = [{"id": row["id"], "text": row["text"]} for row in rows[index * per_file : (index + 1) * per_file]]
+        records = [dict(row) for row in rows[index * per_file : (index + 1) * per_file]]
         if index:
             for earlier in rng.sample(rows[: index * per_file], 60):
-                variant = rng.choice(
-                    [earlier["text"].upper(), earlier["text"] + " #news", "RT @bob: " + earlier["text"]]
-                )
+                text = earlier["text"]
+                variant = rng.choice([text.upper(), text + " #news", "RT @bob: " + text, text.replace(" ", " so ", 1)])
                 records.insert(rng.randrange(len(records) + 1), {"id": f"v{index}-{len(records)}", "text": variant})
         for record in rng.sample(records, 20):
             del record["id"]
@@ -113,14 +132,14 @@ def test_big_buckets_are_matched_against_representatives(monkeypatch):
         calls.append((earlier, later))
         return earlier % 2 == later % 2  # two clusters: even and odd ids
 
-    keys = np.zeros(10, dtype=np.uint64)
+    keys = np.zeros(10, dtype=np.uint32)
     gids = np.arange(10, dtype=np.int64)[::-1].copy()
-    exacts = np.array([9, 9, 3, 4, 5, 6, 7, 8, 10, 11], dtype=np.uint64)[::-1].copy()  # ids 0 and 1 share a key
+    exacts = [9, 9, 3, 4, 5, 6, 7, 8, 10, 11]  # ids 0 and 1 share a key
     monkeypatch.setattr(staged_dedup, "FULL_PAIRS_UP_TO", 3)
-    edges = staged_dedup.near_edges(keys, gids, exacts, similar)
+    edges = staged_dedup.near_edges(keys, gids, exacts.__getitem__, similar)
     assert {tuple(e) for e in edges.tolist()} == {(0, n) for n in (2, 4, 6, 8)} | {(3, n) for n in (5, 7, 9)}
     assert len(calls) < 10 * 9 // 2
-    assert staged_dedup.first_kept_twin(edges) == {n: 0 for n in (2, 4, 6, 8)} | {n: 3 for n in (5, 7, 9)}
+    assert components.first_kept_twin(edges) == {n: 0 for n in (2, 4, 6, 8)} | {n: 3 for n in (5, 7, 9)}
 
 
 def test_bad_lines_name_file_and_line_and_skip_goes_to_rejects(tmp_path):
@@ -151,6 +170,7 @@ def test_usage_errors_are_one_line(tmp_path):
         (["dedup", "-o", f"{tmp_path}/out/", "-"], "needs input files, not stdin"),
         (["dedup", "-o", f"{tmp_path}/out/", "--num-shards", "2", str(a)], "--num-shards"),
         (["dedup", "--workers", "2", str(a)], "are for the staged path"),
+        (["dedup", "--cluster-ids", str(a)], "are for the staged path"),
         (["dedup", "-o", f"{tmp_path}/out/", "--dropped", f"{tmp_path}/d.jsonl", str(a)], "give a directory"),
         (["dedup", "-o", f"{a.parent}/", str(a)], "is both an input and an output"),
         (["normalize", "--ray", "auto", str(a)], "give a directory output"),
@@ -212,3 +232,177 @@ def test_ray_task_errors_name_file_and_line(tmp_path, ray_cluster):
     result = run_cli(["dedup", "-o", f"{tmp_path}/out/", "--ray", "local", str(bad)])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"tweetkit dedup: {bad}:2: ")
+
+
+def union_find_roots(edges):
+    parent = {}
+
+    def root(node):
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    for a, b in edges:
+        ra, rb = root(a), root(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    return {node: root(node) for node in parent}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_large_star_small_star_finds_the_components(seed):
+    # Random graphs with chains and cycles, as the rounds see them: in memory, one partition.
+    rng = random.Random(seed)
+    nodes = rng.sample(range(1, 10_000), 300)
+    edges = [(a, b) for a, b in (rng.sample(nodes, 2) for _ in range(260))]
+    edges += list(zip(nodes[:40], nodes[1:41]))  # a long chain: many rounds
+    records = np.array(edges + [(b, a) for a, b in edges], dtype=np.int64)
+    rounds = 0
+    while True:
+        rounds += 1
+        stars, settled = components.large_star(records)
+        if settled:
+            break
+        merged = components.small_star(np.column_stack([stars.max(axis=1), stars.min(axis=1)]))
+        records = np.concatenate([merged, merged[:, ::-1]])
+    assert rounds > 2
+    want = union_find_roots(edges)
+    got = {node: node for node in want} | {int(leaf): int(root) for leaf, root in stars.tolist()}
+    assert got == want
+
+
+def test_one_edge_per_pair_and_compact_signatures(tmp_path):
+    paths = planted_files(tmp_path, count=3, per_file=300)
+    work = tmp_path / "work"
+    staged(paths, tmp_path / "out", "--partitions", "4", "--work-dir", str(work), "--keep-work")
+    stats = json.loads((work / "stats.json").read_text())
+    pairs = set()
+    for part in range(4):
+        rows = staged_dedup.work.read(str(work / "merged" / str(part)), "rows")
+        pairs.update(map(tuple, rows[:, :2].tolist()))
+        assert len(rows) == len(np.unique(rows[:, :2], axis=0))
+    assert stats["merge"]["edges"] == len(pairs)  # each pair once, though found in several band partitions
+    assert stats["matching"]["edges"] + stats["matching"]["copies"] > len(pairs)
+    assert stats["resolution"]["near_duplicates"] <= stats["merge"]["near_edges"]
+    records = stats["signatures"]["records"]
+    size = sum(f.stat().st_size for f in (work / "signatures").rglob("*.bin") if not f.name.startswith("label"))
+    assert size / records < 200  # about 4 bytes a word, 8 a band, 16 a tweet
+
+
+def test_cluster_ids_name_the_kept_tweet_on_every_member(tmp_path):
+    base = "the council voted tonight to keep the public library open on sundays after months of protest"
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(jsonl({"id": 1, "text": base}, {"text": "something else entirely today"}, {"id": 5, "text": "x"}))
+    second.write_bytes(jsonl({"id": 3, "text": base + " #library"}, {"text": "Something else, entirely today!"}))
+    kept, dropped, _ = staged([str(first), str(second)], tmp_path / "out", "--cluster-ids")
+    assert [json.loads(line) for line in kept.splitlines()] == [
+        {"id": 1, "text": base, "cluster_id": "1"},
+        {"text": "something else entirely today", "cluster_id": "record 2"},
+        {"id": 5, "text": "x"},
+    ]
+    assert [
+        (r.get("id"), r["reason"], r["dup_of"], r["cluster_id"]) for r in map(json.loads, dropped.splitlines())
+    ] == [
+        (3, "near-duplicate", "1", "1"),
+        (None, "duplicate", "record 2", "record 2"),
+    ]
+
+
+class KillOnce:
+    """A stage's first task, SIGKILLed in its worker process on its first try."""
+
+    def __init__(self, fn, markers):
+        self.fn, self.markers, self.parent = fn, markers, os.getpid()
+
+    def __call__(self, item):
+        index = item[-1] if isinstance(item[-1], int) else item[1]
+        stage = str(item[1]).replace("/", "_") if len(item) > 2 else ""
+        marker = os.path.join(self.markers, f"{self.fn.__name__}-{stage}-{index}")
+        if index == 0 and os.getpid() != self.parent and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.fn(item)
+
+
+class Faulty:
+    def __init__(self, inner, markers):
+        self.inner, self.markers = inner, markers
+
+    def describe(self):
+        return self.inner.describe()
+
+    def map(self, fn, items):
+        return self.inner.map(KillOnce(fn, self.markers), items)
+
+    def close(self):
+        self.inner.close()
+
+
+def killed_workers_are_retried(tmp_path, monkeypatch, make_inner, *flags):
+    paths = planted_files(tmp_path, count=2, per_file=300)
+    want = staged(paths, tmp_path / "straight", "--partitions", "3")[:2]
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setattr(executors, "make_executor", lambda *_: Faulty(make_inner(), str(markers)))
+    assert staged(paths, tmp_path / "faulty", "--partitions", "3", *flags)[:2] == want
+    killed = sorted(name.split("-")[0] for name in os.listdir(markers))
+    assert {"signature_task", "match_task", "merge_task", "round_task", "decide_task", "filter_task"} <= set(killed)
+
+
+def test_a_killed_local_worker_is_retried(tmp_path, monkeypatch):
+    killed_workers_are_retried(tmp_path, monkeypatch, lambda: executors.LocalExecutor(2))
+
+
+def test_a_task_that_always_dies_fails_in_one_line(tmp_path, monkeypatch):
+    def die(item):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with pytest.raises(executors.TaskDied, match="a task died 3 times"):
+        executors.LocalExecutor(2).map(die, [1, 2])
+
+
+KILL_DRIVER = """
+import os, signal, sys
+from tweetkit import executors
+from tweetkit.cli import main
+
+calls, real = [0], executors.LocalExecutor.map
+
+def map(self, fn, items):
+    calls[0] += 1
+    if calls[0] != {stage}:
+        return real(self, fn, items)
+    items = list(items)
+    real(self, fn, items[:1])  # one task of the stage done, then the driver dies
+    os.kill(os.getpid(), signal.SIGKILL)
+
+executors.LocalExecutor.map = map
+sys.argv = ["tweetkit", *{argv!r}]
+main()
+"""
+
+
+@pytest.mark.parametrize("stage", [1, 5])  # signatures; a round of the components
+def test_a_killed_driver_reruns_with_keep_work_to_the_same_output(tmp_path, stage):
+    paths = planted_files(tmp_path, count=2, per_file=300)
+    want = staged(paths, tmp_path / "straight", "--partitions", "3")[:2]
+    out, work = tmp_path / "out", tmp_path / "work"
+    argv = ["dedup", "-o", f"{out}/", "--dropped", f"{out}-dropped/", "--partitions", "3"]
+    argv += ["--work-dir", str(work), "--keep-work", *paths]
+    script = KILL_DRIVER.format(stage=stage, argv=argv)
+    killed = subprocess.run([sys.executable, "-c", script], env=SUBPROCESS_ENV, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    done = work / "signatures" / "0" / "meta.json"
+    stamp = done.stat().st_mtime_ns
+    assert staged(paths, out, "--partitions", "3", "--work-dir", str(work), "--keep-work")[:2] == want
+    assert done.stat().st_mtime_ns == stamp  # the finished task was not run again
+
+
+def test_a_killed_ray_worker_is_retried_by_ray(tmp_path, monkeypatch, ray_cluster):
+    import ray.cloudpickle
+
+    # Ray's workers cannot import this test module: KillOnce travels by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        killed_workers_are_retried(tmp_path, monkeypatch, lambda: executors.RayExecutor("local", 2), "--ray", "local")
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])

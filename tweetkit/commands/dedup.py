@@ -81,6 +81,11 @@ Examples:
     help="With -o DIR/: the stages' files (on storage every Ray node sees) [default: DIR/.tweetkit-dedup-work].",
 )
 @click.option("--keep-work", is_flag=True, help="With -o DIR/: keep the work directory (a rerun skips finished tasks).")
+@click.option(
+    "--cluster-ids",
+    is_flag=True,
+    help="With -o DIR/: every record of a duplicate cluster, kept or dropped, gets `cluster_id`, the kept tweet's id.",
+)
 def command(
     stream,
     mode,
@@ -97,6 +102,7 @@ def command(
     partitions,
     work_dir,
     keep_work,
+    cluster_ids,
 ):
     """Remove retweets, too short/long tweets, and exact and near duplicates.
 
@@ -106,8 +112,9 @@ def command(
 
     With -o DIR/ and input files, the files are deduplicated against each other in
     stages of tasks (local processes with --workers, or Ray), one output per input,
-    with the same result as the streaming path; memory is bounded by a file, not the
-    corpus.
+    with the same result as the streaming path; memory is bounded by a file or a
+    partition, not the corpus.  --cluster-ids adds `cluster_id` (the kept tweet's id) to
+    every record of a duplicate cluster, in the output and in --dropped.
     """
     from tweetkit.errors import UsageError
     from tweetkit.io import run_stream
@@ -127,13 +134,12 @@ def command(
     if wants_directory(stream.output):
         if num_shards > 1:
             raise UsageError("--num-shards splits the streaming path; with -o DIR/ every file is compared with all")
-        return run_staged(
-            stream, mode, config, drop_retweets, min_tokens, max_tokens, id_field, partitions, work_dir, keep_work
-        )
-    if stream.workers > 1 or stream.ray_address or partitions or work_dir or keep_work:
+        staged = dict(id_field=id_field, partitions=partitions, cluster_ids=cluster_ids)
+        return run_staged(stream, mode, config, drop_retweets, min_tokens, max_tokens, work_dir, keep_work, **staged)
+    if stream.workers > 1 or stream.ray_address or partitions or work_dir or keep_work or cluster_ids:
         raise UsageError(
-            "dedup compares each tweet with all before it: --workers, --ray, --partitions and --work-dir "
-            "are for the staged path over files, -o DIR/"
+            "dedup compares each tweet with all before it: --workers, --ray, --partitions, --work-dir and "
+            "--cluster-ids are for the staged path over files, -o DIR/"
         )
     from tweetkit.text.steps import dedup_steps
 
@@ -152,7 +158,9 @@ def command(
     run_stream("dedup", stream, make_step, text_field=stream.field)
 
 
-def run_staged(stream, mode, config, drop_retweets, min_tokens, max_tokens, id_field, partitions, work_dir, keep_work):
+def run_staged(
+    stream, mode, config, drop_retweets, min_tokens, max_tokens, work_dir, keep_work, id_field, partitions, cluster_ids
+):
     import os
 
     from tweetkit.executors import make_executor
@@ -174,6 +182,7 @@ def run_staged(stream, mode, config, drop_retweets, min_tokens, max_tokens, id_f
         min_tokens=min_tokens,
         max_tokens=max_tokens,
         partitions=partitions or len(files.inputs),
+        cluster_ids=cluster_ids,
     )
     executor = make_executor(stream.workers, stream.ray_address)
     log = log_for("dedup", stream.quiet or not stream.progress)

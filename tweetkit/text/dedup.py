@@ -10,6 +10,13 @@ for LSH; every LSH candidate is then checked against the real Jaccard similarity
 the two shingle sets, so a hash collision never drops a tweet.  Short keys (fewer
 than `min_words` distinct words) are only ever matched exactly: with three words, one
 changed word is a different tweet, not a near copy ("short-tweet guard").
+
+What a tweet keeps for verification is compact: the 32-bit hashes of its key's words,
+in order; its verification set (the 32-bit hashes of those words and of each adjacent
+pair) is rebuilt from them when a candidate needs checking.  Band keys are 32-bit too.
+This module is the one home of the key, the signatures, the verification and the
+bounded cache; the streaming `Deduplicator` and the staged path
+(tweetkit/text/staged_dedup.py) both call them, so their equality rests on one copy.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tweetkit.text.patterns import DEDUP_NOISE, NON_WORD
+
+PAIR_MIX = np.uint32(0x9E3779B1)  # odd: multiplying by it permutes 32-bit values
 
 
 def dedup_key(text: str) -> str:
@@ -36,8 +45,47 @@ def key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+def exact_hashes(keys: list[str]) -> np.ndarray:
+    return np.fromiter((key_hash(key) for key in keys), dtype=np.uint64, count=len(keys))
+
+
+def record_label(record: dict, id_field: str, ordinal: int) -> str:
+    """How dup_of names a record: its `id_field`, else its 1-based position in the input."""
+    label = record.get(id_field)
+    return str(label) if label is not None else f"record {ordinal}"
+
+
 def is_retweet(record: dict, text: str) -> bool:
     return text.startswith("RT @") or record.get("is_retweet") is True or bool(record.get("retweeted_status"))
+
+
+class BoundedCache(dict):
+    """A dict that forgets everything once it holds `limit` entries: a stream has endless
+    rare keys, and starting over costs less than tracking which entry is oldest."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key, value):
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
+
+
+def verification_set(words: np.ndarray) -> set:
+    """The shingles a pair is verified on: a key's 32-bit word hashes (in key order)
+    and one 32-bit hash per adjacent pair."""
+    with np.errstate(over="ignore"):
+        pairs = (words[:-1] * PAIR_MIX) ^ (words[1:] >> np.uint32(1))
+    return set(words.tolist()).union(pairs.tolist())
+
+
+def similar_enough(mine: set, theirs: set, threshold: float) -> bool:
+    """Whether two verification sets have a Jaccard similarity of at least `threshold`."""
+    shared = len(mine.intersection(theirs))
+    return shared >= threshold * (len(mine) + len(theirs) - shared)
 
 
 @dataclass
@@ -47,6 +95,18 @@ class NearConfig:
     bands: int = 16  # LSH bands (rows per band = num_perm / bands); P(candidate | J=0.7) = 98.8%
     min_words: int = 5  # distinct words a key needs to take part in near matching
     seed: int = 1  # of the permutations; fixed, so results are reproducible
+
+
+@dataclass
+class Signatures:
+    """What dedup knows of a batch of keys: every key's exact hash; for the keys that take
+    part in near matching (`eligible`, their positions), their 32-bit word hashes (for
+    verification) and their (n, bands) 32-bit band keys."""
+
+    exact: np.ndarray
+    eligible: list[int]
+    words: list[np.ndarray]
+    bands: np.ndarray
 
 
 class MinHasher:
@@ -61,25 +121,24 @@ class MinHasher:
         # 64-bit values; its high bits behave as an independent hash per permutation.
         self.a = rng.integers(1, 2**63, size=config.num_perm, dtype=np.uint64) | np.uint64(1)
         self.b = rng.integers(0, 2**63, size=config.num_perm, dtype=np.uint64)
-        self._word_hashes: dict[str, int] = {}
+        self._word_hashes = BoundedCache(1 << 21)
 
     def word_hashes(self, words: list[str]) -> np.ndarray:
         cache = self._word_hashes
         hashes = list(map(cache.get, words))
         try:
             miss = hashes.index(None)
-            if len(cache) > 1 << 21:  # bounded: a stream has endless rare words
-                cache.clear()
             while True:
-                hashes[miss] = cache[words[miss]] = key_hash(words[miss])
+                hashes[miss] = cache.put(words[miss], key_hash(words[miss]))
                 miss = hashes.index(None, miss + 1)
         except ValueError:  # no (more) new words
             pass
         return np.array(hashes, dtype=np.uint64)
 
-    def shingle_batch(self, word_lists: list[list[str]]) -> list[np.ndarray]:
+    def shingle_batch(self, word_lists: list[list[str]]) -> tuple[list[np.ndarray], np.ndarray]:
         """Per tweet, the sorted unique 64-bit hashes of its words and adjacent word
-        pairs, computed for the whole batch at once.  Every list needs 2+ words."""
+        pairs, computed for the whole batch at once, and the batch's word hashes in order.
+        Every list needs 2+ words."""
         lengths = np.array([len(words) for words in word_lists])
         hashes = self.word_hashes([w for words in word_lists for w in words])
         owner = np.repeat(np.arange(len(word_lists)), lengths)
@@ -95,7 +154,7 @@ class MinHasher:
         first[1:] = (values[1:] != values[:-1]) | (owners[1:] != owners[:-1])
         values, owners = values[first], owners[first]
         bounds = np.searchsorted(owners, np.arange(1, len(word_lists)))
-        return np.split(values, bounds)
+        return np.split(values, bounds), hashes
 
     def signatures(self, shingle_sets: list[np.ndarray]) -> np.ndarray:
         """(len(shingle_sets), num_perm) MinHash signatures, computed in one pass."""
@@ -107,7 +166,7 @@ class MinHasher:
         return np.minimum.reduceat(hashed, starts, axis=0)
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:
-        """(n, bands) 64-bit keys, one per band; the band index is mixed in so that one
+        """(n, bands) 32-bit keys, one per band; the band index is mixed in so that one
         table serves all bands."""
         n, rows = len(signatures), self.config.num_perm // self.config.bands
         by_band = signatures.reshape(n, self.config.bands, rows)
@@ -116,7 +175,24 @@ class MinHasher:
         with np.errstate(over="ignore"):
             for row in range(rows):
                 keys = (keys ^ by_band[:, :, row]) * np.uint64(0x100000001B3) + np.uint64(row + 1)
-        return keys
+        return (keys >> np.uint64(32)).astype(np.uint32)
+
+    def sign(self, keys: list[str]) -> Signatures:
+        """The signatures of a batch of keys (see `Signatures`)."""
+        word_lists = [k.split() for k in keys]
+        exact = exact_hashes(keys)
+        eligible = [i for i, words in enumerate(word_lists) if len(set(words)) >= self.config.min_words]
+        if not eligible:
+            return Signatures(exact, [], [], np.zeros((0, self.config.bands), dtype=np.uint32))
+        chosen = [word_lists[i] for i in eligible]
+        shingle_sets, hashes = self.shingle_batch(chosen)
+        words = np.split((hashes >> np.uint64(32)).astype(np.uint32), np.cumsum([len(w) for w in chosen])[:-1])
+        return Signatures(exact, eligible, words, self.band_keys(self.signatures(shingle_sets)))
+
+
+def sign_exact(keys: list[str], bands: int) -> Signatures:
+    """Signatures of exact mode: key hashes only."""
+    return Signatures(exact_hashes(keys), [], [], np.zeros((0, bands), dtype=np.uint32))
 
 
 class Deduplicator:
@@ -124,7 +200,7 @@ class Deduplicator:
 
     `check(key, label)` answers None (keep; remembered from now on) or
     (reason, label of the kept twin).  Exact mode keeps one 8-byte hash and the
-    twin's label per unique key; near mode adds the band keys and the shingles
+    twin's label per unique key; near mode adds the band keys and the word hashes
     of each kept tweet (for verification).
     """
 
@@ -134,26 +210,19 @@ class Deduplicator:
         self.hasher = MinHasher(self.config) if mode == "near" else None
         self.exact: dict[int, str] = {}  # key hash -> label of the first tweet with that key
         self.bands: dict[int, int | list[int]] = {}  # band key -> index(es) into kept
-        self.kept_shingles: list[np.ndarray] = []  # of each kept near-eligible tweet, for verification
+        self.kept_words: list[np.ndarray] = []  # of each kept near-eligible tweet, for verification
         self.kept_labels: list[str] = []
 
-    def near_signatures(self, keys: list[str]) -> tuple[list[int], list[np.ndarray], np.ndarray]:
-        """The positions of the keys that take part in near matching (near mode, enough
-        distinct words), their shingle sets and their (n, bands) band keys."""
-        word_lists = [k.split() for k in keys]
-        eligible = [i for i, words in enumerate(word_lists) if len(set(words)) >= self.config.min_words]
-        if self.hasher is None or not eligible:
-            return [], [], np.zeros((0, self.config.bands), dtype=np.uint64)
-        shingle_sets = self.hasher.shingle_batch([word_lists[i] for i in eligible])
-        return eligible, shingle_sets, self.hasher.band_keys(self.hasher.signatures(shingle_sets))
+    def sign(self, keys: list[str]) -> Signatures:
+        return self.hasher.sign(keys) if self.hasher is not None else sign_exact(keys, self.config.bands)
 
     def prepare(self, keys: list[str]) -> list:
-        """Per key: its exact hash and, for near mode, (shingles, band keys) or None."""
+        """Per key: its exact hash and, for near mode, (word hashes, band keys) or None."""
+        signed = self.sign(keys)
         near: list = [None] * len(keys)
-        eligible, shingle_sets, band_keys = self.near_signatures(keys)
-        for i, shingles, bands in zip(eligible, shingle_sets, band_keys.tolist()):
-            near[i] = (shingles, bands)
-        return list(zip((key_hash(k) for k in keys), near))
+        for i, words, bands in zip(signed.eligible, signed.words, signed.bands.tolist()):
+            near[i] = (words, bands)
+        return list(zip(signed.exact.tolist(), near))
 
     def check(self, prepared: tuple, label: str) -> tuple[str, str] | None:
         exact_hash, near = prepared
@@ -161,7 +230,7 @@ class Deduplicator:
         if twin is not None:
             return "duplicate", twin
         if near is not None:
-            shingles, band_keys = near
+            words, band_keys = near
             # A band entry is one kept index, or a list of them once bands collide
             # (rare; an int costs far less memory than a one-element list).
             shared_bands = self.bands.keys() & band_keys  # set intersection, in C
@@ -169,25 +238,26 @@ class Deduplicator:
                 hits = [self.bands[band_key] for band_key in shared_bands]
                 # Verify with the real Jaccard similarity: LSH candidates are only hints.
                 # Candidates are tried oldest first, so dup_of names the earliest twin.
-                mine = set(shingles.tolist())
+                mine = verification_set(words)
                 candidates = sorted({i for hit in hits for i in ((hit,) if isinstance(hit, int) else hit)})
                 for candidate in candidates:
-                    theirs = self.kept_shingles[candidate]
-                    shared = len(mine.intersection(theirs.tolist()))
-                    if shared >= self.config.threshold * (len(mine) + len(theirs) - shared):
+                    if similar_enough(mine, verification_set(self.kept_words[candidate]), self.config.threshold):
                         return "near-duplicate", self.kept_labels[candidate]
         self.exact[exact_hash] = label
         if near is not None:
-            index = len(self.kept_shingles)
-            self.kept_shingles.append(shingles)  # sorted, unique
-            self.kept_labels.append(label)
-            bands = self.bands
-            for band_key in band_keys:
-                hit = bands.get(band_key)
-                if hit is None:
-                    bands[band_key] = index
-                elif isinstance(hit, int):
-                    bands[band_key] = [hit, index]
-                else:
-                    hit.append(index)
+            self._remember(words, band_keys, label)
         return None
+
+    def _remember(self, words: np.ndarray, band_keys: list[int], label: str) -> None:
+        index = len(self.kept_words)
+        self.kept_words.append(words)
+        self.kept_labels.append(label)
+        bands = self.bands
+        for band_key in band_keys:
+            hit = bands.get(band_key)
+            if hit is None:
+                bands[band_key] = index
+            elif isinstance(hit, int):
+                bands[band_key] = [hit, index]
+            else:
+                hit.append(index)

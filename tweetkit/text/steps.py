@@ -141,13 +141,12 @@ class Deduplicate:
         self.dedup = Deduplicator(mode, config)
 
     def __call__(self, records: list[dict], ordinals: list[int]) -> list:
-        from tweetkit.text.dedup import dedup_key
+        from tweetkit.text.dedup import dedup_key, record_label
 
         prepared = self.dedup.prepare([dedup_key(r[self.field]) for r in records])
         results: list = []
         for record, ordinal, item in zip(records, ordinals, prepared):
-            label = record.get(self.id_field)
-            found = self.dedup.check(item, str(label) if label is not None else f"record {ordinal}")
+            found = self.dedup.check(item, record_label(record, self.id_field, ordinal))
             results.append(record if found is None else Drop(found[0], {"dup_of": found[1]}))
         return results
 
@@ -156,15 +155,23 @@ def dedup_steps(
     field, id_field, mode, config, drop_retweets, min_tokens, max_tokens, num_shards=1, shard_index=0
 ) -> Chain:
     """What `tweetkit dedup` runs, in this order: shard, retweets, length, duplicates."""
+    shard = [ShardFilter(field, num_shards, shard_index)] if num_shards > 1 else []
+    return Chain(
+        *shard,
+        *dedup_prefilters(field, drop_retweets, min_tokens, max_tokens),
+        Deduplicate(field, id_field, mode, config),
+    )
+
+
+def dedup_prefilters(field, drop_retweets, min_tokens, max_tokens) -> list:
+    """What dedup drops before looking for duplicates, in this order; the streaming and
+    the staged path both run these."""
     steps: list = []
-    if num_shards > 1:
-        steps.append(ShardFilter(field, num_shards, shard_index))
     if drop_retweets:
         steps.append(RetweetFilter(field))
     if min_tokens is not None or max_tokens is not None:
         steps.append(LengthFilter(field, min_tokens, max_tokens))
-    steps.append(Deduplicate(field, id_field, mode, config))
-    return Chain(*steps)
+    return steps
 
 
 def split_of(key: str, seed: int, bounds: list[tuple[float, str]]) -> str:
