@@ -10,7 +10,7 @@ import sys
 import click
 
 from tweetkit.options import ON_ERROR, QUIET, config_options, label_map_option, log_for, threads_option, train_options
-from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, default_storage, parse_space, run_study
+from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, check_range, default_storage, parse_space, run_study
 
 TASKS = ("classification", "multilabel", "regression", "tagging")
 TRAIN_FLAGS = [
@@ -303,6 +303,7 @@ def parse_sweep(text: str) -> dict[str, list]:
             grid[name] = [cast(v) for v in values.split(",")]
         except ValueError:
             raise click.BadParameter(f"bad value in {part!r}", param_hint="--sweep") from None
+        check_range(name, grid[name], f"--sweep {part!r}")
     return grid
 
 
@@ -474,10 +475,9 @@ def command(
     sweep_method = sweep_method or ("grid" if grid else None)
     if sweep_method == "grid" and not grid:
         raise click.UsageError("--sweep-method grid needs the grid in --sweep")
-    # A sweep's directory is its study's workspace: what is there is continued.
-    prepare_output_dir(
-        output, resume=(train["resume"] and not linear) or bool(sweep_method), overwrite=train["overwrite"]
-    )
+    # A sweep's directory is its study's workspace: what is there is continued, unless --overwrite.
+    sweeping = bool(sweep_method) and not train["overwrite"]
+    prepare_output_dir(output, resume=(train["resume"] and not linear) or sweeping, overwrite=train["overwrite"])
     space = parse_space(search_space or DEFAULT_SPACE) if sweep_method in ("random", "tpe") else {}
     seed_list = parse_seeds(seeds) if seeds else None
     log = log_for("finetune", quiet)
@@ -526,6 +526,7 @@ def run_sweep(run, job: dict, train: dict, flags: dict, space: dict, grid: dict 
         seed=train["seed"],
         prune=flags["prune"],
         direction="minimize" if job["metric"] in ("mse", "mae") else "maximize",
+        overwrite=train["overwrite"],
     )
 
     def objective(point: dict, report, directory: str) -> float:
