@@ -52,6 +52,13 @@ def test_tpe_sweep_prunes_keeps_the_best_and_plots(data, tmp_path):
     saved = json.loads((out / "validation_metrics.json").read_text())
     assert saved["validation_macro_f1"] == pytest.approx(best["value"])
     assert json.loads((out / "tweetkit_train_config.json").read_text())["lr"] == pytest.approx(best["lr"])
+    flags = json.loads((out / "tweetkit_train_config.json").read_text())["flags"]  # --config reruns that trial alone
+    assert (flags["lr"], flags["batch_size"], flags["output"]) == (
+        best["lr"],
+        best["batch_size"],
+        str(out / f"trial-{best['trial']}"),
+    )
+    assert not {"sweep_method", "search_space", "sweep_trials"} & set(flags)
     assert all(
         set(line) <= {"trial", "state", "value", "lr", "weight_decay", "batch_size"} for line in lines[:-1]
     )  # stdout: the trials only

@@ -499,7 +499,8 @@ def finetune_all(job: dict, train: dict, output: str, seed_list, sweep_settings:
         if job["model"] == "linear":
             return finetune_linear({**job, **settings, **point}, directory)
         in_job = {k: v for k, v in point.items() if k in job}
-        return finetune_once({**job, **in_job}, settings, seed, directory, log, report)
+        flags = job["flags"] if directory == output else one_run_flags(job["flags"], point, seed, directory)
+        return finetune_once({**job, **in_job, "flags": flags}, settings, seed, directory, log, report)
 
     if sweep_settings["method"]:
         emit(run_sweep(run, job, train, sweep_settings, space, grid, output, log))
@@ -511,6 +512,17 @@ def finetune_all(job: dict, train: dict, output: str, seed_list, sweep_settings:
         emit({"seeds": seed_list, "mean_std": summary})
     else:
         emit({"best": run({}, train["seed"], output)})
+
+
+# Flags that run several fine-tunes; a trial's or a seed's saved flags rerun that one alone.
+MANY_RUNS = ("seeds", "sweep", "sweep_method", "search_space", "sweep_trials", "study_storage", "study_name", "prune")
+
+
+def one_run_flags(flags: dict, point: dict, seed: int, directory: str) -> dict:
+    """The flags of one trial or seed: the command's, with its own settings, seed and directory."""
+    own = {name: list(value) if isinstance(value, tuple) else value for name, value in point.items()}
+    kept = {name: value for name, value in flags.items() if name not in MANY_RUNS}
+    return {**kept, **own, "seed": seed, "output": directory}
 
 
 def run_sweep(run, job: dict, train: dict, flags: dict, space: dict, grid: dict | None, output: str, log) -> dict:
