@@ -54,22 +54,20 @@ def label_check(kind: str, fields: dict):
     return check
 
 
-def read_examples(path: str, kind: str, fields: dict, on_error: str, label_map: dict | None = None) -> list[tuple]:
-    """(input, label) pairs; bad lines and labels follow --on-error with file:line messages.
-    `label_map` (--label-map) renames gold labels as they are read."""
+def read_examples(path: str, kind: str, fields: dict, on_error: str) -> list[tuple]:
+    """(input, label) pairs; bad lines and labels follow --on-error with file:line messages."""
     from tweetkit.io import StreamOptions, consume_records
-    from tweetkit.metrics import map_labels
 
     options = StreamOptions(inputs=[path], on_error=on_error, quiet=True)
     if kind == "tagging":
         records = consume_records(
             "finetune", options, fields["tokens"], list, [fields["tags"]], label_check(kind, fields)
         )
-        return [(r[fields["tokens"]], map_labels(r[fields["tags"]], label_map, kind)) for r in records]
+        return [(r[fields["tokens"]], r[fields["tags"]]) for r in records]
     records = consume_records(
         "finetune", options, fields["text"], required=[fields["label"]], validate=label_check(kind, fields)
     )
-    return [(r[fields["text"]], map_labels(r[fields["label"]], label_map, kind)) for r in records]
+    return [(r[fields["text"]], r[fields["label"]]) for r in records]
 
 
 def label_names_of(kind: str, examples: list[tuple]) -> list[str] | None:
@@ -547,17 +545,30 @@ def run_sweep(run, job: dict, train: dict, flags: dict, space: dict, grid: dict 
     return run_study(settings, space, grid, objective, output, log)
 
 
+def mapped_examples(job: dict, train: list[tuple], validation: list[tuple]) -> tuple[list, list]:
+    """--label-map applied to both sets, once each of its labels is known to occur in them."""
+    from tweetkit.errors import ConfigError
+    from tweetkit.metrics import check_label_map, map_labels
+
+    kind, mapping = job["task"], job["label_map"]
+    where = " or ".join(filter(None, [job["train_path"], job["validation_path"]]))
+    try:
+        check_label_map(mapping, set(label_names_of(kind, train + validation)), where)
+    except ValueError as exc:
+        raise ConfigError(f"--label-map: {exc}") from None
+    return [[(x, map_labels(y, mapping, kind)) for x, y in examples] for examples in (train, validation)]
+
+
 def read_task_data(job: dict, on_error: str, log) -> dict:
     """The examples, label set and validation metric, every check made before training."""
     from tweetkit import metrics as scorers
     from tweetkit.errors import ConfigError
 
     kind, train_path, validation_path = job["task"], job["train_path"], job["validation_path"]
-    label_map = job.get("label_map")
-    train_examples = read_examples(train_path, kind, job["fields"], on_error, label_map)
-    validation_examples = (
-        read_examples(validation_path, kind, job["fields"], on_error, label_map) if validation_path else []
-    )
+    train_examples = read_examples(train_path, kind, job["fields"], on_error)
+    validation_examples = read_examples(validation_path, kind, job["fields"], on_error) if validation_path else []
+    if job.get("label_map"):
+        train_examples, validation_examples = mapped_examples(job, train_examples, validation_examples)
     if not train_examples:
         raise ConfigError(f"{train_path}: no training examples")
     if validation_path and not validation_examples:
