@@ -241,12 +241,12 @@ def load_for_inference(path: str, device: str = "auto", precision: str = "fp32")
 
 def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: float = 0.5) -> list:
     """Per input: (pred, scores) for sequence tasks, or a tag list for tagging."""
-    from tweetkit.tasks.supervised import predict_sequences, predict_tags
-
-    if loaded.is_linear:
+    if loaded.is_linear:  # before any torch import: a linear model never needs it
         from tweetkit import linear
 
         return linear.predict(loaded.model, loaded.kind, inputs)
+    from tweetkit.tasks.supervised import predict_sequences, predict_tags
+
     device = next(loaded.model.parameters()).device
     with precision_context(loaded.precision, device):
         if loaded.kind == "tagging":

@@ -64,7 +64,7 @@ def command(model_path, stream, batch_size, sort_window, device, threshold, prec
     from tweetkit.modeling import bf16_warning, load_for_inference, resolve_device
 
     loaded = load_for_inference(model_path, device, precision)  # before reading input: a bad path fails fast
-    warning = bf16_warning(precision, resolve_device(device))
+    warning = bf16_warning(precision, resolve_device(device)) if precision == "bf16" else None  # no torch else
     if warning:
         log_for("predict", stream.quiet)(warning)
     field_type = list if loaded.kind == "tagging" else str
