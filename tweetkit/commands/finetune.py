@@ -466,6 +466,10 @@ def command(
     from tweetkit.io import prepare_output_dir, refuse_overlap
 
     linear = model in ("linear", "tfidf")
+    if not linear:
+        from tweetkit.modeling import check_encoder
+
+        check_encoder(model)  # before reading data: a wrong --model fails at once
     if label_map and kind == "regression":
         raise UsageError("--label-map: --task regression has numbers, not labels, to map")
     refuse_overlap([train_path, validation_path], [output])
