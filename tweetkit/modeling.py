@@ -361,3 +361,13 @@ def save_model(model, tokenizer, directory: str) -> None:
     model.save_pretrained(directory, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
+    follow_umask(os.path.join(directory, "model.safetensors"))
+
+
+def follow_umask(path: str) -> None:
+    """safetensors writes through a private temporary file (mode 0600): give the model the
+    mode every other output file has, so that others on a shared server can read it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    if os.path.exists(path):
+        os.chmod(path, 0o666 & ~umask)

@@ -68,10 +68,10 @@ def _apply(func, options):
 # --- data commands ---------------------------------------------------------------------
 
 
-def _stream_flags(field_help: str, output_help: str, dropped: bool, workers: bool) -> list:
+def _stream_flags(field_help: str, output_help: str, dropped: bool, workers: bool, output_shown: bool = True) -> list:
     options = [
         click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True)),
-        click.option("-o", "--output", default="-", show_default="stdout", help=output_help),
+        click.option("-o", "--output", default="-", show_default="stdout" if output_shown else False, help=output_help),
         click.option("--field", default="text", show_default=True, help=field_help),
         ON_ERROR,
         click.option(
@@ -140,15 +140,17 @@ def data_options(
     output_help: str = "Write JSONL here (.gz compresses).",
     dropped: bool = False,
     workers: bool = False,
+    output_shown: bool = True,
 ):
-    """Decorator adding the streaming I/O flags; the command receives `stream: StreamOptions`."""
+    """Decorator adding the streaming I/O flags; the command receives `stream: StreamOptions`.
+    `output_shown`: whether -o's help shows its default (stdout), false where -o is required."""
 
     def decorate(func):
         def wrapper(**kwargs):
             return func(stream=_stream_options(kwargs), **kwargs)
 
         functools.update_wrapper(wrapper, func)  # keeps the command's own click params
-        return _apply(wrapper, _stream_flags(field_help, output_help, dropped, workers))
+        return _apply(wrapper, _stream_flags(field_help, output_help, dropped, workers, output_shown))
 
     return decorate
 

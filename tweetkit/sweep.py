@@ -306,8 +306,9 @@ def finish(study, output: str, log) -> dict:
 
 
 def print_table(study, best: int) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from tweetkit.io import stderr_console
 
     trials = [t for t in study.get_trials(deepcopy=False) if t.state.name != "RUNNING"]
     names = sorted({name for t in trials for name in t.params})
@@ -321,7 +322,7 @@ def print_table(study, best: int) -> None:
         ]
         table.add_row(("*" if t.number == best else "") + str(t.number), t.state.name.lower(), value, *cells)
     # Not a terminal (a log file, a cron mail): wide enough for every column, not 80.
-    Console(file=sys.stderr, width=None if sys.stderr.isatty() else 240).print(table)
+    stderr_console(width=None if sys.stderr.isatty() else 240).print(table)
 
 
 def plot_study(study, output: str, log) -> None:

@@ -22,10 +22,11 @@ def detect_kind(record: dict, gold_field: str, pred_field: str) -> str:
 
 
 def print_report(result: dict, kind: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=sys.stderr)
+    from tweetkit.io import stderr_console
+
+    console = stderr_console()
     headline = Table(title=f"{kind}: {result.get('count', 0):,} examples")
     names = [k for k, v in result.items() if isinstance(v, float)]
     for name in names:

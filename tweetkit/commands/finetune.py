@@ -379,7 +379,8 @@ Examples:
         "seed": 1,
     },
     helps={
-        "keep_checkpoints": "Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model."
+        "keep_checkpoints": "Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model.",
+        "warmup_ratio": "Share of the steps spent in linear warm-up, before linear decay to 0.",
     },
 )
 @click.option("--seeds", help="Comma-separated seeds: one fine-tune each, in DIR/seed-N, with mean ± std.")
@@ -391,7 +392,8 @@ Examples:
 )
 @click.option(
     "--search-space",
-    help=f"For random/tpe: NAME=lo:hi, log:lo:hi, int:lo:hi or a,b,c, ';'-separated [default: {DEFAULT_SPACE}].",
+    # The default spaced after each ';' so that the help wraps between parameters, not inside one.
+    help=f"For random/tpe: NAME=lo:hi, log:lo:hi, int:lo:hi or a,b,c, ';'-separated [default: {DEFAULT_SPACE.replace(';', '; ')}].",
 )
 @click.option(
     "--sweep-trials",

@@ -147,7 +147,7 @@ def signature_task(args: tuple[Job, int]) -> dict:
     job, file_index = args
     directory = job.path("signatures", file_index)
     if (done := _finished(directory)) is not None:
-        return done
+        return {**done, "reused": True}
     begin = time.perf_counter()
     filters, dedup = job.filters(), Deduplicator(job.mode, job.config)
     base = file_index << FILE_SHIFT
@@ -289,7 +289,7 @@ def match_task(args: tuple[Job, int]) -> dict:
     job, partition = args
     directory = job.path("matches", partition)
     if (done := _finished(directory)) is not None:
-        return done
+        return {**done, "reused": True}
     begin = time.perf_counter()
     hashes, gids = _slices(job, partition, "exact", ("hash", "gid"))
     copies = exact_pairs(hashes, gids)
@@ -508,8 +508,11 @@ def run(
 def _stage(metas: list[dict], begin: float, log, name: str, counted: str) -> dict:
     seconds = time.perf_counter() - begin
     total = sum(meta[counted] for meta in metas)
-    log(f"{name}: {len(metas)} tasks, {total:,} {counted.replace('_', ' ')} in {seconds:.1f} s")
-    summed = {key: sum(meta[key] for meta in metas) for key in metas[0] if key not in ("seconds", "peak_rss_mb")}
+    reused = [str(i) for i, meta in enumerate(metas) if meta.get("reused")]  # --keep-work: an earlier run's
+    done_before = f" ({len(reused)} reused from an earlier run's work: {', '.join(reused)})" if reused else ""
+    log(f"{name}: {len(metas)} tasks{done_before}, {total:,} {counted.replace('_', ' ')} in {seconds:.1f} s")
+    skipped = ("seconds", "peak_rss_mb", "reused")
+    summed = {key: sum(meta[key] for meta in metas) for key in metas[0] if key not in skipped}
     return {
         **summed,
         "seconds": seconds,
