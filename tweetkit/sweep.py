@@ -25,7 +25,9 @@ JOB_PARAMS = {"max_length", "linear_c"}
 DEFAULT_SPACE = "lr=log:1e-5:2e-4;weight_decay=0:0.1;epochs=int:1:5;batch_size=16,32;beta2=0.98:0.999;eps=log:1e-9:1e-6;warmup_ratio=0:0.2"
 STUDY_FILE = "study.db"
 SPACE_ATTR = "search_space"  # the study's user attribute that records what it searches
-# The ranges the flags accept (finetune's, TrainConfig's): (lowest, whether the lowest itself is allowed, highest).
+# The ranges a trial's settings must be in, as the flags' (epochs > 0, batch >= 1, ...); lr > 0 too: a lone run
+# with --lr 0 is a frozen baseline, a trial with it only takes a place in the study.
+# (lowest, whether the lowest itself is allowed, highest)
 LIMITS = {
     "lr": (0, False, None),
     "epochs": (0, False, None),

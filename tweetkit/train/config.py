@@ -27,7 +27,7 @@ class TrainConfig:
     micro_batch_size: int = setting(0, "Sequences per forward pass per process [default: all of its share].")
     max_steps: int = setting(0, "Optimizer steps [default: from --epochs].")
     epochs: float = setting(1.0, "Passes over the training data when --max-steps is not given.", min_open=True)
-    lr: float = setting(5e-4, "Peak learning rate (AdamW).", min_open=True)
+    lr: float = setting(5e-4, "Peak learning rate (AdamW).")
     weight_decay: float = setting(0.01, "AdamW decoupled weight decay (not on biases and LayerNorm).")
     betas: tuple[float, float] = setting((0.9, 0.98), "AdamW betas, e.g. 0.9,0.98 (RoBERTa).")
     eps: float = setting(1e-6, "AdamW epsilon.")
