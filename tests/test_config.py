@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from conftest import MICRO, jsonl, make_tokenizer, read_jsonl, run_cli, shared
+from conftest import MICRO, ROOT, jsonl, make_tokenizer, read_jsonl, run_cli, shared
 
 from tweetkit.text.normalize import TweetNormalizer
 
@@ -88,3 +88,60 @@ def test_required_flags_may_come_from_the_file_and_a_saved_config_reruns(data, t
     assert again.exit_code == 0, again.stderr
     assert losses(again) == losses(first)
     assert (tmp_path / "b" / "model.safetensors").read_bytes() == (tmp_path / "a" / "model.safetensors").read_bytes()
+
+
+def test_overwrite_and_resume_are_never_read_from_a_file_nor_saved(data, tmp_path):
+    assert run_cli(pretrain_argv(data, tmp_path / "a", "--max-steps", "2", "--overwrite")).exit_code == 0
+    saved = json.loads((tmp_path / "a" / "tweetkit_train_config.json").read_text())
+    assert not {"overwrite", "resume"} & (set(saved) | set(saved["flags"]))
+    assert run_cli(pretrain_argv(data, tmp_path / "b", "--max-steps", "2")).exit_code == 0
+    before = (tmp_path / "b" / "model.safetensors").read_bytes()
+    (tmp_path / "old.json").write_text(json.dumps({"flags": {**saved["flags"], "overwrite": True}}))
+    replayed = run_cli(["pretrain", "--config", str(tmp_path / "old.json"), "-o", str(tmp_path / "b")])
+    assert replayed.exit_code == 2 and replayed.stderr.splitlines() == [
+        f"tweetkit: --config {tmp_path / 'old.json'}: overwrite ignored: give --overwrite on the command line",
+        f"tweetkit pretrain: -o {tmp_path / 'b'} holds a previous run (checkpoint-2, config.json, model.safetensors, "
+        "tokenizer.json, ...): add --overwrite to replace it, or --resume to continue it",
+    ]
+    assert (tmp_path / "b" / "model.safetensors").read_bytes() == before  # the finished run is still there
+
+
+def test_config_keys_are_the_long_flag_names_in_every_command(data, tmp_path):
+    (tmp_path / "f.toml").write_text(
+        f'task = "classification"\ntrain = "{data / "train.jsonl"}"\nvalidation = "{data / "val.jsonl"}"\n'
+        'model = "linear"\noutput = "o"\nfield = "text"\nlinear-c = 2.0\n'
+    )
+    shown = run_cli(["finetune", "--config", str(tmp_path / "f.toml"), "--print-config"])
+    assert shown.exit_code == 0, shown.stderr
+    flags = json.loads(shown.stdout)
+    assert (flags["task"], flags["train"], flags["validation"]) == (
+        "classification",
+        str(data / "train.jsonl"),
+        str(data / "val.jsonl"),
+    )
+    assert (flags["field"], flags["linear_c"], flags["output"]) == ("text", 2.0, "o")
+    (tmp_path / "p.toml").write_text(
+        f'train = ["{data / "corpus.jsonl"}"]\ntokenizer = "{data / "tok"}"\noutput = "o"\n'
+    )
+    pretrain = json.loads(run_cli(["pretrain", "--config", str(tmp_path / "p.toml"), "--print-config"]).stdout)
+    assert pretrain["train"] == [str(data / "corpus.jsonl")] and "train_files" not in pretrain
+    (tmp_path / "typo.toml").write_text('valdation = "v.jsonl"\nbatch-sise = 8\n')
+    typo = run_cli(["finetune", "--config", str(tmp_path / "typo.toml"), "--print-config"])
+    assert typo.exit_code == 2 and typo.stderr.strip().endswith(
+        f"--config {tmp_path / 'typo.toml'}: unknown settings batch_sise (did you mean batch_size?), "
+        "valdation (did you mean validation?)"
+    )
+
+
+def test_the_example_config_file(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)  # its paths are relative to the repository root, as its comment says
+    flags = json.loads(run_cli(["finetune", "--config", "examples/finetune.toml", "--print-config"]).stdout)
+    assert {k: flags[k] for k in ("model", "task", "train", "validation", "epochs", "lr", "batch_size")} == {
+        "model": "demo-out/mlm", "task": "classification", "train": "examples/sentiment_train.jsonl",
+        "validation": "examples/sentiment_test.jsonl", "epochs": 2.0, "lr": 2e-4, "batch_size": 32,
+    }  # fmt: skip
+    run = run_cli(
+        ["finetune", "--config", "examples/finetune.toml", "--model", "linear", "-o", str(tmp_path / "l"), "-q"]
+    )
+    assert run.exit_code == 0, run.stderr
+    assert json.loads(run.stdout)["best"]["validation_macro_f1"] == pytest.approx(0.560902429, abs=1e-6)

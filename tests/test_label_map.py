@@ -4,7 +4,7 @@ predictions scored as 3 classes by evaluate (what collapsing its confusion matri
 import json
 
 import pytest
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
 
 from tweetkit.metrics import map_labels, parse_label_map
 
@@ -108,3 +108,20 @@ def test_label_map_from_a_config_file(covid, tmp_path):
                      str(covid / "train.jsonl"), "-o", str(tmp_path / "o"), "--print-config"])  # fmt: skip
     assert shown.exit_code == 0, shown.stderr
     assert json.loads(shown.stdout)["label_map"] == MERGED
+
+
+def test_a_mapped_label_that_never_occurs_is_an_error(tmp_path):
+    train = str(ROOT / "examples" / "sentiment_train.jsonl")
+    tuned = run_cli(["finetune", "--model", "linear", "--task", "classification", "--train", train,
+                     "-o", str(tmp_path / "m"), "--label-map", "negative=bad,postive=good"])  # fmt: skip
+    assert tuned.exit_code == 1 and tuned.stderr == (
+        f"tweetkit finetune: --label-map: 'postive' is not a label of {train} "
+        "(did you mean 'positive'? its labels: negative, neutral, positive)\n"
+    )
+    assert not (tmp_path / "m").exists()
+    scored = jsonl(*[{"label": r["label"], "pred": "neutral"} for r in read_jsonl(train, 50)])
+    evaluated = run_cli(["evaluate", "--label-map", "Extremely Positve=positive"], stdin=scored)
+    assert evaluated.exit_code == 1 and evaluated.stderr == (
+        "tweetkit evaluate: --label-map: 'Extremely Positve' is not a label of stdin "
+        "(its labels: negative, neutral, positive)\n"
+    )

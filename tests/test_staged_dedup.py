@@ -173,7 +173,11 @@ def test_usage_errors_are_one_line(tmp_path):
         (["dedup", "--cluster-ids", str(a)], "are for the staged path"),
         (["dedup", "-o", f"{tmp_path}/out/", "--dropped", f"{tmp_path}/d.jsonl", str(a)], "give a directory"),
         (["dedup", "-o", f"{a.parent}/", str(a)], "is both an input and an output"),
-        (["normalize", "--ray", "auto", str(a)], "give a directory output"),
+        (["normalize", "--ray", "auto", str(a)], "end -o with / for one output per input file (-o DIR/)"),
+        (
+            ["dedup", "--keep-work", "-o", "out3", str(a), str(b)],
+            "end -o with / for one output per input file (-o out3/)",
+        ),
     ]
     for args, message in cases:
         result = run_cli(args)
@@ -188,8 +192,10 @@ def test_kept_work_is_reused_and_a_changed_setting_starts_over(tmp_path):
     first, _, _ = staged(paths, tmp_path / "out", *flags)
     meta = work / "signatures" / "0" / "meta.json"
     stamp = meta.stat().st_mtime_ns
-    again, _, _ = staged(paths, tmp_path / "out2", *flags)
-    assert again == first and meta.stat().st_mtime_ns == stamp  # finished tasks skipped
+    again, _, rerun = staged(paths, tmp_path / "out2", *flags, "--progress")
+    assert again == first and meta.stat().st_mtime_ns == stamp  # finished tasks skipped, and said so:
+    assert "signatures: 2 tasks (2 reused from an earlier run's work: 0, 1)" in rerun.stderr
+    assert "matching: 2 tasks (2 reused from an earlier run's work: 0, 1)" in rerun.stderr
     changed, _, _ = staged(paths, tmp_path / "out3", *flags, "--threshold", "0.9")
     assert meta.stat().st_mtime_ns != stamp  # another job: its work starts over
     assert len(changed.splitlines()) >= len(first.splitlines())

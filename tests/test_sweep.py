@@ -11,8 +11,8 @@ import time
 import pytest
 from conftest import SUBPROCESS_ENV, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
 
-# lr 0 is hopeless (the random head's guess), so the median pruner has a trial to stop.
-SPACE = "lr=0,0.001,0.003;weight_decay=0:0.1;batch_size=8,16"
+# lr 1e-7 is hopeless (the random head's guess), so the median pruner has a trial to stop.
+SPACE = "lr=1e-7,0.001,0.003;weight_decay=0:0.1;batch_size=8,16"
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,13 @@ def test_tpe_sweep_prunes_keeps_the_best_and_plots(data, tmp_path):
     saved = json.loads((out / "validation_metrics.json").read_text())
     assert saved["validation_macro_f1"] == pytest.approx(best["value"])
     assert json.loads((out / "tweetkit_train_config.json").read_text())["lr"] == pytest.approx(best["lr"])
+    flags = json.loads((out / "tweetkit_train_config.json").read_text())["flags"]  # --config reruns that trial alone
+    assert (flags["lr"], flags["batch_size"], flags["output"]) == (
+        best["lr"],
+        best["batch_size"],
+        str(out / f"trial-{best['trial']}"),
+    )
+    assert not {"sweep_method", "search_space", "sweep_trials"} & set(flags)
     assert all(
         set(line) <= {"trial", "state", "value", "lr", "weight_decay", "batch_size"} for line in lines[:-1]
     )  # stdout: the trials only
@@ -121,3 +128,66 @@ def test_bad_storage_and_search_space_are_one_line(data, tmp_path):
     )
     space = run_cli([*sweep_argv(data, tmp_path / "b"), "--search-space", "learning_rate=1:2"])
     assert space.exit_code == 1 and "cannot search 'learning_rate=1:2'" in space.stderr
+
+
+def linear_sweep_argv(data, out, space, trials, *args):
+    return ["finetune", "--model", "linear", "--task", "classification", "--train", str(data / "train.jsonl"), "--validation", str(data / "val.jsonl"),
+            "-o", str(out), "--sweep-method", "tpe", "--search-space", space, "--sweep-trials", str(trials), "-q", *args]  # fmt: skip
+
+
+def test_a_changed_search_space_is_refused_before_any_trial(data, tmp_path):
+    import optuna
+
+    out = tmp_path / "sweep"
+    assert run_cli(linear_sweep_argv(data, out, "batch_size=16,32", 1)).exit_code == 0
+    changed = run_cli(linear_sweep_argv(data, out, "batch_size=16,64", 2))
+    assert changed.exit_code == 1
+    assert changed.stderr == (
+        "tweetkit finetune: study 'finetune' searched another space (batch_size 16,32 -> 16,64): use another -o "
+        "(or --study-name, with a shared --study-storage) for a new study, or --overwrite to start this one again\n"
+    )
+    other = run_cli(linear_sweep_argv(data, out, "lr=log:1e-5:0.001", 2))
+    assert "(batch_size 16,32 -> (none); lr (none) -> log:1e-05:0.001)" in other.stderr
+    study = optuna.load_study(study_name="finetune", storage=f"sqlite:///{out / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]  # nothing left RUNNING
+    again = run_cli(linear_sweep_argv(data, out, "batch_size=16,64", 2, "--overwrite"))
+    assert again.exit_code == 0, again.stderr
+    study = optuna.load_study(study_name="finetune", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 2 and study.user_attrs["search_space"] == {"batch_size": "16,64"}
+
+
+@pytest.mark.parametrize(
+    "space, error",
+    [
+        ("epochs=int:0:2", "epochs must be > 0 (got 0)"),
+        ("lr=0:0.1", "lr must be > 0 (got 0.0)"),
+        ("batch_size=0,8", "batch_size must be >= 1 (got 0)"),
+        ("warmup_ratio=0:1.5", "warmup_ratio must be >= 0 and <= 1 (got 1.5)"),
+    ],
+)
+def test_search_space_ranges_are_checked_like_the_flags(data, tmp_path, space, error):
+    result = run_cli(linear_sweep_argv(data, tmp_path / "s", space, 2))
+    assert result.exit_code == 1 and result.stderr == f"tweetkit finetune: --search-space {space!r}: {error}\n"
+    assert not (tmp_path / "s").exists()  # refused before any trial
+
+
+def test_an_interrupted_trial_is_failed_and_removed_not_left_for_resume(tmp_path):
+    import optuna
+
+    from tweetkit.errors import Interrupted
+    from tweetkit.sweep import SweepSettings, default_storage, parse_space, run_study
+
+    def objective(point, report, directory):
+        os.makedirs(os.path.join(directory, "checkpoint-3"))  # what the loop leaves on Ctrl-C
+        raise Interrupted(f"at step 3; checkpoint written to {directory}, rerun with --resume to continue")
+
+    settings = SweepSettings("random", 2, default_storage(str(tmp_path)), "s", 1, False, "maximize")
+    with pytest.raises(Interrupted) as stopped:
+        run_study(settings, parse_space("lr=0.1:0.2"), None, objective, str(tmp_path), print)
+    assert str(stopped.value) == (
+        f"during trial 0: it is marked failed and {tmp_path / 'trial-0'} removed; "
+        "rerun the same command to continue the study with a new trial"
+    )
+    assert not (tmp_path / "trial-0").exists()
+    study = optuna.load_study(study_name="s", storage=default_storage(str(tmp_path)))
+    assert [t.state.name for t in study.trials] == ["FAIL"]

@@ -46,6 +46,16 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name and name not in COMMANDS and not name.startswith("-"):
+            import difflib
+
+            close = difflib.get_close_matches(name, COMMANDS, n=1)
+            if close:
+                ctx.fail(f"No such command '{name}'. Did you mean '{close[0]}'?")
+        return super().resolve_command(ctx, args)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
@@ -90,9 +100,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{prog}: {exc}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 1))
     except (PipeClosed, BrokenPipeError):
-        # The reader went away (`| head`): stop quietly with 141, the status of a process
-        # SIGPIPE ended, as `yes | head` gives.
+        # The reader went away (`| head`, of stdout or of stderr): stop quietly with 141,
+        # the status of a process SIGPIPE ended, as `yes | head` gives.
         _silence_stdout()
+        _silence_stdout(sys.stderr)
         sys.exit(141)
     except StoppedCleanly as exc:
         print(f"{prog}: interrupted {exc}", file=sys.stderr)
@@ -106,10 +117,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+def _silence_stdout(stream=None) -> None:
+    """Point stdout (or `stream`) at /dev/null so the interpreter's final flush cannot fail again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, (stream or sys.stdout).fileno())
     except (OSError, ValueError):  # no real stdout (tests capture it)
         pass

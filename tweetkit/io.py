@@ -435,6 +435,18 @@ def run_stream(
     return counts
 
 
+def stderr_console(**options):
+    """A rich Console on stderr.  When stderr's reader goes away, rich exits with 1; this one
+    raises BrokenPipeError, so the command ends as on a closed stdout: quietly, with 141."""
+    from rich.console import Console
+
+    class PipeAwareConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError()
+
+    return PipeAwareConsole(file=sys.stderr, **options)
+
+
 def report_counts(command: str, options: StreamOptions, counts: Counts) -> None:
     """The summary on stderr (with --progress, or when lines were rejected)."""
     if not options.quiet and (options.progress or counts.rejected):

@@ -22,6 +22,11 @@ def wants_directory(path: str | None) -> bool:
     return bool(path) and path != STDIN and (path.endswith(os.sep) or os.path.isdir(path))
 
 
+def end_with_slash(output: str) -> str:
+    """The hint of errors about a file -o where a directory is needed."""
+    return f"end -o with / for one output per input file (-o {output.rstrip(os.sep) if output != STDIN else 'DIR'}/)"
+
+
 def paths_in(directory: str, inputs: tuple[str, ...], flag: str) -> tuple[str, ...]:
     """DIR/<input's name> for every input; two inputs with one name would collide."""
     names = [os.path.basename(path) for path in inputs]
@@ -123,7 +128,7 @@ def run_data_command(command: str, stream: StreamOptions, make_transform: Callab
     """A data command's run: one stream to one output, or with `-o DIR/` one task per file."""
     if not wants_directory(stream.output):
         if stream.ray_address:
-            raise UsageError("--ray runs one task per input file: give a directory output, -o DIR/")
+            raise UsageError(f"--ray runs one task per input file: {end_with_slash(stream.output)}")
         return run_stream(command, stream, make_transform, text_field)
     from tweetkit.executors import make_executor
 

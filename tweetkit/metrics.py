@@ -203,6 +203,18 @@ def parse_label_map(text: str) -> dict[str, str]:
     return mapping
 
 
+def check_label_map(mapping: dict[str, str], present: set[str], where: str) -> None:
+    """Refuse a map that names a label never seen in `where`: a typo would otherwise map
+    nothing and score (or train on) the unmapped classes silently."""
+    import difflib
+
+    for source in mapping:
+        if source not in present:
+            close = difflib.get_close_matches(source, sorted(present), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"{source!r} is not a label of {where} ({hint}its labels: {', '.join(sorted(present))})")
+
+
 def map_labels(value, mapping: dict[str, str] | None, kind: str = "classification"):
     """A gold or predicted value with the map applied once (no chains): a label, a tag
     list (tagging: one tag per word still) or a label set (multi-label: repeats merged)."""

@@ -128,19 +128,81 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """The whole message on one line: HF's first lines often end with a colon."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_NOUNS = {"classification": "classifier", "multilabel": "multi-label classifier", "tagging": "tagger"}
+
+
+def _with_labels(noun: str, count: int) -> str:
+    return f"{noun} with {count} label{'s' if count != 1 else ''}"
+
+
+def describe_model(path: str) -> str:
+    """What a directory holds, in words for an error: 'a tagger with 13 labels', 'a linear
+    classifier with 3 labels', 'a masked language model', 'not a model (no config.json)'."""
+    import json
+
+    from tweetkit import linear
+
+    if not os.path.isdir(path):
+        return "no such directory"
+    try:
+        if os.path.exists(os.path.join(path, linear.MODEL_INFO)):
+            with open(os.path.join(path, linear.MODEL_INFO), encoding="utf-8") as handle:
+                info = json.load(handle)
+            return "a linear " + _with_labels(_NOUNS.get(info.get("task"), "model"), len(info.get("labels") or []))
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except FileNotFoundError:
+        return "not a model (no config.json)"
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"an unreadable model ({_one_line(exc, 80)})"
+    architecture = (config.get("architectures") or ["no architecture"])[0]
+    labels = len(config.get("id2label") or {})
+    if architecture.endswith("ForTokenClassification"):
+        return "a " + _with_labels("tagger", labels)
+    if architecture.endswith("ForSequenceClassification"):
+        kind = KINDS_BY_PROBLEM.get(config.get("problem_type"), "classification")
+        return "a regression model" if kind == "regression" else "a " + _with_labels(_NOUNS[kind], labels)
+    if architecture.endswith("ForMaskedLM"):
+        return "a masked language model"
+    return f"a {config.get('model_type', 'transformers')} model ({architecture})"
+
+
+def check_encoder(path: str) -> None:
+    """Before finetune reads any data: --model must be a transformer (a local directory or a
+    hub name), not a missing path, a linear model or a directory without a model."""
+    check_source(path, "model")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
+        what = describe_model(path)
+        hint = " (--model linear trains a new linear one)" if what.startswith("a linear") else ""
+        raise ConfigError(f"--model {path}: {what}, not a transformer to fine-tune{hint}")
+
+
+# Any of these marks a directory that holds a tokenizer (fast, or slow to convert).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "spiece.model")
+
+
 def load_tokenizer(name_or_path: str, tagging: bool = False):
     """A fast (Rust) HF tokenizer; `tagging`: one that accepts pre-split words (RoBERTa's
     byte-level BPE needs add_prefix_space for them)."""
     from transformers import AutoTokenizer
 
     check_source(name_or_path, "tokenizer")
+    if os.path.isdir(name_or_path) and not any(os.path.exists(os.path.join(name_or_path, f)) for f in TOKENIZER_FILES):
+        raise ConfigError(f"cannot load tokenizer {name_or_path}: {describe_model(name_or_path)}, with no tokenizer")
     quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
         if tagging and getattr(tokenizer, "add_prefix_space", None) is False:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, add_prefix_space=True, trust_remote_code=False)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"cannot load tokenizer {name_or_path}: {_first_line(exc)}") from None
+        where = f" ({describe_model(name_or_path)})" if os.path.isdir(name_or_path) else ""
+        raise ConfigError(f"cannot load tokenizer {name_or_path}{where}: {_one_line(exc)}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"{name_or_path}: no fast tokenizer (tokenizer.json) available")
     return tokenizer
@@ -153,7 +215,11 @@ def load_pretrained(loader, name_or_path: str, **kwargs):
     try:
         return loader.from_pretrained(name_or_path, trust_remote_code=False, **kwargs)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
-        raise ConfigError(f"cannot load model {name_or_path}: {_first_line(exc)}") from None
+        reason = _one_line(exc)
+        if "ignore_mismatched_sizes" in reason:  # HF's report of which shapes differ went to the silenced log
+            reason = f"its head does not fit this data's {kwargs.get('num_labels', '')} labels"
+        where = f" ({describe_model(name_or_path)})" if os.path.isdir(name_or_path) else ""
+        raise ConfigError(f"cannot load model {name_or_path}{where}: {reason}") from None
 
 
 def model_type(directory: str) -> str:
@@ -233,9 +299,7 @@ def load_for_inference(path: str, device: str = "auto", precision: str = "fp32")
     elif any(a.endswith("ForSequenceClassification") for a in architectures):
         kind, loader = KINDS_BY_PROBLEM.get(config.problem_type, "classification"), AutoModelForSequenceClassification
     else:
-        raise ConfigError(
-            f"{path}: not a fine-tuned classification or tagging model ({', '.join(architectures) or 'no architecture'})"
-        )
+        raise ConfigError(f"{path}: {describe_model(path)}, not a fine-tuned classifier or tagger")
     model = load_pretrained(loader, path, config=config)  # the config read above, not read again
     model.to(target).eval()
     if precision == "int8":
@@ -247,12 +311,12 @@ def load_for_inference(path: str, device: str = "auto", precision: str = "fp32")
 
 def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: float = 0.5) -> list:
     """Per input: (pred, scores) for sequence tasks, or a tag list for tagging."""
-    from tweetkit.tasks.supervised import predict_sequences, predict_tags
-
-    if loaded.is_linear:
+    if loaded.is_linear:  # before any torch import: a linear model never needs it
         from tweetkit import linear
 
         return linear.predict(loaded.model, loaded.kind, inputs)
+    from tweetkit.tasks.supervised import predict_sequences, predict_tags
+
     device = next(loaded.model.parameters()).device
     with precision_context(loaded.precision, device):
         if loaded.kind == "tagging":
@@ -303,3 +367,13 @@ def save_model(model, tokenizer, directory: str) -> None:
     model.save_pretrained(directory, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
+    follow_umask(os.path.join(directory, "model.safetensors"))
+
+
+def follow_umask(path: str) -> None:
+    """safetensors writes through a private temporary file (mode 0600): give the model the
+    mode every other output file has, so that others on a shared server can read it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    if os.path.exists(path):
+        os.chmod(path, 0o666 & ~umask)

@@ -4,9 +4,9 @@
   --field, --on-error, --rejects, --progress, -q, --dropped, --workers, --ray).
 - `train_options`: flags made from `TrainConfig`'s fields and their help; a command
   names the fields it exposes and may change their defaults.
-- `config_options`: `--config FILE` (TOML, YAML or JSON, or a saved
-  tweetkit_train_config.json) merged under the flags given on the command line, and
-  `--print-config` to show the result.
+- `config_options`: `--config FILE` (TOML, YAML or JSON keyed by the long flag names, or
+  a saved tweetkit_train_config.json) merged under the flags given on the command line,
+  and `--print-config` to show the result.
 - `threads_option`: `--threads N` (or TWEETKIT_THREADS) of every command that runs torch,
   applied before the command imports it (tweetkit.threads).
 """
@@ -68,10 +68,10 @@ def _apply(func, options):
 # --- data commands ---------------------------------------------------------------------
 
 
-def _stream_flags(field_help: str, output_help: str, dropped: bool, workers: bool) -> list:
+def _stream_flags(field_help: str, output_help: str, dropped: bool, workers: bool, output_shown: bool = True) -> list:
     options = [
         click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True)),
-        click.option("-o", "--output", default="-", show_default="stdout", help=output_help),
+        click.option("-o", "--output", default="-", show_default="stdout" if output_shown else False, help=output_help),
         click.option("--field", default="text", show_default=True, help=field_help),
         ON_ERROR,
         click.option(
@@ -140,15 +140,17 @@ def data_options(
     output_help: str = "Write JSONL here (.gz compresses).",
     dropped: bool = False,
     workers: bool = False,
+    output_shown: bool = True,
 ):
-    """Decorator adding the streaming I/O flags; the command receives `stream: StreamOptions`."""
+    """Decorator adding the streaming I/O flags; the command receives `stream: StreamOptions`.
+    `output_shown`: whether -o's help shows its default (stdout), false where -o is required."""
 
     def decorate(func):
         def wrapper(**kwargs):
             return func(stream=_stream_options(kwargs), **kwargs)
 
         functools.update_wrapper(wrapper, func)  # keeps the command's own click params
-        return _apply(wrapper, _stream_flags(field_help, output_help, dropped, workers))
+        return _apply(wrapper, _stream_flags(field_help, output_help, dropped, workers, output_shown))
 
     return decorate
 
@@ -266,17 +268,51 @@ def read_config_file(path: str) -> dict:
     return {str(key).replace("-", "_"): value for key, value in data.items()}
 
 
+# Flags that act on the output directory, not on what a run computes: given on the command
+# line each time, never read from a file nor saved, so a replayed config cannot replace a run.
+OUTPUT_ACTIONS = ("overwrite", "resume")
+
+
+def config_key(param: click.Parameter) -> str:
+    """A setting's key in config files and saved flags: its first long flag (train for --train)."""
+    long_names = [opt[2:].replace("-", "_") for opt in param.opts if opt.startswith("--")]
+    return long_names[0] if long_names else param.name
+
+
+def config_keys(command: click.Command) -> dict[str, str]:
+    """Config key -> parameter: every long flag name; also the parameter's own name, which
+    files saved by earlier versions used (train_path, kind)."""
+    params = [p for p in command.params if p.name not in ("config", "print_config")]
+    keys = {opt[2:].replace("-", "_"): p.name for p in params for opt in p.opts if opt.startswith("--")}
+    return {**{p.name: p.name for p in params}, **keys}
+
+
+def _unknown_settings(path: str, unknown: list[str], command: click.Command) -> click.UsageError:
+    import difflib
+
+    valid = sorted({config_key(p) for p in command.params} - {"config", "print_config"})
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, valid, n=1)
+        named.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    return click.UsageError(f"--config {path}: unknown settings {', '.join(named)}")
+
+
 def _load_config(ctx: click.Context, param, path):
     """Eager: the file's values become the defaults of this invocation (click's
     default_map), so flags given on the command line win and required ones may come
     from the file."""
     if not path:
         return
-    params = {p.name: p for p in ctx.command.params}
+    params, keys = {p.name: p for p in ctx.command.params}, config_keys(ctx.command)
     values = read_config_file(path)
-    unknown = sorted(set(values) - set(params) - {"config", "print_config"})
+    for key in OUTPUT_ACTIONS:
+        if values.pop(key, False):
+            print(f"tweetkit: --config {path}: {key} ignored: give --{key} on the command line", file=sys.stderr)
+    unknown = sorted(set(values) - set(keys))
     if unknown:
-        raise click.UsageError(f"--config {path}: unknown settings {', '.join(unknown)}")
+        raise _unknown_settings(path, unknown, ctx.command)
+    values = {keys[key]: value for key, value in values.items()}
     for name, value in values.items():
         if isinstance(value, list) and not getattr(params[name], "multiple", False) and params[name].nargs == 1:
             values[name] = ",".join(map(str, value))  # the betas pair, saved as a list
@@ -285,13 +321,16 @@ def _load_config(ctx: click.Context, param, path):
     ctx.default_map = {**(ctx.default_map or {}), **values}
 
 
-def resolved_flags(kwargs: dict) -> dict:
-    """The flags as JSON-able values (what --print-config prints and outputs save)."""
+def resolved_flags(kwargs: dict, command: click.Command) -> dict:
+    """The flags as JSON-able values under their config keys (what --print-config prints
+    and outputs save), without those that act on the output directory."""
+    keys = {p.name: config_key(p) for p in command.params}
     plain = {}
     for name, value in kwargs.items():
         if isinstance(value, tuple):
             value = list(value)
-        plain[name] = value
+        if name not in OUTPUT_ACTIONS:
+            plain[keys.get(name, name)] = value
     return plain
 
 
@@ -300,7 +339,7 @@ def config_options(func):
     resolved flags also as `flags: dict`, to save beside its output."""
 
     def wrapper(print_config, **kwargs):
-        flags = resolved_flags(kwargs)
+        flags = resolved_flags(kwargs, click.get_current_context().command)
         if print_config:
             sys.stdout.write(json.dumps(flags, indent=2, default=str) + "\n")
             click.get_current_context().exit(0)
@@ -314,7 +353,9 @@ def config_options(func):
             is_eager=True,
             expose_value=False,
             callback=_load_config,
-            help="Flags from a TOML, YAML or JSON file (or a saved tweetkit_train_config.json); flags given here win.",
+            help="Flags from a TOML, YAML or JSON file, keyed by their long names (train, task, lr, batch-size, ...; "
+            "examples/finetune.toml), or a saved tweetkit_train_config.json; flags given here win. --overwrite and "
+            "--resume are never read from it.",
         ),
         click.option("--print-config", is_flag=True, help="Print the resolved flags as JSON and stop."),
     ]

@@ -16,7 +16,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 
-from tweetkit.errors import ConfigError
+from tweetkit.errors import ConfigError, Interrupted
 
 # What a trial may set, and where it goes: the training settings or the task's.
 TRAIN_PARAMS = {"lr", "weight_decay", "epochs", "batch_size", "warmup_ratio", "eps", "beta1", "beta2"}
@@ -24,6 +24,22 @@ JOB_PARAMS = {"max_length", "linear_c"}
 # BERT for Japanese Twitter's search: learning rate, weight decay, epochs, Adam betas and epsilon.
 DEFAULT_SPACE = "lr=log:1e-5:2e-4;weight_decay=0:0.1;epochs=int:1:5;batch_size=16,32;beta2=0.98:0.999;eps=log:1e-9:1e-6;warmup_ratio=0:0.2"
 STUDY_FILE = "study.db"
+SPACE_ATTR = "search_space"  # the study's user attribute that records what it searches
+# The ranges a trial's settings must be in, as the flags' (epochs > 0, batch >= 1, ...); lr > 0 too: a lone run
+# with --lr 0 is a frozen baseline, a trial with it only takes a place in the study.
+# (lowest, whether the lowest itself is allowed, highest)
+LIMITS = {
+    "lr": (0, False, None),
+    "epochs": (0, False, None),
+    "eps": (0, False, None),
+    "linear_c": (0, False, None),
+    "batch_size": (1, True, None),
+    "max_length": (8, True, None),
+    "weight_decay": (0, True, None),
+    "warmup_ratio": (0, True, 1),
+    "beta1": (0, True, 1),
+    "beta2": (0, True, 1),
+}
 
 
 @dataclass
@@ -35,6 +51,7 @@ class SweepSettings:
     seed: int
     prune: bool
     direction: str  # maximize | minimize
+    overwrite: bool = False  # start the study again (--overwrite)
 
 
 def parse_space(text: str) -> dict:
@@ -65,7 +82,58 @@ def parse_space(text: str) -> dict:
                 space[name] = FloatDistribution(float(kind), float(bounds[0]))
         except (ValueError, IndexError):
             raise ConfigError(f"--search-space: bad range in {part!r} (lo:hi, log:lo:hi, int:lo:hi or a,b,c)") from None
+        check_range(name, bounds_of(space[name]), f"--search-space {part!r}")
     return space
+
+
+def bounds_of(distribution) -> list:
+    choices = getattr(distribution, "choices", None)
+    return list(choices) if choices is not None else [distribution.low, distribution.high]
+
+
+def check_range(name: str, values: list, where: str) -> None:
+    """Refuse values the parameter's flag would refuse (a trial of 0 epochs scores an
+    untrained model, and could win), before any trial runs."""
+    low, closed, high = LIMITS[name]
+    for value in values:
+        if value < low or (value == low and not closed) or (high is not None and value > high):
+            rule = f"{'>=' if closed else '>'} {low}" + (f" and <= {high}" if high is not None else "")
+            raise ConfigError(f"{where}: {name} must be {rule} (got {value})")
+
+
+def describe_space(space: dict) -> dict:
+    """Each parameter's range as --search-space writes it: what the study records."""
+    described = {}
+    for name, distribution in sorted(space.items()):
+        if hasattr(distribution, "choices"):
+            described[name] = ",".join(map(str, distribution.choices))
+        else:
+            kind = "int:" if isinstance(distribution.low, int) else "log:" if distribution.log else ""
+            described[name] = f"{kind}{distribution.low}:{distribution.high}"
+    return described
+
+
+def check_space(study, space: dict) -> None:
+    """Record the study's search space, or refuse a different one: Optuna would mix the two
+    searches in one study (or fail inside a trial, for a changed list of choices)."""
+    wanted = describe_space(space)
+    recorded = study.user_attrs.get(SPACE_ATTR)
+    if recorded is None:  # a study from before the record: the space its trials drew from
+        drawn = {name: d for t in study.get_trials(deepcopy=False) for name, d in t.distributions.items()}
+        recorded = describe_space(drawn) if drawn else None
+    if recorded is None:
+        study.set_user_attr(SPACE_ATTR, wanted)
+        return
+    changes = [
+        f"{name} {recorded.get(name, '(none)')} -> {wanted.get(name, '(none)')}"
+        for name in sorted(set(recorded) | set(wanted))
+        if recorded.get(name) != wanted.get(name)
+    ]
+    if changes:
+        raise ConfigError(
+            f"study {study.study_name!r} searched another space ({'; '.join(changes)}): use another -o (or "
+            "--study-name, with a shared --study-storage) for a new study, or --overwrite to start this one again"
+        )
 
 
 def default_storage(output: str) -> str:
@@ -92,6 +160,8 @@ def open_study(settings: SweepSettings):
     for attempt in range(6):
         try:
             storage = optuna.storages.RDBStorage(settings.storage, engine_kwargs=kwargs)
+            if settings.overwrite and settings.study_name in optuna.get_all_study_names(storage):
+                optuna.delete_study(study_name=settings.study_name, storage=storage)
             return optuna.create_study(
                 storage=storage,
                 study_name=settings.study_name,
@@ -159,6 +229,7 @@ def run_study(settings: SweepSettings, space: dict, grid: dict | None, objective
     study = open_study(settings)
     if grid:
         space = {name: optuna.distributions.CategoricalDistribution(values) for name, values in grid.items()}
+    check_space(study, space)
     while len(finished(study)) < settings.trials:
         study.sampler = sampler_for(settings, len(study.trials))
         if grid:
@@ -181,6 +252,15 @@ def run_study(settings: SweepSettings, space: dict, grid: dict | None, objective
             _drop_checkpoints(directory)
             emit_trial(study, trial.number)
             continue
+        except KeyboardInterrupt:
+            # A trial does not resume: a rerun asks the study for a new one.  So its
+            # checkpoint would only take space, and "--resume" would mislead.
+            study.tell(trial, state=TrialState.FAIL)
+            shutil.rmtree(directory, ignore_errors=True)
+            raise Interrupted(
+                f"during trial {trial.number}: it is marked failed and {directory} removed; "
+                "rerun the same command to continue the study with a new trial"
+            ) from None
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
@@ -228,8 +308,9 @@ def finish(study, output: str, log) -> dict:
 
 
 def print_table(study, best: int) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from tweetkit.io import stderr_console
 
     trials = [t for t in study.get_trials(deepcopy=False) if t.state.name != "RUNNING"]
     names = sorted({name for t in trials for name in t.params})
@@ -243,7 +324,7 @@ def print_table(study, best: int) -> None:
         ]
         table.add_row(("*" if t.number == best else "") + str(t.number), t.state.name.lower(), value, *cells)
     # Not a terminal (a log file, a cron mail): wide enough for every column, not 80.
-    Console(file=sys.stderr, width=None if sys.stderr.isatty() else 240).print(table)
+    stderr_console(width=None if sys.stderr.isatty() else 240).print(table)
 
 
 def plot_study(study, output: str, log) -> None:

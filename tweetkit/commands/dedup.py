@@ -118,7 +118,7 @@ def command(
     """
     from tweetkit.errors import UsageError
     from tweetkit.io import run_stream
-    from tweetkit.many_files import wants_directory
+    from tweetkit.many_files import end_with_slash, wants_directory
     from tweetkit.text.dedup import NearConfig
 
     if shard_index >= num_shards:
@@ -138,8 +138,8 @@ def command(
         return run_staged(stream, mode, config, drop_retweets, min_tokens, max_tokens, work_dir, keep_work, **staged)
     if stream.workers > 1 or stream.ray_address or partitions or work_dir or keep_work or cluster_ids:
         raise UsageError(
-            "dedup compares each tweet with all before it: --workers, --ray, --partitions, --work-dir and "
-            "--cluster-ids are for the staged path over files, -o DIR/"
+            "dedup compares each tweet with all before it: --workers, --ray, --partitions, --work-dir, --keep-work "
+            f"and --cluster-ids are for the staged path over files: {end_with_slash(stream.output)}"
         )
     from tweetkit.text.steps import dedup_steps
 

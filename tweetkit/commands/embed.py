@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tweetkit.options import data_options
+from tweetkit.options import data_options, threads_option
 
 
 @click.command(
@@ -15,6 +15,7 @@ Examples:
   tweetkit embed --model minilm-tweets/ test.jsonl > after.jsonl
   tweetkit plot --embeddings before.jsonl after.jsonl --label before --label after -o tsne.png""",
 )
+@threads_option
 @click.option("--model", "model_path", required=True, help="Any HF model directory or name: its encoder is used.")
 @data_options()
 @click.option("--output-field", default="embedding", show_default=True, help="Field the vector is written to.")

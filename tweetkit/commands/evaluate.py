@@ -22,10 +22,11 @@ def detect_kind(record: dict, gold_field: str, pred_field: str) -> str:
 
 
 def print_report(result: dict, kind: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=sys.stderr)
+    from tweetkit.io import stderr_console
+
+    console = stderr_console()
     headline = Table(title=f"{kind}: {result.get('count', 0):,} examples")
     names = [k for k, v in result.items() if isinstance(v, float)]
     for name in names:
@@ -154,7 +155,7 @@ def command(
     else:
         records, kind, gold_field, pred_field = scored_records(inputs, gold_field, pred_field, on_error)
     if label_map:
-        apply_label_map(records, kind, [gold_field, pred_field], label_map)
+        apply_label_map(records, kind, [gold_field, pred_field], label_map, ", ".join(inputs) or "stdin")
     try:
         scores = (
             [r["scores"] for r in records]
@@ -189,13 +190,19 @@ def read(inputs, on_error: str, text_field=None, field_type=str, validate=None) 
     return records
 
 
-def apply_label_map(records: list[dict], kind: str, fields: list[str], label_map: dict) -> None:
-    """--label-map on the gold and predicted fields, in place."""
-    from tweetkit.errors import UsageError
-    from tweetkit.metrics import map_labels
+def apply_label_map(records: list[dict], kind: str, fields: list[str], label_map: dict, where: str) -> None:
+    """--label-map on the gold and predicted fields, in place, once its labels are known to occur there."""
+    from tweetkit.errors import ConfigError, UsageError
+    from tweetkit.metrics import check_label_map, map_labels
 
     if kind == "regression":
         raise UsageError("--label-map: regression scores numbers, not labels")
+    values = [record[name] for record in records for name in fields]
+    present = {str(v) for value in values for v in (value if isinstance(value, list) else [value])}
+    try:
+        check_label_map(label_map, present, where)
+    except ValueError as exc:
+        raise ConfigError(f"--label-map: {exc}") from None
     for record in records:
         for name in fields:
             record[name] = map_labels(record[name], label_map, kind)

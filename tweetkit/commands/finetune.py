@@ -10,7 +10,7 @@ import sys
 import click
 
 from tweetkit.options import ON_ERROR, QUIET, config_options, label_map_option, log_for, threads_option, train_options
-from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, default_storage, parse_space, run_study
+from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, check_range, default_storage, parse_space, run_study
 
 TASKS = ("classification", "multilabel", "regression", "tagging")
 TRAIN_FLAGS = [
@@ -54,22 +54,20 @@ def label_check(kind: str, fields: dict):
     return check
 
 
-def read_examples(path: str, kind: str, fields: dict, on_error: str, label_map: dict | None = None) -> list[tuple]:
-    """(input, label) pairs; bad lines and labels follow --on-error with file:line messages.
-    `label_map` (--label-map) renames gold labels as they are read."""
+def read_examples(path: str, kind: str, fields: dict, on_error: str) -> list[tuple]:
+    """(input, label) pairs; bad lines and labels follow --on-error with file:line messages."""
     from tweetkit.io import StreamOptions, consume_records
-    from tweetkit.metrics import map_labels
 
     options = StreamOptions(inputs=[path], on_error=on_error, quiet=True)
     if kind == "tagging":
         records = consume_records(
             "finetune", options, fields["tokens"], list, [fields["tags"]], label_check(kind, fields)
         )
-        return [(r[fields["tokens"]], map_labels(r[fields["tags"]], label_map, kind)) for r in records]
+        return [(r[fields["tokens"]], r[fields["tags"]]) for r in records]
     records = consume_records(
         "finetune", options, fields["text"], required=[fields["label"]], validate=label_check(kind, fields)
     )
-    return [(r[fields["text"]], map_labels(r[fields["label"]], label_map, kind)) for r in records]
+    return [(r[fields["text"]], r[fields["label"]]) for r in records]
 
 
 def label_names_of(kind: str, examples: list[tuple]) -> list[str] | None:
@@ -306,6 +304,7 @@ def parse_sweep(text: str) -> dict[str, list]:
             grid[name] = [cast(v) for v in values.split(",")]
         except ValueError:
             raise click.BadParameter(f"bad value in {part!r}", param_hint="--sweep") from None
+        check_range(name, grid[name], f"--sweep {part!r}")
     return grid
 
 
@@ -383,7 +382,8 @@ Examples:
         "seed": 1,
     },
     helps={
-        "keep_checkpoints": "Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model."
+        "keep_checkpoints": "Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model.",
+        "warmup_ratio": "Share of the steps spent in linear warm-up, before linear decay to 0.",
     },
 )
 @click.option("--seeds", help="Comma-separated seeds: one fine-tune each, in DIR/seed-N, with mean ± std.")
@@ -395,7 +395,8 @@ Examples:
 )
 @click.option(
     "--search-space",
-    help=f"For random/tpe: NAME=lo:hi, log:lo:hi, int:lo:hi or a,b,c, ';'-separated [default: {DEFAULT_SPACE}].",
+    # The default spaced after each ';' so that the help wraps between parameters, not inside one.
+    help=f"For random/tpe: NAME=lo:hi, log:lo:hi, int:lo:hi or a,b,c, ';'-separated [default: {DEFAULT_SPACE.replace(';', '; ')}].",
 )
 @click.option(
     "--sweep-trials",
@@ -471,6 +472,10 @@ def command(
     from tweetkit.train import distributed
 
     linear = model in ("linear", "tfidf")
+    if not linear:
+        from tweetkit.modeling import check_encoder
+
+        check_encoder(model)  # before reading data: a wrong --model fails at once
     if label_map and kind == "regression":
         raise UsageError("--label-map: --task regression has numbers, not labels, to map")
     refuse_overlap([train_path, validation_path], [output])
@@ -487,11 +492,12 @@ def command(
     if linear and distributed.world_size() > 1 and int(os.environ["RANK"]) != 0:
         return  # the linear baseline fits in one process: the first one
     try:
-        # A sweep's directory is its study's workspace: what is there is continued.  Every
-        # process checks the directory; the first removes a previous run, the others wait.
+        # A sweep's directory is its study's workspace: what is there is continued, unless --overwrite.
+        # Every process checks the directory; the first removes a previous run, the others wait.
+        sweeping = bool(sweep_method) and not train["overwrite"]
         prepare_output_dir(
             output,
-            resume=(train["resume"] and not linear) or bool(sweep_method),
+            resume=(train["resume"] and not linear) or sweeping,
             overwrite=train["overwrite"],
             remove=dist is None or dist.is_main,
         )
@@ -521,7 +527,8 @@ def finetune_all(job: dict, train: dict, output: str, seed_list, sweep_settings:
         if job["model"] == "linear":
             return finetune_linear({**job, **settings, **point}, directory)
         in_job = {k: v for k, v in point.items() if k in job}
-        return finetune_once({**job, **in_job}, settings, seed, directory, log, report)
+        flags = job["flags"] if directory == output else one_run_flags(job["flags"], point, seed, directory)
+        return finetune_once({**job, **in_job, "flags": flags}, settings, seed, directory, log, report)
 
     if sweep_settings["method"]:
         emit(run_sweep(run, job, train, sweep_settings, space, grid, output, log))
@@ -533,6 +540,17 @@ def finetune_all(job: dict, train: dict, output: str, seed_list, sweep_settings:
         emit({"seeds": seed_list, "mean_std": summary})
     else:
         emit({"best": run({}, train["seed"], output)})
+
+
+# Flags that run several fine-tunes; a trial's or a seed's saved flags rerun that one alone.
+MANY_RUNS = ("seeds", "sweep", "sweep_method", "search_space", "sweep_trials", "study_storage", "study_name", "prune")
+
+
+def one_run_flags(flags: dict, point: dict, seed: int, directory: str) -> dict:
+    """The flags of one trial or seed: the command's, with its own settings, seed and directory."""
+    own = {name: list(value) if isinstance(value, tuple) else value for name, value in point.items()}
+    kept = {name: value for name, value in flags.items() if name not in MANY_RUNS}
+    return {**kept, **own, "seed": seed, "output": directory}
 
 
 def run_sweep(run, job: dict, train: dict, flags: dict, space: dict, grid: dict | None, output: str, log) -> dict:
@@ -548,6 +566,7 @@ def run_sweep(run, job: dict, train: dict, flags: dict, space: dict, grid: dict 
         seed=train["seed"],
         prune=flags["prune"],
         direction="minimize" if job["metric"] in ("mse", "mae") else "maximize",
+        overwrite=train["overwrite"],
     )
 
     def objective(point: dict, report, directory: str) -> float:
@@ -556,17 +575,30 @@ def run_sweep(run, job: dict, train: dict, flags: dict, space: dict, grid: dict 
     return run_study(settings, space, grid, objective, output, log)
 
 
+def mapped_examples(job: dict, train: list[tuple], validation: list[tuple]) -> tuple[list, list]:
+    """--label-map applied to both sets, once each of its labels is known to occur in them."""
+    from tweetkit.errors import ConfigError
+    from tweetkit.metrics import check_label_map, map_labels
+
+    kind, mapping = job["task"], job["label_map"]
+    where = " or ".join(filter(None, [job["train_path"], job["validation_path"]]))
+    try:
+        check_label_map(mapping, set(label_names_of(kind, train + validation)), where)
+    except ValueError as exc:
+        raise ConfigError(f"--label-map: {exc}") from None
+    return [[(x, map_labels(y, mapping, kind)) for x, y in examples] for examples in (train, validation)]
+
+
 def read_task_data(job: dict, on_error: str, log) -> dict:
     """The examples, label set and validation metric, every check made before training."""
     from tweetkit import metrics as scorers
     from tweetkit.errors import ConfigError
 
     kind, train_path, validation_path = job["task"], job["train_path"], job["validation_path"]
-    label_map = job.get("label_map")
-    train_examples = read_examples(train_path, kind, job["fields"], on_error, label_map)
-    validation_examples = (
-        read_examples(validation_path, kind, job["fields"], on_error, label_map) if validation_path else []
-    )
+    train_examples = read_examples(train_path, kind, job["fields"], on_error)
+    validation_examples = read_examples(validation_path, kind, job["fields"], on_error) if validation_path else []
+    if job.get("label_map"):
+        train_examples, validation_examples = mapped_examples(job, train_examples, validation_examples)
     if not train_examples:
         raise ConfigError(f"{train_path}: no training examples")
     if validation_path and not validation_examples:

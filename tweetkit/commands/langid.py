@@ -56,7 +56,8 @@ def command(stream, keep, min_prob, model_path, clean):
     """Identify the language of each tweet with fastText (lid.176), tweet-aware.
 
     Adds `lang` (ISO 639 code as the model gives it; `und` when nothing readable is
-    left) and `lang_prob`.
+    left) and `lang_prob`.  A record's own `lang` (Twitter's, or a gold language) is
+    not lost: it moves to `lang_original`, unless that field exists already.
     """
     from tweetkit.many_files import run_data_command
     from tweetkit.text.langid import LanguageIdentifier

@@ -40,11 +40,13 @@ class PredictStep:
 Examples:
   tweetkit normalize < new.jsonl | tweetkit predict --model sent/ > predicted.jsonl
   tweetkit predict --model sent/ --precision int8 --threads 1 new.jsonl > predicted.jsonl   # a cron job
-  tweetkit predict --model ner/ --field tokens wnut17/test.jsonl | tweetkit evaluate""",
+  tweetkit predict --model ner/ wnut17/test.jsonl | tweetkit evaluate      # a tagger reads the tokens field""",
 )
 @threads_option
 @click.option("--model", "model_path", required=True, help="A fine-tuned model directory (finetune output).")
-@data_options(field_help="Field holding the text (for tagging models: the list of words, e.g. tokens).")
+@data_options(
+    field_help="Field holding the text; for a tagging model, the list of words, by default tokens (as evaluate)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option(
@@ -64,9 +66,12 @@ def command(model_path, stream, batch_size, sort_window, device, threshold, prec
     from tweetkit.modeling import bf16_warning, load_for_inference, resolve_device
 
     loaded = load_for_inference(model_path, device, precision)  # before reading input: a bad path fails fast
-    warning = bf16_warning(precision, resolve_device(device))
+    warning = bf16_warning(precision, resolve_device(device)) if precision == "bf16" else None  # no torch else
     if warning:
         log_for("predict", stream.quiet)(warning)
+    source = click.get_current_context().get_parameter_source("field")
+    if loaded.kind == "tagging" and source == click.core.ParameterSource.DEFAULT:
+        stream.field = "tokens"  # a tagger reads words, where evaluate looks for them too
     field_type = list if loaded.kind == "tagging" else str
     make_step = functools.partial(PredictStep, loaded, stream.field, batch_size, threshold)
     run_stream("predict", stream, make_step, text_field=stream.field, field_type=field_type, batch_lines=sort_window)

@@ -101,6 +101,7 @@ Examples:
         "max_steps": "Optimizer steps [default: from --epochs]; 0 writes the initialised model and stops.",
         "batch_size": "Global batch in packed rows, whatever the number of processes.",
         "keep_checkpoints": "Keep the N newest checkpoints (0: all); two let --resume fall back from a corrupt one.",
+        "warmup_steps": "Linear warm-up steps before linear decay to 0 [default: 6% of the steps].",
     },
 )
 @click.option("--cache-dir", default=None, help="Tokenized-corpus cache [default: ~/.cache/tweetkit].")

@@ -81,8 +81,9 @@ class CorpusStats:
 
 
 def print_table(stats: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from tweetkit.io import stderr_console
 
     table = Table(title=f"{stats['tweets']:,} tweets", show_header=True)
     table.add_column("length")
@@ -91,7 +92,7 @@ def print_table(stats: dict) -> None:
     for name in ("word_tokens", "subword_tokens"):
         if name in stats:
             table.add_row(name.replace("_", " "), *[str(v) for v in stats[name].values()])
-    console = Console(file=sys.stderr)
+    console = stderr_console()
     console.print(table)
     console.print(
         f"max length covering 99.9%: {stats['max_length_for_99.9%']} {stats['max_length_unit']}; "
@@ -109,7 +110,7 @@ Examples:
   tweetkit stats corpus.jsonl
   tweetkit stats --tokenizer tok/ corpus.jsonl | jq '."max_length_for_99.9%"'""",
 )
-@data_options(output_help="Write the JSON summary here (.gz compresses) [default: stdout].")
+@data_options(output_help="Write the JSON summary here (.gz compresses).")
 @click.option(
     "--tokenizer",
     type=click.Path(exists=True, file_okay=False),

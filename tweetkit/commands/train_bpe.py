@@ -21,7 +21,7 @@ Examples:
   tweetkit train-bpe corpus.jsonl -o tok-ext/ --extend path/to/base-model --vocab-size 5000
   tweetkit train-bpe corpus.jsonl -o tok/ --report-overlap vinai/bertweet-base""",
 )
-@data_options(output_help="Output directory: tokenizer.json and tokenizer_config.json.")
+@data_options(output_help="Output directory: tokenizer.json and tokenizer_config.json.  [required]", output_shown=False)
 @click.option(
     "--vocab-size",
     type=click.IntRange(min=16),
@@ -78,6 +78,12 @@ def command(
     if stream.output == "-":
         raise click.UsageError("give the output directory with -o DIR")
     directory = stream.output
+    # Both checked before the corpus is read and trained on: a wrong name fails at once.
+    other_tokenizer = load_tokenizer(other) if other else None
+    if base:
+        from tweetkit.modeling import check_source
+
+        check_source(base, "tokenizer")
     start = time.perf_counter()
     texts = (record[stream.field] for record in consume_records("train-bpe", stream, text_field=stream.field))
     corpus = tk.sample_corpus(texts, max_sentences, seed)
@@ -103,7 +109,7 @@ def command(
             log,
         )
     if other:
-        summary["overlap"] = {"other": other, **tk.vocabulary_overlap(result, load_tokenizer(other))}
+        summary["overlap"] = {"other": other, **tk.vocabulary_overlap(result, other_tokenizer)}
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["output"] = directory
     sys.stdout.write(json.dumps(summary) + "\n")

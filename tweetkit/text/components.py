@@ -53,7 +53,7 @@ def _directed(edges: np.ndarray, both: bool, count: int) -> tuple[list[int], np.
 def _task(directory: str, build, *args) -> dict:
     """Run `build` unless an earlier run finished this task; save what it returns."""
     if (done := work.finished(directory)) is not None:
-        return done
+        return {**done, "reused": True}
     begin = time.perf_counter()
     arrays, meta = build(*args)
     return work.save(directory, arrays, dict(meta, seconds=time.perf_counter() - begin, peak_rss_mb=peak_rss_mb()))

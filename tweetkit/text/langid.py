@@ -28,6 +28,28 @@ def default_model_path() -> str:
     return str(resources.files("tweetkit").joinpath("data", DEFAULT_MODEL))
 
 
+# English names of the languages most common on Twitter, for "did you mean" on --keep english.
+LANGUAGE_NAMES = {
+    "arabic": "ar", "bengali": "bn", "catalan": "ca", "chinese": "zh", "czech": "cs", "danish": "da", "dutch": "nl",
+    "english": "en", "finnish": "fi", "french": "fr", "german": "de", "greek": "el", "hebrew": "he", "hindi": "hi",
+    "hungarian": "hu", "indonesian": "id", "italian": "it", "japanese": "ja", "korean": "ko", "malay": "ms",
+    "norwegian": "no", "persian": "fa", "polish": "pl", "portuguese": "pt", "romanian": "ro", "russian": "ru",
+    "spanish": "es", "swedish": "sv", "tagalog": "tl", "tamil": "ta", "thai": "th", "turkish": "tr",
+    "ukrainian": "uk", "urdu": "ur", "vietnamese": "vi",
+}  # fmt: skip
+
+
+def _code_for(name: str, known: dict[str, str]) -> str | None:
+    """The code a mistyped --keep value most likely meant: a language's name, or a near code."""
+    import difflib
+
+    code = LANGUAGE_NAMES.get(name.lower())
+    if code is None:
+        close = difflib.get_close_matches(name.lower(), list(LANGUAGE_NAMES) + list(known), n=1, cutoff=0.75)
+        code = LANGUAGE_NAMES.get(close[0], close[0]) if close else None
+    return known.get(code) if code else None
+
+
 class LanguageIdentifier:
     """Batch prediction of (language code, probability) with a fastText model."""
 
@@ -51,8 +73,9 @@ class LanguageIdentifier:
         known = {code.lower(): code for code in self.languages()}
         unknown = sorted(code for code in codes if code.lower() not in known)
         if unknown:
+            named = [f"{code} (did you mean {hint}?)" if (hint := _code_for(code, known)) else code for code in unknown]
             raise ConfigError(
-                f"--keep: {', '.join(unknown)} not among this model's {len(known)} language codes (e.g. {', '.join(sorted(known)[:6])})"
+                f"--keep: {', '.join(named)} not among this model's {len(known)} language codes (e.g. {', '.join(sorted(known)[:6])})"
             )
         return frozenset(known[code.lower()] for code in codes)
 

@@ -22,8 +22,37 @@ from functools import cache
 from importlib import resources
 
 import regex
-from nltk import redos
-from nltk.tokenize.casual import HANG_RE, REGEXPS_PHONE, _replace_html_entities
+
+
+def _casual_tokenizer_module():
+    """nltk.tokenize.casual without running nltk/__init__, which imports all of nltk
+    (scipy.stats among it: seconds at every start of `normalize`).  The tokenizer's own
+    modules need none of that: they load under bare parent packages, which are dropped
+    again, so a later `import nltk` runs the whole package (reusing these modules)."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+    import types
+
+    if "nltk" in sys.modules:
+        return importlib.import_module("nltk.tokenize.casual")
+    (root,) = importlib.util.find_spec("nltk").submodule_search_locations
+    bare = {}
+    for name, path in (("nltk", root), ("nltk.tokenize", os.path.join(root, "tokenize"))):
+        bare[name] = sys.modules[name] = types.ModuleType(name)
+        bare[name].__path__ = [path]
+    try:
+        return importlib.import_module("nltk.tokenize.casual")
+    finally:
+        for name, module in bare.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
+_casual = _casual_tokenizer_module()
+HANG_RE, REGEXPS_PHONE, _replace_html_entities = _casual.HANG_RE, _casual.REGEXPS_PHONE, _casual._replace_html_entities
+redos = _casual.redos
 
 EMOJI_NAME_MODES = ("current", "bertweet")
 

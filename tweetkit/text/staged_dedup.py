@@ -177,7 +177,7 @@ def signature_task(args: tuple[Job, int]) -> dict:
     job, file_index = args
     directory = job.path("signatures", file_index)
     if (done := work.finished(directory)) is not None:
-        return done
+        return {**done, "reused": True}
     begin = time.perf_counter()
     filters, writer = job.filters(), SignatureWriter(job)
     options = StreamOptions(inputs=[job.inputs[file_index]], field=job.field, on_error=job.on_error, quiet=True)
@@ -278,7 +278,7 @@ def match_task(args: tuple[Job, int]) -> dict:
     job, partition = args
     directory = job.path("matches", partition)
     if (done := work.finished(directory)) is not None:
-        return done
+        return {**done, "reused": True}
     begin = time.perf_counter()
     signatures = job.stage("signatures", len(job.inputs))
     hashes, positions, files = work.gather(signatures, partition, ("exact_hash", "exact_pos"), "exact_offsets")
@@ -410,7 +410,9 @@ def run(
 def stage_stats(metas: list[dict], begin: float, log, name: str, counted: str) -> dict:
     seconds = time.perf_counter() - begin
     total = sum(meta[counted] for meta in metas)
-    log(f"{name}: {len(metas)} tasks, {total:,} {counted.replace('_', ' ')} in {seconds:.1f} s")
+    reused = [str(i) for i, meta in enumerate(metas) if meta.get("reused")]  # --keep-work: an earlier run's
+    done_before = f" ({len(reused)} reused from an earlier run's work: {', '.join(reused)})" if reused else ""
+    log(f"{name}: {len(metas)} tasks{done_before}, {total:,} {counted.replace('_', ' ')} in {seconds:.1f} s")
     summed = {
         key: sum(meta[key] for meta in metas)
         for key, value in metas[0].items()

@@ -59,7 +59,8 @@ class Normalize:
 
 
 class Langid:
-    """Predict a batch, add `lang` and `lang_prob`, drop what --keep/--min-prob exclude."""
+    """Predict a batch, add `lang` and `lang_prob`, drop what --keep/--min-prob exclude.
+    A `lang` already there (Twitter's own, a gold label) is kept as `lang_original`."""
 
     def __init__(self, field: str, model_path: str | None, clean: bool, keep: frozenset | None, min_prob: float):
         from tweetkit.text.langid import LanguageIdentifier
@@ -71,6 +72,8 @@ class Langid:
         predictions = self.identifier.predict([r[self.field] for r in records])
         results: list = []
         for record, (lang, prob) in zip(records, predictions):
+            if "lang" in record:
+                record.setdefault("lang_original", record["lang"])
             record["lang"], record["lang_prob"] = lang, prob
             if self.keep is not None and lang not in self.keep:
                 results.append(Drop("language not kept"))

@@ -66,6 +66,8 @@ class TrainConfig:
         data = asdict(self)
         data["command_line"] = self.command_line or sys.argv
         data["betas"] = list(self.betas)
+        for name in ("resume", "overwrite"):  # how this process treated -o, not a setting of the run
+            del data[name]
         return data
 
     def save(self, directory: str, name: str = "tweetkit_train_config.json") -> None:
