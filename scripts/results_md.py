@@ -102,10 +102,10 @@ def confusion_tables(result):
 def mapped_accuracy(confusion, label_map):
     """Accuracy after `label_map` merges classes, from a confusion matrix summed over seeds:
     the mean over seeds, since every seed scores the same test examples."""
-    from tweetkit.metrics import map_labels  # what `evaluate --label-map` applies
+    from tweetkit import kinds  # what `evaluate --label-map` applies
 
     labels, matrix = confusion["labels"], confusion["matrix"]
-    merged = [map_labels(label, label_map) for label in labels]
+    merged = [kinds.get("classification").map_labels(label, label_map) for label in labels]
     right = sum(matrix[g][p] for g in range(len(labels)) for p in range(len(labels)) if merged[g] == merged[p])
     return 100 * right / sum(map(sum, matrix))
 

@@ -6,7 +6,8 @@ import json
 import pytest
 from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
 
-from tweetkit.metrics import map_labels, parse_label_map
+from tweetkit.kinds import get
+from tweetkit.metrics import parse_label_map
 
 THREE = "Extremely Positive=Positive,Extremely Negative=Negative"
 MERGED = {"Extremely Positive": "Positive", "Extremely Negative": "Negative"}
@@ -25,9 +26,10 @@ def covid(tmp_path_factory):
 
 def test_parse_and_map():
     assert parse_label_map(" Extremely Positive = Positive ,Extremely Negative=Negative") == MERGED
+    map_labels = get("classification").map_labels
     assert map_labels("Extremely Negative", MERGED) == "Negative" and map_labels("Neutral", MERGED) == "Neutral"
-    assert map_labels(["Extremely Positive", "Positive"], MERGED, "multilabel") == ["Positive"]  # a set: merged
-    assert map_labels(["Extremely Positive", "Positive"], MERGED, "tagging") == ["Positive", "Positive"]  # per word
+    assert get("multilabel").map_labels(["Extremely Positive", "Positive"], MERGED) == ["Positive"]  # a set: merged
+    assert get("tagging").map_labels(["Extremely Positive", "Positive"], MERGED) == ["Positive", "Positive"]  # per word
     assert map_labels(1, {"1": "one"}) == "one" and map_labels("a", {}) == "a"
     assert parse_label_map("a=b,b=c") == {"a": "b", "b": "c"}  # applied once: a -> b, not c
     assert map_labels("a", parse_label_map("a=b,b=c")) == "b"

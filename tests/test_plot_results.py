@@ -236,7 +236,10 @@ def test_mapped_accuracy_from_a_summed_confusion_matrix_equals_scoring_the_mappe
     sys.path.insert(0, str(ROOT / "scripts"))
     import results_md
 
-    from tweetkit.metrics import classification_metrics, map_labels, parse_label_map
+    from tweetkit.kinds import get
+    from tweetkit.metrics import classification_metrics, parse_label_map
+
+    map_labels = get("classification").map_labels
 
     labels = ["Extremely Negative", "Negative", "Neutral", "Positive", "Extremely Positive"]
     rng = random.Random(3)

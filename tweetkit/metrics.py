@@ -156,33 +156,6 @@ def tagging_metrics(gold: list[list[str]], pred: list[list[str]]) -> dict:
     return result
 
 
-def primary_metric(kind: str, tags_are_bio: bool = False, positive_label=None) -> str:
-    """The validation metric early stopping follows, by task."""
-    if kind == "classification":
-        return "f1_pos" if positive_label is not None else "macro_f1"
-    if kind == "multilabel":
-        return "macro_f1"
-    if kind == "regression":
-        return "pearson"
-    return "f1" if tags_are_bio else "token_accuracy"
-
-
-def score(
-    kind: str, gold: list, pred: list, labels: list | None = None, positive_label=None, scores: list[dict] | None = None
-) -> dict:
-    """The one scorer dispatch: the metrics of a task kind, for finetune's validation,
-    the linear baseline and evaluate alike."""
-    if kind == "classification":
-        return classification_metrics(gold, pred, labels, positive_label)
-    if kind == "multilabel":
-        return multilabel_metrics(gold, pred, labels, scores)
-    if kind == "regression":
-        return regression_metrics(gold, pred)
-    if kind == "tagging":
-        return tagging_metrics(gold, pred)
-    raise ValueError(f"unknown task kind {kind!r}")
-
-
 # --- label maps (`--label-map "Extremely Positive=Positive,Extremely Negative=Negative"`) ----
 
 
@@ -213,18 +186,6 @@ def check_label_map(mapping: dict[str, str], present: set[str], where: str) -> N
             close = difflib.get_close_matches(source, sorted(present), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(f"{source!r} is not a label of {where} ({hint}its labels: {', '.join(sorted(present))})")
-
-
-def map_labels(value, mapping: dict[str, str] | None, kind: str = "classification"):
-    """A gold or predicted value with the map applied once (no chains): a label, a tag
-    list (tagging: one tag per word still) or a label set (multi-label: repeats merged)."""
-    if not mapping:
-        return value
-    if kind == "tagging":
-        return [mapping.get(str(tag), tag) for tag in value]
-    if kind == "multilabel":
-        return list(dict.fromkeys(mapping.get(str(label), label) for label in value))
-    return mapping.get(str(value), value)
 
 
 # --- official scorers of pooled predictions (`tweetkit benchmark` groups) ------------------

@@ -134,19 +134,12 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_NOUNS = {"classification": "classifier", "multilabel": "multi-label classifier", "tagging": "tagger"}
-
-
-def _with_labels(noun: str, count: int) -> str:
-    return f"{noun} with {count} label{'s' if count != 1 else ''}"
-
-
 def describe_model(path: str) -> str:
     """What a directory holds, in words for an error: 'a tagger with 13 labels', 'a linear
     classifier with 3 labels', 'a masked language model', 'not a model (no config.json)'."""
     import json
 
-    from tweetkit import linear
+    from tweetkit import kinds, linear
 
     if not os.path.isdir(path):
         return "no such directory"
@@ -154,7 +147,8 @@ def describe_model(path: str) -> str:
         if os.path.exists(os.path.join(path, linear.MODEL_INFO)):
             with open(os.path.join(path, linear.MODEL_INFO), encoding="utf-8") as handle:
                 info = json.load(handle)
-            return "a linear " + _with_labels(_NOUNS.get(info.get("task"), "model"), len(info.get("labels") or []))
+            kind = kinds.KINDS.get(info.get("task"))
+            return "a linear " + (kind.describe(len(info.get("labels") or []))[2:] if kind else "model")
         with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
             config = json.load(handle)
     except FileNotFoundError:
@@ -162,12 +156,9 @@ def describe_model(path: str) -> str:
     except (OSError, ValueError, AttributeError) as exc:
         return f"an unreadable model ({_one_line(exc, 80)})"
     architecture = (config.get("architectures") or ["no architecture"])[0]
-    labels = len(config.get("id2label") or {})
-    if architecture.endswith("ForTokenClassification"):
-        return "a " + _with_labels("tagger", labels)
-    if architecture.endswith("ForSequenceClassification"):
-        kind = KINDS_BY_PROBLEM.get(config.get("problem_type"), "classification")
-        return "a regression model" if kind == "regression" else "a " + _with_labels(_NOUNS[kind], labels)
+    kind = kinds.of_architecture(architecture, config.get("problem_type"))
+    if kind is not None:
+        return kind.describe(len(config.get("id2label") or {}))
     if architecture.endswith("ForMaskedLM"):
         return "a masked language model"
     return f"a {config.get('model_type', 'transformers')} model ({architecture})"
@@ -254,13 +245,6 @@ def model_type(directory: str) -> str:
 
 # --- fine-tuned models for inference -------------------------------------------------------
 
-PROBLEM_TYPES = {
-    "classification": "single_label_classification",
-    "multilabel": "multi_label_classification",
-    "regression": "regression",
-}
-KINDS_BY_PROBLEM = {v: k for k, v in PROBLEM_TYPES.items()}
-
 
 @dataclass
 class LoadedModel:
@@ -287,24 +271,24 @@ def load_for_inference(path: str, device: str = "auto", precision: str = "fp32")
             raise ConfigError(f"--precision {precision}: {path} is a linear model, which has one precision (fp32)")
         info, pipeline = linear.load(path)
         return LoadedModel(info["task"], info["labels"], pipeline)
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+    from transformers import AutoConfig
+
+    from tweetkit import kinds
 
     # int8 is a CPU mode: with --device auto it picks the CPU even where a GPU is (a cron job's default)
     target = resolve_device("cpu" if precision == "int8" and device == "auto" else device)
     check_precision(precision, target)  # before anything is read
     config = load_pretrained(AutoConfig, path)
-    architectures = config.architectures or []
-    if any(a.endswith("ForTokenClassification") for a in architectures):
-        kind, loader = "tagging", AutoModelForTokenClassification
-    elif any(a.endswith("ForSequenceClassification") for a in architectures):
-        kind, loader = KINDS_BY_PROBLEM.get(config.problem_type, "classification"), AutoModelForSequenceClassification
-    else:
+    found = [kinds.of_architecture(a, config.problem_type) for a in config.architectures or []]
+    task = next((kind for kind in found if kind is not None), None)
+    if task is None:
         raise ConfigError(f"{path}: {describe_model(path)}, not a fine-tuned classifier or tagger")
-    model = load_pretrained(loader, path, config=config)  # the config read above, not read again
+    kind = task.name
+    model = load_pretrained(task.head(), path, config=config)  # the config read above, not read again
     model.to(target).eval()
     if precision == "int8":
         model = quantize_int8(model, target)
-    labels = None if kind == "regression" else [config.id2label[i] for i in range(config.num_labels)]
+    labels = None if task.label_names([]) is None else [config.id2label[i] for i in range(config.num_labels)]
     tokenizer = load_tokenizer(path, tagging=kind == "tagging")
     return LoadedModel(kind, labels, model, tokenizer, getattr(config, "max_length_trained", 128), precision)
 

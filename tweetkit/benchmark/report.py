@@ -21,8 +21,10 @@ def mean_std(values: list[float]) -> dict:
 def pooled_score(suite: Suite, group, seed: int, output: str) -> float:
     """A group's official score for one seed: its tasks' test predictions pooled and
     scored together (TweetEval stance), as the task's labels are read by evaluate."""
-    from tweetkit.metrics import OFFICIAL_SCORERS, map_labels, parse_label_map, score
+    from tweetkit import kinds
+    from tweetkit.metrics import OFFICIAL_SCORERS, parse_label_map
 
+    classification = kinds.get("classification")  # what a suite's pooled group holds
     gold, pred = [], []
     for name in group.tasks:
         task = suite.task(name)
@@ -30,11 +32,11 @@ def pooled_score(suite: Suite, group, seed: int, output: str) -> float:
         with open(os.path.join(output, "units", name, f"seed-{seed}", PREDICTIONS), encoding="utf-8") as handle:
             for line in handle:
                 record = json.loads(line)
-                gold.append(map_labels(record["label"], mapping))
-                pred.append(map_labels(record["pred"], mapping))
+                gold.append(classification.map_labels(record[classification.gold_field], mapping))
+                pred.append(classification.map_labels(record[classification.pred_field], mapping))
     if group.metric in OFFICIAL_SCORERS:
         return OFFICIAL_SCORERS[group.metric][1](gold, pred)
-    return score("classification", gold, pred, None, suite.task(group.tasks[0]).positive_label)[group.metric]
+    return classification.score(gold, pred, None, suite.task(group.tasks[0]).positive_label)[group.metric]
 
 
 def row_scores(suite: Suite, results: dict[str, dict], seeds: list[int], output: str) -> list[dict]:

@@ -7,18 +7,8 @@ import sys
 
 import click
 
+from tweetkit import kinds
 from tweetkit.options import PRECISION, label_map_option, threads_option
-
-
-def detect_kind(record: dict, gold_field: str, pred_field: str) -> str:
-    """What a record of gold and predicted values scores as (tagging is known from pred_tags)."""
-    if pred_field == "pred_tags":
-        return "tagging"
-    if isinstance(record.get(pred_field), list):
-        return "multilabel"
-    if isinstance(record.get(pred_field), float) and not isinstance(record.get(gold_field), str):
-        return "regression"
-    return "classification"
 
 
 def print_report(result: dict, kind: str) -> None:
@@ -118,7 +108,6 @@ def command(
     Regression: Pearson, Spearman.
     """
     from tweetkit.errors import ConfigError, UsageError
-    from tweetkit.metrics import score
     from tweetkit.modeling import bf16_warning, resolve_device
 
     if precision != "fp32":
@@ -162,9 +151,8 @@ def command(
             if kind == "multilabel" and not label_map and all(isinstance(r.get("scores"), dict) for r in records)
             else None
         )  # per-label scores name the model's own labels: none once they are mapped
-        result = score(
-            kind, [r[gold_field] for r in records], [r[pred_field] for r in records], None, positive_label, scores
-        )
+        gold, predicted = [r[gold_field] for r in records], [r[pred_field] for r in records]
+        result = kinds.get(kind).score(gold, predicted, None, positive_label, scores)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     sys.stdout.write(json.dumps({"task": kind, **result}) + "\n")
@@ -193,10 +181,11 @@ def read(inputs, on_error: str, text_field=None, field_type=str, validate=None) 
 def apply_label_map(records: list[dict], kind: str, fields: list[str], label_map: dict, where: str) -> None:
     """--label-map on the gold and predicted fields, in place, once its labels are known to occur there."""
     from tweetkit.errors import ConfigError, UsageError
-    from tweetkit.metrics import check_label_map, map_labels
+    from tweetkit.metrics import check_label_map
 
-    if kind == "regression":
-        raise UsageError("--label-map: regression scores numbers, not labels")
+    task = kinds.get(kind)
+    if task.label_names([]) is None:
+        raise UsageError(f"--label-map: {kind} scores numbers, not labels")
     values = [record[name] for record in records for name in fields]
     present = {str(v) for value in values for v in (value if isinstance(value, list) else [value])}
     try:
@@ -205,7 +194,7 @@ def apply_label_map(records: list[dict], kind: str, fields: list[str], label_map
         raise ConfigError(f"--label-map: {exc}") from None
     for record in records:
         for name in fields:
-            record[name] = map_labels(record[name], label_map, kind)
+            record[name] = task.map_labels(record[name], label_map)
 
 
 def predicted_records(
@@ -225,9 +214,9 @@ def predicted_records(
     from tweetkit.modeling import load_for_inference, predict
 
     loaded = load_for_inference(model_path, device, precision)
-    tagging = loaded.kind == "tagging"
-    gold_field = gold_field or ("tags" if tagging else "label")
-    text_field = text_field or ("tokens" if tagging else "text")
+    task = kinds.get(loaded.kind)
+    tagging = task.name == "tagging"
+    gold_field, text_field = gold_field or task.gold_field, text_field or task.input_field
     label_map = label_map or {}
     known = {label_map.get(label, label) for label in loaded.labels or []}
 
@@ -246,7 +235,7 @@ def predicted_records(
                 )
 
     records = read(inputs, on_error, text_field, list if tagging else str, check)
-    pred_field = "pred_tags" if tagging else "pred"
+    pred_field = task.pred_field
     for record, output in zip(records, predict(loaded, [r[text_field] for r in records], batch_size)):
         if tagging:
             record[pred_field] = output
@@ -262,15 +251,15 @@ def scored_records(inputs, gold_field, pred_field, on_error):
 
     def check(record: dict) -> None:
         if not chosen:
-            tagged = pred_field is None and "pred_tags" in record
-            chosen["pred"] = pred_field or ("pred_tags" if tagged else "pred")
-            chosen["gold"] = gold_field or ("tags" if tagged else "label")
+            tagging = kinds.get("tagging")
+            default = tagging if pred_field is None and tagging.pred_field in record else kinds.get("classification")
+            chosen["pred"], chosen["gold"] = pred_field or default.pred_field, gold_field or default.gold_field
         for name in (chosen["gold"], chosen["pred"]):
             if name not in record:
                 raise ValueError(f"missing field '{name}'")
 
     records = read(inputs, on_error, validate=check)
-    kind = detect_kind(records[0], chosen["gold"], chosen["pred"])
+    kind = kinds.of_record(records[0], chosen["gold"], chosen["pred"]).name
     return records, kind, chosen["gold"], chosen["pred"]
 
 

@@ -9,10 +9,10 @@ import sys
 
 import click
 
+from tweetkit import kinds
 from tweetkit.options import ON_ERROR, QUIET, config_options, label_map_option, log_for, threads_option, train_options
 from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, check_range, default_storage, parse_space, run_study
 
-TASKS = ("classification", "multilabel", "regression", "tagging")
 TRAIN_FLAGS = [
     "batch_size", "epochs", "max_steps", "lr", "weight_decay", "betas", "eps", "warmup_ratio", "precision", "keep_checkpoints",
     "resume", "overwrite", "seed", "device", "dist_timeout", "compile",
@@ -22,72 +22,32 @@ TRAIN_FLAGS = [
 # --- data ------------------------------------------------------------------------------
 
 
-def _is_label(value) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool)
-
-
-def label_check(kind: str, fields: dict):
-    """validate(record) for consume_records: a label of the wrong type is a bad line, with
-    its file and line, rather than a class named "None" or "['a', 'b']"."""
-
-    def check(record: dict) -> None:
-        if kind == "tagging":
-            tags, words = record[fields["tags"]], record[fields["tokens"]]
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise ValueError(f"field '{fields['tags']}' is not a list of strings")
-            if len(tags) != len(words):
-                raise ValueError(f"{len(words)} tokens but {len(tags)} tags")
-            return
-        label = record[fields["label"]]
-        if kind == "multilabel":
-            ok = isinstance(label, list) and all(_is_label(v) for v in label)
-            expected = "a list of strings or integers"
-        elif kind == "regression":
-            ok = isinstance(label, (int, float)) and not isinstance(label, bool) and math.isfinite(label)
-            expected = "a finite number"
-        else:
-            ok = _is_label(label)
-            expected = "a string or an integer"
-        if not ok:
-            raise ValueError(f"field '{fields['label']}' is not {expected} (got {json.dumps(label)[:40]})")
-
-    return check
-
-
 def read_examples(path: str, kind: str, fields: dict, on_error: str) -> list[tuple]:
     """(input, label) pairs; bad lines and labels follow --on-error with file:line messages."""
     from tweetkit.io import StreamOptions, consume_records
 
+    task = kinds.get(kind)
+    source, gold = fields[task.input_field], fields[task.gold_field]
     options = StreamOptions(inputs=[path], on_error=on_error, quiet=True)
-    if kind == "tagging":
-        records = consume_records(
-            "finetune", options, fields["tokens"], list, [fields["tags"]], label_check(kind, fields)
-        )
-        return [(r[fields["tokens"]], r[fields["tags"]]) for r in records]
+    input_type = list if task.input_field == "tokens" else str
     records = consume_records(
-        "finetune", options, fields["text"], required=[fields["label"]], validate=label_check(kind, fields)
+        "finetune", options, source, input_type, [gold], lambda record: task.check(record, source, gold)
     )
-    return [(r[fields["text"]], r[fields["label"]]) for r in records]
+    return [(r[source], r[gold]) for r in records]
 
 
 def label_names_of(kind: str, examples: list[tuple]) -> list[str] | None:
-    if kind == "regression":
-        return None
-    if kind == "multilabel":
-        return sorted({str(label) for _, labels in examples for label in labels})
-    if kind == "tagging":
-        return sorted({tag for _, tags in examples for tag in tags})
-    return sorted({str(label) for _, label in examples})
+    return kinds.get(kind).label_names([label for _, label in examples])
 
 
 def check_metric(kind: str, metric: str, examples: list[tuple], positive_label) -> None:
     """Refuse an unknown --metric before any training: the names are those the task's
     scorer returns, found by scoring the validation labels against themselves."""
     from tweetkit.errors import ConfigError
-    from tweetkit.metrics import score
 
     gold = [label for _, label in examples[:4]]
-    names = sorted(k for k, v in score(kind, gold, gold, None, positive_label).items() if isinstance(v, float))
+    scores = kinds.get(kind).score(gold, gold, None, positive_label)
+    names = sorted(k for k, v in scores.items() if isinstance(v, float))
     if metric not in names:
         raise ConfigError(f"--metric {metric}: not one of {', '.join(names)} for --task {kind}")
 
@@ -118,39 +78,30 @@ def run_settings(job: dict, train: dict, seed: int) -> dict:
 
 
 def model_and_task(job: dict, train: dict, seed: int):
-    """(model, tokenizer, task): the pretrained encoder with a new head, and its data."""
+    """(model, tokenizer, task): the pretrained encoder with its kind's new head, and its data."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    from tweetkit.modeling import PROBLEM_TYPES, load_pretrained, load_tokenizer
+    from tweetkit.modeling import load_pretrained, load_tokenizer
     from tweetkit.tasks.supervised import SequenceTask, TaggingTask
 
-    kind, labels = job["task"], job["labels"]
-    tokenizer = load_tokenizer(job["model"], tagging=kind == "tagging")
+    kind, labels = kinds.get(job["task"]), job["labels"]
+    tokenizer = load_tokenizer(job["model"], tagging=kind.name == "tagging")
     torch.manual_seed(seed)  # the new head's initialisation
-    mapping = (
-        {}
-        if kind == "regression"
-        else dict(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-    )
-    common = (job["train"], job["validation"], labels, job["max_length"], train["batch_size"], seed)
-    if kind == "tagging":
-        model = load_pretrained(
-            AutoModelForTokenClassification, job["model"], num_labels=len(labels), attn_implementation="sdpa", **mapping
+    head = (
+        dict(num_labels=1)
+        if labels is None
+        else dict(
+            num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
         )
+    )
+    if kind.problem_type:
+        head["problem_type"] = kind.problem_type
+    model = load_pretrained(kind.head(), job["model"], attn_implementation="sdpa", **head)
+    common = (job["train"], job["validation"], labels, job["max_length"], train["batch_size"], seed)
+    if kind.name == "tagging":
         task = TaggingTask(tokenizer, *common)
     else:
-        num_labels = 1 if kind == "regression" else len(labels)
-        loader = AutoModelForSequenceClassification
-        model = load_pretrained(
-            loader,
-            job["model"],
-            num_labels=num_labels,
-            problem_type=PROBLEM_TYPES[kind],
-            attn_implementation="sdpa",
-            **mapping,
-        )
-        task = SequenceTask(kind, tokenizer, *common, job["positive_label"], job["threshold"])
+        task = SequenceTask(kind.name, tokenizer, *common, job["positive_label"], job["threshold"])
     model.config.max_length_trained = job["max_length"]
     return model, tokenizer, task
 
@@ -180,7 +131,8 @@ def finetune_once(job: dict, train: dict, seed: int, output: str, log, report=No
     by_epoch = (
         (lambda step, value: report(step // steps_per_epoch, value, step >= config.max_steps)) if report else None
     )
-    keeper = BestKeeper(job["metric"], job["patience"], by_epoch) if job["validation"] else None
+    lower = job["metric"] in kinds.get(job["task"]).lower_is_better
+    keeper = BestKeeper(job["metric"], job["patience"], by_epoch, lower) if job["validation"] else None
     dist = distributed.setup(train["device"], train["dist_timeout"])  # the command's group, made once
     train_loop(model, task, config, dist, keeper=keeper, log=log, emit_metrics=report is None)
     if keeper is not None:
@@ -246,11 +198,11 @@ def finetune_linear(args: dict, output: str) -> dict:
     from tweetkit import linear
     from tweetkit import metrics as scorers
     from tweetkit.errors import ConfigError
-    from tweetkit.metrics import score
 
     kind = args["task"]
-    if kind not in ("classification", "tagging"):
-        raise ConfigError("--model linear supports --task classification and --task tagging")
+    if not kinds.get(kind).linear_baseline:
+        supported = " and ".join(f"--task {name}" for name, k in kinds.KINDS.items() if k.linear_baseline)
+        raise ConfigError(f"--model linear supports {supported}")
     if len(args["labels"]) < 2:
         raise ConfigError(
             f"--model linear needs at least two different labels in --train (found only {args['labels'][0]!r})"
@@ -265,9 +217,8 @@ def finetune_linear(args: dict, output: str) -> dict:
         predicted = linear.predict(pipeline, kind, inputs)
         if kind == "classification":
             gold, predicted = [str(label) for label in gold], [label for label, _ in predicted]
-        scores = score(
-            kind, gold, predicted, args["labels"] if kind == "classification" else None, args["positive_label"]
-        )
+        labels = args["labels"] if kind == "classification" else None
+        scores = kinds.get(kind).score(gold, predicted, labels, args["positive_label"])
         summary.update({f"validation_{k}": v for k, v in scores.items() if isinstance(v, (int, float))})
     return summary
 
@@ -327,7 +278,7 @@ Examples:
     required=True,
     help="Model directory or name, or 'linear' (alias 'tfidf') for the linear baseline: TF-IDF n-grams, or per-word features for tagging, + logistic regression.",
 )
-@click.option("--task", "kind", type=click.Choice(TASKS), required=True)
+@click.option("--task", "kind", type=click.Choice(kinds.NAMES), required=True)
 @click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--validation",
@@ -565,7 +516,7 @@ def run_sweep(run, job: dict, train: dict, flags: dict, space: dict, grid: dict 
         study_name=flags["name"],
         seed=train["seed"],
         prune=flags["prune"],
-        direction="minimize" if job["metric"] in ("mse", "mae") else "maximize",
+        direction="minimize" if job["metric"] in kinds.get(job["task"]).lower_is_better else "maximize",
         overwrite=train["overwrite"],
     )
 
@@ -578,7 +529,7 @@ def run_sweep(run, job: dict, train: dict, flags: dict, space: dict, grid: dict 
 def mapped_examples(job: dict, train: list[tuple], validation: list[tuple]) -> tuple[list, list]:
     """--label-map applied to both sets, once each of its labels is known to occur in them."""
     from tweetkit.errors import ConfigError
-    from tweetkit.metrics import check_label_map, map_labels
+    from tweetkit.metrics import check_label_map
 
     kind, mapping = job["task"], job["label_map"]
     where = " or ".join(filter(None, [job["train_path"], job["validation_path"]]))
@@ -586,12 +537,11 @@ def mapped_examples(job: dict, train: list[tuple], validation: list[tuple]) -> t
         check_label_map(mapping, set(label_names_of(kind, train + validation)), where)
     except ValueError as exc:
         raise ConfigError(f"--label-map: {exc}") from None
-    return [[(x, map_labels(y, mapping, kind)) for x, y in examples] for examples in (train, validation)]
+    return [[(x, kinds.get(kind).map_labels(y, mapping)) for x, y in examples] for examples in (train, validation)]
 
 
 def read_task_data(job: dict, on_error: str, log) -> dict:
     """The examples, label set and validation metric, every check made before training."""
-    from tweetkit import metrics as scorers
     from tweetkit.errors import ConfigError
 
     kind, train_path, validation_path = job["task"], job["train_path"], job["validation_path"]
@@ -607,8 +557,8 @@ def read_task_data(job: dict, on_error: str, log) -> dict:
     unseen = set(label_names_of(kind, validation_examples) or []) - set(labels or [])
     if labels is not None and unseen:
         raise ConfigError(f"{validation_path}: labels not in the training data: {', '.join(sorted(unseen)[:5])}")
-    tags_are_bio = kind == "tagging" and scorers.is_bio([tags for _, tags in train_examples])
-    metric = job["metric"] or scorers.primary_metric(kind, tags_are_bio, job["positive_label"])
+    golds = [label for _, label in train_examples]
+    metric = job["metric"] or kinds.get(kind).primary_metric(golds, job["positive_label"])
     if validation_examples:
         check_metric(kind, metric, validation_examples, job["positive_label"])
     log(

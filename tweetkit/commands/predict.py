@@ -21,12 +21,14 @@ class PredictStep:
         self.loaded, self.field, self.batch_size, self.threshold = loaded, field, batch_size, threshold
 
     def __call__(self, records: list[dict]) -> list[dict]:
+        from tweetkit import kinds
         from tweetkit.modeling import predict
 
         outputs = predict(self.loaded, [r[self.field] for r in records], self.batch_size, self.threshold)
+        pred_field = kinds.get(self.loaded.kind).pred_field
         for record, output in zip(records, outputs):
             if self.loaded.kind == "tagging":
-                record["pred_tags"] = output
+                record[pred_field] = output
             else:
                 record["pred"], scores = output
                 if scores is not None:
@@ -62,6 +64,7 @@ Examples:
 def command(model_path, stream, batch_size, sort_window, device, threshold, precision):
     """Add predictions to each record: `pred` and `scores` (probabilities), or
     `pred_tags` for tagging models.  Input order is kept."""
+    from tweetkit import kinds
     from tweetkit.io import run_stream
     from tweetkit.modeling import bf16_warning, load_for_inference, resolve_device
 
@@ -69,9 +72,9 @@ def command(model_path, stream, batch_size, sort_window, device, threshold, prec
     warning = bf16_warning(precision, resolve_device(device)) if precision == "bf16" else None  # no torch else
     if warning:
         log_for("predict", stream.quiet)(warning)
-    source = click.get_current_context().get_parameter_source("field")
-    if loaded.kind == "tagging" and source == click.core.ParameterSource.DEFAULT:
-        stream.field = "tokens"  # a tagger reads words, where evaluate looks for them too
-    field_type = list if loaded.kind == "tagging" else str
+    task = kinds.get(loaded.kind)
+    if click.get_current_context().get_parameter_source("field") == click.core.ParameterSource.DEFAULT:
+        stream.field = task.input_field  # a tagger reads words, where evaluate looks for them too
+    field_type = list if task.input_field == "tokens" else str
     make_step = functools.partial(PredictStep, loaded, stream.field, batch_size, threshold)
     run_stream("predict", stream, make_step, text_field=stream.field, field_type=field_type, batch_lines=sort_window)

@@ -201,7 +201,7 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
             model_config=model.config.to_diff_dict(),
             flags=flags,
         )
-        keeper = BestKeeper("loss") if setup.get("keep_best") else None
+        keeper = BestKeeper("loss", lower_is_better=True) if setup.get("keep_best") else None  # validation MLM loss
         if max_steps != 0:
             train_loop(
                 model,

@@ -15,7 +15,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from tweetkit import metrics as scorers
+from tweetkit import kinds
 
 
 def bucketed_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[int]:
@@ -144,8 +144,7 @@ class SequenceTask(SupervisedTask):
         predictions = predict_sequences(
             module, self.tokenizer, texts, self.kind, self.label_names, 64, self.max_length, self.threshold
         )
-        scores = scorers.score(
-            self.kind,
+        scores = kinds.get(self.kind).score(
             gold,
             [p for p, _ in predictions],
             self.label_names,
@@ -222,7 +221,7 @@ class TaggingTask(SupervisedTask):
             module, self.tokenizer, [w for w, _ in self.validation], self.label_names, 64, self.max_length
         )
         return {
-            f"validation_{k}": v for k, v in scorers.score("tagging", [t for _, t in self.validation], pred).items()
+            f"validation_{k}": v for k, v in kinds.get("tagging").score([t for _, t in self.validation], pred).items()
         }
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 
-LOWER_IS_BETTER = {"mse", "mae", "loss"}  # loss: the validation MLM loss (pretrain --keep-best)
-
 
 class BestKeeper:
-    def __init__(self, metric: str, patience: int = 0, report=None):
-        """`report(step, value)` sees every validation value (a sweep's pruner); it may raise."""
+    def __init__(self, metric: str, patience: int = 0, report=None, lower_is_better: bool = False):
+        """`report(step, value)` sees every validation value (a sweep's pruner); it may raise.
+        Which way the metric is better is the caller's (its task kind's) to say."""
         self.metric, self.patience, self.report = metric, patience, report
+        self.lower_is_better = lower_is_better
         self.key = f"validation_{metric}"
         self.value, self.step, self.waited = -math.inf, 0, 0
         self.metrics: dict = {}
@@ -26,7 +26,7 @@ class BestKeeper:
         """Record a validation result; True when patience has run out."""
         if self.report is not None:
             self.report(step, results[self.key])
-        value = results[self.key] if self.metric not in LOWER_IS_BETTER else -results[self.key]
+        value = -results[self.key] if self.lower_is_better else results[self.key]
         if value > self.value:
             self.value, self.step, self.metrics, self.waited = value, step, dict(results), 0
             self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
