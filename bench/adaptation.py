@@ -1,9 +1,11 @@
 """Does continued pretraining pay off, and from how many tokens?  The adaptation curve.
 
     python bench/adaptation.py [--budgets 0,300000,1200000,4800000] [--text tapt|dapt|both]
-        [--objective mlm|simcse] [--head-warmup 0.1] [--no-extend] [--continue-lr 1e-4]
+        [--objective mlm|simcse|tsdae] [--anchor W [--anchor-kind l2sp|distill|both]]
+        [--merge-alphas 0,0.25,0.5,0.75,1] [--head-warmup 0.1] [--no-extend] [--continue-lr 1e-4]
         [--seeds 1,2,3] [--name adaptation]
     python bench/adaptation.py --smoke        # every step at toy size (about 2 minutes on 2 CPU cores)
+    python bench/adaptation.py --smoke --anchor 0.1 --anchor-kind both --merge-alphas 0,0.5,1   # the levers too
 
 For each task (SemEval-2017 4A, irony) and each continued-pretraining budget (tokens =
 steps x batch x 128), the packaged MiniLM is adapted with `tweetkit pretrain --init-from`
@@ -12,7 +14,12 @@ against MiniLM fine-tuned directly with the same seed.  Levers, each a flag:
   --text        tapt: the task's own train text (Don't Stop Pretraining's TAPT, many epochs
                 at these budgets); dapt: the shared tweet corpus of scripts/repro.py; both
   --objective   mlm, or simcse: MiniLM's own contrastive objective (`pretrain --objective
-                simcse`; each row is encoded twice per step, so a budget costs more minutes)
+                simcse`; each row is encoded twice per step, so a budget costs more minutes),
+                or tsdae: the denoising auto-encoder (`pretrain --objective tsdae`)
+  --anchor W, --anchor-kind   hold the encoder near MiniLM while it adapts (`pretrain --anchor`):
+                L2-SP on the weights, distillation of the tweets' embeddings, or both
+  --merge-alphas  also fine-tune (1 - alpha) MiniLM + alpha adapted for each alpha (`tweetkit
+                merge`), paired with (b) by seed like (c): each budget reports per alpha
   --head-warmup share of each budget's steps spent training only the new MLM head and new
                 vocabulary rows first (`pretrain --head-warmup-steps`, LP-FT)
   --extend / --no-extend   the vocabulary extension (`train-bpe --extend`)
@@ -64,8 +71,12 @@ def arguments(argv=None):
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--budgets", default="0,300000,1200000,4800000", help="continued-pretraining tokens")
     parser.add_argument("--text", choices=["tapt", "dapt", "both"], default="tapt")
-    parser.add_argument("--objective", choices=["mlm", "simcse"], default="mlm")
+    parser.add_argument("--objective", choices=["mlm", "simcse", "tsdae"], default="mlm")
     parser.add_argument("--temperature", default="0.05", help="--objective simcse")
+    parser.add_argument("--deletion", default="0.6", help="--objective tsdae")
+    parser.add_argument("--anchor", default=None, help="pretrain --anchor WEIGHT (L2SP,DISTILL with both)")
+    parser.add_argument("--anchor-kind", choices=["l2sp", "distill", "both"], default="distill")
+    parser.add_argument("--merge-alphas", default=None, help="e.g. 0,0.25,0.5,0.75,1: interpolated models too")
     # The defaults are the best measured so far on SemEval-2017 at 1.2M tokens (RESULTS.md):
     # with the +2,000-piece vocabulary, (c) - (b) = -1.30 +- 0.95 AvgRec; without it, -0.28 +- 0.22.
     parser.add_argument("--head-warmup", type=float, default=0.1, help="share of each budget's steps (0: none)")
@@ -158,13 +169,13 @@ def adapted_model(args, target, paths, tokens, corpus):
         ]
         step(tok, lambda: sh(extend, stdout=tok + ".json"))
     simcse = args.objective == "simcse"
-    warm = max(1, round(args.head_warmup * steps)) if args.head_warmup and steps and not simcse else 0
+    warm = max(1, round(args.head_warmup * steps)) if args.head_warmup and steps and args.objective == "mlm" else 0
     best = args.keep_best and steps >= 5
     model = os.path.join(
         args.work,
         "adaptation",
-        slug(base, source, f"simcse-t{args.temperature}" if simcse else "", f"x{args.extend_pieces}" if args.extend else "x0", f"head{warm}" if warm else "",
-             f"{steps}x{args.pretrain_batch_size}", f"lr{args.continue_lr}", args.precision, "best" if best else ""),
+        slug(base, source, objective_slug(args), f"x{args.extend_pieces}" if args.extend else "x0", f"head{warm}" if warm else "",
+             anchor_slug(args), f"{steps}x{args.pretrain_batch_size}", f"lr{args.continue_lr}", args.precision, "best" if best else ""),
     )  # fmt: skip
     command = TWEETKIT + ["pretrain", *[a for t in texts for a in ("--train", t)], "--tokenizer", tok, "--init-from",
                           args.model, "-o", model, "--max-steps", steps, "--batch-size", args.pretrain_batch_size,
@@ -174,11 +185,63 @@ def adapted_model(args, target, paths, tokens, corpus):
         command += ["--head-warmup-steps", warm]
     if simcse:
         command += ["--objective", "simcse", "--temperature", args.temperature]
+    if args.objective == "tsdae":
+        command += ["--objective", "tsdae", "--deletion", args.deletion]
+    if args.anchor:
+        command += ["--anchor", args.anchor, "--anchor-kind", args.anchor_kind]
     if best:
         command += ["--validation", paths["validation"], "--eval-every", max(1, steps // 5), "--keep-best"]
     os.makedirs(os.path.dirname(model), exist_ok=True)
     step(model, lambda: sh(command, stdout=model + ".metrics.jsonl"))
     return model, repro.seconds_of(model) + (repro.seconds_of(tok) if args.extend else 0.0)
+
+
+def objective_slug(args) -> str:
+    return {"simcse": f"simcse-t{args.temperature}", "tsdae": f"tsdae-d{args.deletion}"}.get(args.objective, "")
+
+
+def anchor_slug(args) -> str:
+    return slug("anchor", args.anchor_kind, args.anchor) if args.anchor else ""
+
+
+def merged_rows(args, target, paths, adapted, direct, metric):
+    """Each --merge-alphas model between MiniLM and `adapted`, fine-tuned with every seed and
+    paired with (b) by seed: one entry per alpha."""
+    rows = []
+    for alpha in (float(a) for a in args.merge_alphas.split(",")):
+        merged = f"{adapted}-merge{alpha:g}"
+        merge = TWEETKIT + ["merge", "--start", args.model, "--adapted", adapted, "--alpha", f"{alpha:g}", "-o",
+                            merged, "-q"]  # fmt: skip
+        step(merged, lambda merge=merge, merged=merged: sh(merge, stdout=merged + ".json"))
+        row = repro.run_row(args, target, "minilm-tweets", merged, paths, args.work)
+        mean, std, diffs = results_md.paired(direct["test"][metric], row["test"][metric])
+        rows.append({"alpha": alpha, "model": os.path.basename(merged), "test": row["test"],
+                     "finetune_minutes": row["finetune_minutes"],
+                     "paired": {"mean": round(mean, 2), "std": round(std, 2), "values": [round(d, 2) for d in diffs]}})  # fmt: skip
+        log(
+            f"{target}, {os.path.basename(adapted)} merged at alpha {alpha:g}: (c) - (b) = {mean:+.2f} ± {std:.2f} {metric}"
+        )
+    return rows
+
+
+def merge_table(result) -> list[str]:
+    """Markdown: (c) - (b) per budget and alpha, per task (with --merge-alphas)."""
+    lines = []
+    for target, task in result["tasks"].items():
+        merged = [b for b in task["budgets"] if b.get("merged")]
+        if not merged:
+            continue
+        alphas = [m["alpha"] for m in merged[0]["merged"]]
+        lines += ["", f"Weight interpolation, {results_md.TITLES.get(target, target)}: (c) − (b) "
+                  f"{results_md.METRIC_NAMES.get(task['metric'], task['metric'])} by alpha (0: MiniLM, 1: adapted)", "",
+                  "| tokens | " + " | ".join(f"α = {a:g}" for a in alphas) + " |", "|---:|" + "---|" * len(alphas)]  # fmt: skip
+        for budget in merged:
+            lines.append(
+                f"| {budget['tokens']:,} | "
+                + " | ".join(results_md.signed(m["paired"]) for m in budget["merged"])
+                + " |"
+            )
+    return lines
 
 
 def best_validation(model):
@@ -209,6 +272,8 @@ def one_task(args, target, corpus):
             **best_validation(model),
         })  # fmt: skip
         log(f"{target} at {tokens:,} tokens: (c) - (b) = {mean:+.2f} ± {std:.2f} {metric}")
+        if args.merge_alphas and model != args.model:
+            budgets[-1]["merged"] = merged_rows(args, target, paths, model, direct, metric)
     data = {name: repro.count_lines(path) for name, path in paths.items()}
     return {"metric": metric, "direct": direct, "budgets": budgets, "data": data, "epochs": args.epochs}, paths
 
@@ -267,9 +332,11 @@ def main(argv=None):
     started = time.time()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     corpus = repro.build_corpus(args, args.work)[0] if args.text != "tapt" else None
-    levers = f"{args.text.upper()}" + (
-        f" with SimCSE (temperature {args.temperature})" if args.objective == "simcse" else ""
-    )
+    levers = f"{args.text.upper()}" + {
+        "simcse": f" with SimCSE (temperature {args.temperature})",
+        "tsdae": f" with TSDAE (deletion {args.deletion})",
+    }.get(args.objective, "")
+    levers += f", anchored ({args.anchor_kind} x {args.anchor})" if args.anchor else ""
     levers += ", " + ("vocabulary +" + args.extend_pieces if args.extend else "base vocabulary")
     warming = args.head_warmup and args.objective == "mlm"
     levers += (f", head warm-up {args.head_warmup:.0%}" if warming else "") + f", lr {args.continue_lr}"
@@ -293,6 +360,7 @@ def main(argv=None):
     spent = sum(
         t["direct"]["finetune_minutes"]
         + sum(b["pretrain_minutes"] + b["finetune_minutes"] for b in t["budgets"] if not b["same_as_direct"])
+        + sum(m["finetune_minutes"] for b in t["budgets"] for m in b.get("merged", []))
         for t in result["tasks"].values()
     )
     result.update(settings=settings, hardware=repro.hardware(), minutes=round(spent, 1),
@@ -300,7 +368,7 @@ def main(argv=None):
                   command=" ".join(map(shlex.quote, [os.path.relpath(sys.argv[0]) if sys.argv[0] else "bench/adaptation.py", *(argv or sys.argv[1:])])))  # fmt: skip
     with open(stem + ".json", "w") as handle:
         json.dump(result, handle, indent=2)
-    section = "\n".join(results_md.adaptation_section(result, args.results, args.results)) + "\n"
+    section = "\n".join(results_md.adaptation_section(result, args.results, args.results) + merge_table(result)) + "\n"
     with open(stem + ".md", "w") as handle:
         handle.write(section)
     sys.stdout.write(section)

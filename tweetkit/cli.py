@@ -24,6 +24,7 @@ COMMANDS = {
     "evaluate": "tweetkit.commands.evaluate",
     "finetune": "tweetkit.commands.finetune",
     "langid": "tweetkit.commands.langid",
+    "merge": "tweetkit.commands.merge",
     "normalize": "tweetkit.commands.normalize",
     "plot": "tweetkit.commands.plot",
     "predict": "tweetkit.commands.predict",

@@ -1,5 +1,5 @@
-"""tweetkit pretrain: RoBERTa-style MLM from scratch or continued (or SimCSE on a sentence
-encoder), packed, distributed, resumable."""
+"""tweetkit pretrain: RoBERTa-style MLM from scratch or continued (or SimCSE or TSDAE on a
+sentence encoder, optionally anchored to its start), packed, distributed, resumable."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ Examples:
   torchrun --nproc_per_node=2 -m tweetkit pretrain --train corpus.jsonl --tokenizer tok/ -o mlm/
   tweetkit pretrain --train task.train.jsonl --tokenizer minilm/ --init-from minilm/ -o minilm-simcse/ \\
       --objective simcse --lr 3e-5          # a sentence encoder adapted on its own objective
+  tweetkit pretrain --train tweets.jsonl --tokenizer minilm/ --init-from minilm/ -o minilm-anchored/ \\
+      --anchor 1.0 --anchor-kind distill    # MLM, each tweet's embedding held near MiniLM's
+  tweetkit pretrain --train tweets.jsonl --tokenizer minilm/ --init-from minilm/ -o minilm-tsdae/ \\
+      --objective tsdae --lr 3e-5           # the denoising auto-encoder of sentence-transformers
   tweetkit pretrain ... -o mlm/ --resume         # continue from mlm/checkpoint-N
   tweetkit pretrain --config mlm/tweetkit_train_config.json -o mlm2/   # the same run again""",
 )
@@ -80,12 +84,33 @@ Examples:
 @click.option("--mask-prob", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15, show_default=True)
 @click.option(
     "--objective",
-    type=click.Choice(["mlm", "simcse"]),
+    type=click.Choice(["mlm", "simcse", "tsdae"]),
     default="mlm",
     show_default=True,
     help="mlm: masked language modelling. simcse: unsupervised SimCSE (each tweet twice under dropout, "
     "InfoNCE over the micro-batch, mean pooling), for continuing a sentence encoder such as MiniLM on its own "
-    "objective; needs --init-from.",
+    "objective; needs --init-from. tsdae: the denoising auto-encoder (delete --deletion of each tweet's tokens, "
+    "reconstruct the tweet from its mean-pooled embedding with a training-only decoder).",
+)
+@click.option(
+    "--deletion",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.6,
+    show_default=True,
+    help="--objective tsdae: the share of each tweet's tokens deleted.",
+)
+@click.option(
+    "--anchor",
+    metavar="WEIGHT",
+    help="With --init-from: add WEIGHT x a pull toward the starting encoder to the loss (see --anchor-kind); "
+    "with --anchor-kind both, L2SP,DISTILL weighs each.",
+)
+@click.option(
+    "--anchor-kind",
+    type=click.Choice(["l2sp", "distill", "both"]),
+    help="l2sp: sum ||theta - theta_start||^2 over the encoder's weights. distill: the mean squared difference "
+    "of each tweet's mean-pooled embedding and the frozen starting encoder's, on the same batch (one more "
+    "forward, no backward). [default: distill, which holds the sentence embedding itself]",
 )
 @click.option(
     "--temperature",
@@ -123,6 +148,9 @@ def command(
     max_length,
     mask_prob,
     objective,
+    deletion,
+    anchor,
+    anchor_kind,
     temperature,
     cache_dir,
     quiet,
@@ -131,9 +159,9 @@ def command(
 
     Tweets are packed into full rows with block-diagonal attention, masked
     dynamically (80/10/10), and the vocabulary projection runs only at masked
-    positions.  With --objective simcse, a pretrained sentence encoder is adapted by
-    unsupervised SimCSE on the same packed rows instead.  Metrics go to stdout as JSON
-    lines.  Run under torchrun for DDP.
+    positions.  With --objective simcse or tsdae, a pretrained sentence encoder is adapted
+    by unsupervised SimCSE or TSDAE on the same packed rows instead; --anchor holds it
+    near where it started.  Metrics go to stdout as JSON lines.  Run under torchrun for DDP.
     """
     from tweetkit.errors import UsageError
     from tweetkit.io import StreamOptions
@@ -144,24 +172,55 @@ def command(
         raise UsageError(
             "--head-warmup-steps needs --init-from: a model trained from scratch has no new head to warm up"
         )
-    if objective == "simcse":
-        for given, flag in ((not init_from, "without --init-from: SimCSE adapts a pretrained encoder"),
-                            (train["head_warmup_steps"], "with --head-warmup-steps: SimCSE trains no head"),
-                            (freeze_base, "with --freeze-base: SimCSE trains the encoder, not a head")):  # fmt: skip
-            if given:
-                raise UsageError(f"--objective simcse cannot run {flag}")
+    check_objective(objective, init_from, train["head_warmup_steps"], freeze_base)
+    weights = check_anchor(anchor, anchor_kind, init_from, freeze_base)
     setup = dict(
         train=list(train_files), validation=validation, field=field, on_error=on_error, tokenizer=tokenizer, model=init_from or model_config,
         init_from=init_from, new_token_init=new_token_init if init_from else None, freeze_base=freeze_base, max_length=max_length, mask_prob=mask_prob,
     )  # fmt: skip
     if keep_best:
         setup["keep_best"] = True  # only when asked: runs before the flag existed resume unchanged
-    if objective != "mlm":  # likewise
+    if objective == "simcse":  # likewise
         setup.update(objective=objective, temperature=temperature)
+    if objective == "tsdae":
+        setup.update(objective=objective, deletion=deletion)
+    if weights:
+        setup["anchor"] = weights
     cache = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tweetkit")
     run_pretraining(
         setup, train, flags, output, StreamOptions(field=field, on_error=on_error, quiet=quiet), cache, quiet
     )
+
+
+def check_objective(objective: str, init_from, head_warmup_steps: int, freeze_base: bool) -> None:
+    """SimCSE and TSDAE train the encoder and no MLM head; SimCSE adapts a pretrained one."""
+    from tweetkit.errors import UsageError
+
+    name = {"simcse": "SimCSE", "tsdae": "TSDAE"}.get(objective)
+    if name is None:
+        return
+    for given, flag in ((objective == "simcse" and not init_from, "without --init-from: SimCSE adapts a pretrained encoder"),
+                        (head_warmup_steps, f"with --head-warmup-steps: {name} trains no head"),
+                        (freeze_base, f"with --freeze-base: {name} trains the encoder, not a head")):  # fmt: skip
+        if given:
+            raise UsageError(f"--objective {objective} cannot run {flag}")
+
+
+def check_anchor(anchor, kind, init_from, freeze_base: bool) -> dict | None:
+    """The anchor's weights by kind, or None; refused where there is no start to anchor to."""
+    from tweetkit.errors import UsageError
+
+    if anchor is None:
+        if kind is not None:
+            raise UsageError("--anchor-kind needs --anchor WEIGHT")
+        return None
+    if not init_from:
+        raise UsageError("--anchor needs --init-from: it pulls toward the starting model's weights")
+    if freeze_base:
+        raise UsageError("--anchor cannot run with --freeze-base: the encoder it anchors does not train")
+    from tweetkit.tasks.anchor import anchor_weights
+
+    return anchor_weights(anchor, kind)
 
 
 def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, cache: str, quiet: bool) -> None:
@@ -189,6 +248,8 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
         train_corpus, validation_corpus = tokenize_corpora(setup, tok, stream, cache, dist, log)
         model, phases = pretraining_model(setup, tok, train["seed"], train["head_warmup_steps"], log)
         task = pretraining_task(setup, train_corpus, validation_corpus, tok, train["seed"], model_offset(model, setup))
+        if setup.get("anchor"):
+            task = anchored(task, model, setup["anchor"], log)
         log(
             f"{len(train_corpus):,} tweets in {task.num_examples():,} packed rows of <= {setup['max_length']} tokens; "
             f"{sum(p.numel() for p in model.parameters()):,} parameters; {dist.world} process(es) of {torch.get_num_threads()} thread(s)"
@@ -217,7 +278,7 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
             if keeper is not None and keeper.weights is not None:
                 keeper.load_best_into(model)
                 write_best(output, keeper, log)
-            save_model(model, tok, output)
+            save_model(getattr(model, "mlm", model), tok, output)  # TSDAE's decoder stays in the checkpoints
             config.save(output)
             log(f"model written to {output}")
     finally:
@@ -247,7 +308,11 @@ def tokenize_corpora(setup: dict, tok, stream, cache: str, dist, log):
 
 
 def pretraining_task(setup: dict, train_corpus, validation_corpus, tok, seed: int, offset: int):
-    """The objective on packed rows: MLM, or SimCSE with --objective simcse."""
+    """The objective on packed rows: MLM, or SimCSE or TSDAE with --objective."""
+    if setup.get("objective") == "tsdae":
+        from tweetkit.tasks.tsdae import TSDAETask
+
+        return TSDAETask(train_corpus, validation_corpus, tok, setup["max_length"], seed, offset, setup["deletion"])
     if setup.get("objective") == "simcse":
         from tweetkit.tasks.contrastive import SimCSETask
 
@@ -255,6 +320,15 @@ def pretraining_task(setup: dict, train_corpus, validation_corpus, tok, seed: in
     from tweetkit.tasks.mlm import MLMTask
 
     return MLMTask(train_corpus, validation_corpus, tok, setup["max_length"], setup["mask_prob"], seed, offset)
+
+
+def anchored(task, model, weights: dict, log):
+    """`task` with the anchor to the model's encoder as it is now: the starting weights."""
+    from tweetkit.tasks.anchor import AnchoredTask
+    from tweetkit.tasks.mlm import split_mlm_model
+
+    log("anchored to the starting encoder: " + ", ".join(f"{kind} x {weight:g}" for kind, weight in weights.items()))
+    return AnchoredTask(task, split_mlm_model(getattr(model, "mlm", model))[0], weights)
 
 
 def write_best(output: str, keeper, log) -> None:
@@ -296,6 +370,11 @@ def pretraining_model(setup: dict, tok, seed: int, head_warmup_steps: int, log):
             f"head warm-up: {phases.parameters_warmed():,} parameters ({', '.join(sorted(phases.warm))}; "
             f"{len(new['new_ids']):,} new vocabulary rows) train alone for {head_warmup_steps} steps, then everything"
         )
+    if setup.get("objective") == "tsdae":
+        from tweetkit.tasks.tsdae import TSDAEModel, build_decoder
+
+        model = TSDAEModel(model, build_decoder(model, seed))
+        log("TSDAE decoder: the encoder's architecture with cross-attention to the pooled tweet (training only)")
     return model, phases
 
 

@@ -33,13 +33,7 @@ class TweetEmbedder(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
-        self.encoder, head = split_mlm_model(model)
-        # The MLM head plays no part in this loss: frozen, or DDP would wait for its gradients
-        # forever.  Its output projection is tied to the encoder's embeddings, which train.
-        shared = {id(p) for p in self.encoder.parameters()}
-        for param in head.parameters():
-            if id(param) not in shared:
-                param.requires_grad_(False)
+        self.encoder = encoder_without_head(model)
 
     def forward(self, input_ids, segments, position_ids, token_positions, tweet_index, tweets):
         twice = lambda x: torch.cat([x, x])  # noqa: E731
@@ -47,13 +41,42 @@ class TweetEmbedder(torch.nn.Module):
         hidden = self.encoder(
             input_ids=twice(input_ids), attention_mask=attention, position_ids=twice(position_ids)
         ).last_hidden_state
-        flat = hidden.reshape(-1, hidden.shape[-1]).float()
         # the second copy's tokens lie one batch further on, its tweets numbered after the first's
         positions = torch.cat([token_positions, token_positions + input_ids.numel()])
-        index = torch.cat([tweet_index, tweet_index + tweets])
-        sums = flat.new_zeros(2 * tweets, flat.shape[-1]).index_add_(0, index, flat.index_select(0, positions))
-        counts = torch.bincount(index, minlength=2 * tweets).clamp(min=1).to(sums.dtype)
-        return sums / counts[:, None]
+        return pool_tweets(hidden, positions, torch.cat([tweet_index, tweet_index + tweets]), 2 * tweets)
+
+
+def encoder_without_head(model):
+    """The encoder of an MLM model whose head plays no part in the loss (SimCSE, TSDAE): the
+    head frozen, or DDP would wait for its gradients forever.  Its output projection is tied
+    to the encoder's embeddings, which train."""
+    encoder, head = split_mlm_model(model)
+    shared = {id(p) for p in encoder.parameters()}
+    for param in head.parameters():
+        if id(param) not in shared:
+            param.requires_grad_(False)
+    return encoder
+
+
+def number_tweets(segments: torch.Tensor) -> dict:
+    """The tweets of packed rows numbered 0..n-1 in row order: token_positions (the flat
+    positions of the real tokens), tweet_index (each one's tweet) and tweets (n)."""
+    per_row = segments.max(dim=1).values
+    first = torch.cumsum(per_row, 0) - per_row  # row b's segment s is tweet first[b] + s - 1
+    flat_segments = segments.reshape(-1)
+    token_positions = torch.nonzero(flat_segments > 0, as_tuple=False).squeeze(1)
+    rows_of_tokens = token_positions // segments.shape[1]
+    tweet_index = first[rows_of_tokens] + flat_segments[token_positions] - 1
+    return {"token_positions": token_positions, "tweet_index": tweet_index, "tweets": int(per_row.sum())}
+
+
+def pool_tweets(hidden: torch.Tensor, token_positions, tweet_index, tweets: int) -> torch.Tensor:
+    """(tweets, hidden) mean of each tweet's token states, <s> and </s> included (as
+    sentence-transformers pools MiniLM), in fp32."""
+    flat = hidden.reshape(-1, hidden.shape[-1]).float()
+    sums = flat.new_zeros(tweets, flat.shape[-1]).index_add_(0, tweet_index, flat.index_select(0, token_positions))
+    counts = torch.bincount(tweet_index, minlength=tweets).clamp(min=1).to(sums.dtype)
+    return sums / counts[:, None]
 
 
 class SimCSETask(PackedTweets):
@@ -75,25 +98,9 @@ class SimCSETask(PackedTweets):
 
     def collate(self, indices: list[int], epoch: int, corpus=None, rows=None) -> dict:
         packed = self.packed(indices, corpus, rows)
-        segments = packed["segments"]
-        # number the batch's tweets 0..n-1 in row order: row b's segment s is tweet first[b] + s - 1
-        per_row = segments.max(dim=1).values
-        first = torch.cumsum(per_row, 0) - per_row
-        flat_segments = segments.reshape(-1)
-        token_positions = torch.nonzero(flat_segments > 0, as_tuple=False).squeeze(1)
-        rows_of_tokens = token_positions // segments.shape[1]
-        tweet_index = first[rows_of_tokens] + flat_segments[token_positions] - 1
-        tweets = int(per_row.sum())
-        return {
-            "input_ids": packed["input_ids"],
-            "segments": packed["segments"],
-            "position_ids": packed["position_ids"],
-            "token_positions": token_positions,
-            "tweet_index": tweet_index,
-            "tweets": tweets,
-            "count": tweets,
-            "tokens": int(token_positions.numel()),
-        }
+        numbered = number_tweets(packed["segments"])
+        tweets = numbered["tweets"]
+        return {**packed, **numbered, "count": tweets, "tokens": int(numbered["token_positions"].numel())}
 
     def scores(self, module, batch: dict) -> torch.Tensor:
         """(n, n) cosine similarities / temperature between the two views; the diagonal pairs."""
