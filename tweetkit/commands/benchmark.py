@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -195,11 +196,18 @@ def run(units, runtime, workers: int, quiet: bool, log, output: str) -> dict:
     for unit in units:
         if done[unit.name] is not None:
             progress.finished(unit, done[unit.name], reused=True)
+    previous = signal.signal(signal.SIGTERM, _stop_as_ctrl_c)  # a scheduler's stop keeps finished units too
     try:
         results = work.run_all(to_run, runtime, workers, progress)
     except KeyboardInterrupt:
         progress.stop()
         kept = sum(1 for u in units if work.finished(u) is not None)
         raise Interrupted(f"({kept} of {len(units)} units finished and kept in {output}; rerun to go on)") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     progress.stop()
     return {**{name: result for name, result in done.items() if result is not None}, **results}
+
+
+def _stop_as_ctrl_c(signum, frame):
+    raise KeyboardInterrupt
