@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import jsonl, minilm, read_jsonl, run_cli, shared
+from conftest import jsonl, minilm, read_jsonl, run_cli, sliced
 from safetensors.torch import load_file
 
 from tweetkit.text.normalize import TweetNormalizer
@@ -21,7 +21,7 @@ MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "i
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("continued")
     normalize = TweetNormalizer()
-    texts = [normalize(r["text"]) for r in read_jsonl(shared("semeval2017/train.jsonl"), 700)]
+    texts = [normalize(r["text"]) for r in read_jsonl(sliced("semeval2017/train.jsonl"), 700)]
     (root / "train.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[:600]]))
     (root / "valid.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[600:]]))
     extend = ["train-bpe", str(root / "train.jsonl"), "-o", str(root / "ext"), "--extend", minilm(), "--vocab-size", "100", "-q"]  # fmt: skip

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import jsonl, minilm, read_jsonl, run_cli, shared
+from conftest import jsonl, minilm, read_jsonl, run_cli, sliced
 from safetensors.torch import load_file
 
 from tweetkit.text.normalize import TweetNormalizer
@@ -15,7 +15,7 @@ from tweetkit.text.normalize import TweetNormalizer
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("simcse")
     normalize = TweetNormalizer()
-    texts = [normalize(r["text"]) for r in read_jsonl(shared("semeval2017/train.jsonl"), 260)]
+    texts = [normalize(r["text"]) for r in read_jsonl(sliced("semeval2017/train.jsonl"), 260)]
     (root / "train.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[:200]]))
     (root / "valid.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[200:]]))
     return root

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
+from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, sliced
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 MICRO = {
@@ -20,13 +20,13 @@ MICRO = {
 def base(tmp_path_factory):
     """A tiny RoBERTa (random weights) with a tokenizer trained on real tweets, and data subsets."""
     root = tmp_path_factory.mktemp("ft")
-    irony = read_jsonl(shared("tweeteval/irony/train.jsonl"))
+    irony = read_jsonl(sliced("tweeteval/irony/train.jsonl"))
     (root / "irony_train.jsonl").write_bytes(jsonl(*irony[:400]))
-    (root / "irony_val.jsonl").write_bytes(jsonl(*read_jsonl(shared("tweeteval/irony/validation.jsonl"), 120)))
-    (root / "wnut_train.jsonl").write_bytes(jsonl(*read_jsonl(shared("wnut17/train.jsonl"), 300)))
-    (root / "wnut_val.jsonl").write_bytes(jsonl(*read_jsonl(shared("wnut17/validation.jsonl"), 80)))
+    (root / "irony_val.jsonl").write_bytes(jsonl(*read_jsonl(sliced("tweeteval/irony/validation.jsonl"), 120)))
+    (root / "wnut_train.jsonl").write_bytes(jsonl(*read_jsonl(sliced("wnut17/train.jsonl"), 300)))
+    (root / "wnut_val.jsonl").write_bytes(jsonl(*read_jsonl(sliced("wnut17/validation.jsonl"), 80)))
     corpus = [{"text": r["text"]} for r in irony] + [
-        {"text": " ".join(r["tokens"])} for r in read_jsonl(shared("wnut17/train.jsonl"))
+        {"text": " ".join(r["tokens"])} for r in read_jsonl(sliced("wnut17/train.jsonl"))
     ]
     make_tokenizer(root, [r["text"] for r in corpus], 1500)
     make_micro_model(root, MICRO)
@@ -122,7 +122,7 @@ def test_task_first_subword_labels(base):
 
 
 def test_regression_and_multilabel(base, tmp_path):
-    rows = read_jsonl(shared("tweeteval/emotion/train.jsonl"), 300)
+    rows = read_jsonl(sliced("tweeteval/emotion/train.jsonl"), 300)
     regression = [{"text": r["text"], "label": float(len(r["text"].split()))} for r in rows]
     multi = [{"text": r["text"], "label": [r["label"]] + (["long"] if len(r["text"]) > 80 else [])} for r in rows]
     (tmp_path / "reg.jsonl").write_bytes(jsonl(*regression))
@@ -225,9 +225,9 @@ def test_tfidf_baseline(base, tmp_path):
             "--task",
             "classification",
             "--train",
-            str(shared("tweeteval/irony/train.jsonl")),
+            str(sliced("tweeteval/irony/train.jsonl")),
             "--validation",
-            str(shared("tweeteval/irony/validation.jsonl")),
+            str(sliced("tweeteval/irony/validation.jsonl")),
             "-o",
             str(tmp_path / "tfidf"),
             "-q",
@@ -238,7 +238,7 @@ def test_tfidf_baseline(base, tmp_path):
     assert best["validation_accuracy"] > 0.58
     scored = json.loads(
         run_cli(
-            ["evaluate", "-q", "--model", str(tmp_path / "tfidf"), str(shared("tweeteval/irony/validation.jsonl"))]
+            ["evaluate", "-q", "--model", str(tmp_path / "tfidf"), str(sliced("tweeteval/irony/validation.jsonl"))]
         ).stdout
     )
     assert scored["accuracy"] == pytest.approx(best["validation_accuracy"])
@@ -248,10 +248,10 @@ def test_linear_tagging_baseline(tmp_path):
     # ARK POS: 300 training tweets; a per-word logistic regression tags most validation words right.
     train = tmp_path / "train.jsonl"
     train.write_text(
-        "".join(shared("ark_pos/train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:300]),
+        "".join(sliced("ark_pos/train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:300]),
         encoding="utf-8",
     )
-    validation = shared("ark_pos/validation.jsonl")
+    validation = sliced("ark_pos/validation.jsonl")
     result = run_cli(
         [
             "finetune",

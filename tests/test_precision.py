@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
+from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, sliced
 
 from tweetkit.errors import ConfigError
 
@@ -17,7 +17,7 @@ def classifier(tmp_path_factory):
     """A micro RoBERTa fine-tuned to tell real tweets with a '?' from those without
     (balanced), so that its predictions vary and are mostly confident."""
     root = tmp_path_factory.mktemp("precision")
-    rows = read_jsonl(shared("tweeteval/irony/train.jsonl"))
+    rows = read_jsonl(sliced("tweeteval/irony/train.jsonl"))
     questions = [r for r in rows if "?" in r["text"]][:300]
     statements = [r for r in rows if "?" not in r["text"]][:300]
     mixed = [row for pair in zip(questions, statements) for row in pair]

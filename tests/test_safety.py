@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import MICRO, SUBPROCESS_ENV, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
+from conftest import MICRO, SUBPROCESS_ENV, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, sliced
 from safetensors.torch import load_file
 
 from tweetkit.text.normalize import TweetNormalizer
@@ -36,10 +36,10 @@ def plant_pickle(path, marker):
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("safety")
     normalize = TweetNormalizer()
-    irony = read_jsonl(shared("tweeteval/irony/train.jsonl"), 240)
+    irony = read_jsonl(sliced("tweeteval/irony/train.jsonl"), 240)
     (root / "train.jsonl").write_bytes(jsonl(*[dict(r, text=normalize(r["text"])) for r in irony[:200]]))
     (root / "val.jsonl").write_bytes(jsonl(*[dict(r, text=normalize(r["text"])) for r in irony[200:]]))
-    texts = [normalize(r["text"]) for r in read_jsonl(shared("semeval2017/train.jsonl"), 600)]
+    texts = [normalize(r["text"]) for r in read_jsonl(sliced("semeval2017/train.jsonl"), 600)]
     make_tokenizer(root, texts, 600)
     make_micro_model(root)
     linear = run_cli(

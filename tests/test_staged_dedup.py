@@ -7,17 +7,17 @@ import random
 
 import numpy as np
 import pytest
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import jsonl, read_jsonl, run_cli, sliced
 
 from tweetkit.text import staged_dedup
 from tweetkit.text.dedup import NearConfig
 
 
-def planted_files(tmp_path, count=3, per_file=700, seed=3):
+def planted_files(tmp_path, count=3, per_file=400, seed=3):
     """Real tweets split into files, with exact copies and near variants planted in later
     files (so duplicates cross files), some records without an id."""
     rng = random.Random(seed)
-    rows = read_jsonl(shared("semeval2017/train.jsonl"), limit=count * per_file)
+    rows = read_jsonl(sliced("semeval2017/train.jsonl"), limit=count * per_file)
     paths = []
     for index in range(count):
         records = [{"id": row["id"], "text": row["text"]} for row in rows[index * per_file : (index + 1) * per_file]]
