@@ -17,13 +17,13 @@ def classifier(tmp_path_factory):
     """A micro RoBERTa fine-tuned to tell real tweets with a '?' from those without
     (balanced), so that its predictions vary and are mostly confident."""
     root = tmp_path_factory.mktemp("precision")
-    rows = read_jsonl(sliced("tweeteval/irony/train.jsonl"))
-    questions = [r for r in rows if "?" in r["text"]][:300]
-    statements = [r for r in rows if "?" not in r["text"]][:300]
+    rows = read_jsonl(sliced("tweeteval/irony/train.jsonl")) + read_jsonl(sliced("semeval2017/train.jsonl"))
+    questions = [r for r in rows if "?" in r["text"]][:200]
+    statements = [r for r in rows if "?" not in r["text"]][:200]
     mixed = [row for pair in zip(questions, statements) for row in pair]
     labelled = [{"text": r["text"], "label": "question" if "?" in r["text"] else "statement"} for r in mixed]
-    (root / "train.jsonl").write_bytes(jsonl(*labelled[:400]))
-    (root / "test.jsonl").write_bytes(jsonl(*labelled[400:]))
+    (root / "train.jsonl").write_bytes(jsonl(*labelled[:300]))
+    (root / "test.jsonl").write_bytes(jsonl(*labelled[300:]))
     make_tokenizer(root, [r["text"] for r in mixed], 600)
     make_micro_model(root, SHAPE)
     argv = ["finetune", "--model", str(root / "mlm"), "--task", "classification", "--train", str(root / "train.jsonl"),

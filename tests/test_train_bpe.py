@@ -64,6 +64,22 @@ def test_placeholders_and_emoji_names_are_atomic(corpus, tmp_path):
     assert summary["atomic_words"] >= 6
 
 
+def test_all_emoji_names_are_atomic_even_those_not_in_the_corpus(corpus, tmp_path):
+    from tweetkit.tokenizers import known_emoji_names
+
+    path, _ = corpus
+    names = known_emoji_names()
+    summary = train(path, tmp_path / "all", "--vocab-size", str(len(names) + 1000), "--all-emoji-names")
+    assert summary["atomic_words"] == len(names) + 2  # and @USER, HTTPURL
+    every = AutoTokenizer.from_pretrained(tmp_path / "all")
+    train(path, tmp_path / "found", "--vocab-size", "1200")
+    found = AutoTokenizer.from_pretrained(tmp_path / "found")
+    for name in [":robot:", ":robot_face:", ":pile_of_poo:", ":red_heart:"]:  # only the last is in the corpus
+        assert every.tokenize(name) == ["▁" + name], name
+        assert (found.tokenize(name) == ["▁" + name]) == (name == ":red_heart:"), name
+    assert all(every.tokenize(name) == ["▁" + name] for name in sorted(names))
+
+
 def test_offsets_and_word_ids_for_tagging(corpus, tmp_path):
     path, _ = corpus
     train(path, tmp_path / "tok", "--vocab-size", "1000")
