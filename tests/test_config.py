@@ -6,7 +6,9 @@ import os
 import shutil
 
 import pytest
+import torch
 from conftest import MICRO, jsonl, make_tokenizer, read_jsonl, run_cli, sliced
+from safetensors.torch import load_file
 
 from tweetkit.text.normalize import TweetNormalizer
 
@@ -93,3 +95,19 @@ def test_required_flags_may_come_from_the_file_and_a_saved_config_reruns(data, t
     assert again.exit_code == 0, again.stderr
     assert losses(again) == losses(first)
     assert (tmp_path / "b" / "model.safetensors").read_bytes() == (tmp_path / "a" / "model.safetensors").read_bytes()
+
+
+def test_micro_batches_accumulate_to_the_one_big_batch(data, tmp_path):
+    # --batch-size 8 in micro-batches of 2: the same losses and weights as the whole batch in one pass. Without
+    # dropout, whose masks are drawn per forward pass, the sums are the same up to the order of the additions.
+    (tmp_path / "still.json").write_text(
+        json.dumps(dict(MICRO, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    )
+    still = ["--model-config", str(tmp_path / "still.json")]
+    whole = losses(run_cli(pretrain_argv(data, tmp_path / "whole", *still)))
+    split = losses(run_cli(pretrain_argv(data, tmp_path / "split", *still, "--micro-batch-size", "2")))
+    assert len(whole) == 6 and split == pytest.approx(whole, abs=2e-6)
+    one, four = (load_file(tmp_path / run / "model.safetensors") for run in ("whole", "split"))
+    assert one.keys() == four.keys()
+    for name in one:
+        torch.testing.assert_close(four[name], one[name], atol=1e-6, rtol=1e-5, msg=name)

@@ -80,7 +80,9 @@ def test_finetune_learns_the_mapped_labels(emotion, tmp_path):
 
 def test_evaluate_scores_a_four_class_model_as_three_classes(emotion):
     four = run_cli(["evaluate", "-q", "--model", str(emotion / "four"), str(emotion / "test.jsonl")])
-    three = run_cli(["evaluate", "-q", "--model", str(emotion / "four"), "--label-map", THREE, str(emotion / "test.jsonl")])
+    three = run_cli(
+        ["evaluate", "-q", "--model", str(emotion / "four"), "--label-map", THREE, str(emotion / "test.jsonl")]
+    )
     assert four.exit_code == three.exit_code == 0, three.stderr
     four, three = json.loads(four.stdout), json.loads(three.stdout)
     assert four["confusion_matrix"]["labels"] == ["anger", "joy", "optimism", "sadness"]

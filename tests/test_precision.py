@@ -182,3 +182,20 @@ def test_sort_window_changes_batches_not_predictions(classifier):
     assert [r["pred"] for r in small] == [r["pred"] for r in default]
     gaps = [abs(a["scores"][k] - b["scores"][k]) for a, b in zip(default, small) for k in a["scores"]]
     assert max(gaps) < 1e-4
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_fp16_is_refused_without_a_gpu_before_any_step(classifier, tmp_path, command):
+    out = tmp_path / "out"
+    argv = (
+        ["pretrain", "--train", str(classifier / "corpus.jsonl"), "--tokenizer", str(classifier / "tok"),
+         "--model-config", str(classifier / "micro.json"), "--max-steps", "2", "--cache-dir", str(tmp_path / "cache")]
+        if command == "pretrain"
+        else ["finetune", "--model", str(classifier / "mlm"), "--task", "classification", "--train",
+              str(classifier / "train.jsonl")]
+    )  # fmt: skip
+    result = run_cli([*argv, "-o", str(out), "--precision", "fp16", "--device", "cpu"])
+    # Refused once the device is known, before the first step: no metrics, no model, no checkpoint.
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == f"tweetkit {command}: --precision fp16 needs a GPU; use bf16 on the CPU"
+    assert not result.stdout and not list(out.glob("*")), list(out.glob("*"))
