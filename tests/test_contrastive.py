@@ -138,3 +138,21 @@ def test_simcse_usage_errors(setup, tmp_path):
     assert scratch.exit_code == 2 and "cannot run without --init-from" in scratch.stderr
     warm = simcse(setup, tmp_path / "w", "--head-warmup-steps", "2", code=2)
     assert "SimCSE trains no head" in warm.stderr
+
+
+def test_a_simcse_resume_keeps_the_micro_batch_size(setup, tmp_path):
+    # The negatives are the micro-batch's other tweets: another --micro-batch-size is another loss.
+    from tweetkit.train import checkpoint
+
+    out = tmp_path / "r"
+    simcse(setup, out, "--max-steps", "1", "--micro-batch-size", "4", "-q")
+    weights = (out / "checkpoint-1" / "model.safetensors").read_bytes()
+    changed = simcse(setup, out, "--max-steps", "1", "--resume", "--micro-batch-size", "2", "-q", code=1)
+    assert changed.stderr == (
+        f"tweetkit pretrain: --resume: {out / 'checkpoint-1'} was written with other settings "
+        "(micro_batch_size: 4 -> 2); use the same settings, or --overwrite to start again\n"
+    )
+    assert (out / "checkpoint-1" / "model.safetensors").read_bytes() == weights
+
+    mlm = {"run": {"max_length": 64}, "micro_batch_size": 4}
+    assert checkpoint.differences(mlm, dict(mlm, micro_batch_size=2), checkpoint.may_differ(mlm)) == []
