@@ -4,10 +4,12 @@ processes and on Ray; normalize and langid write one output per input file."""
 import json
 import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import jsonl, read_jsonl, run_cli, sliced
+from conftest import SUBPROCESS_ENV, jsonl, read_jsonl, run_cli, sliced
 
 from tweetkit.text import staged_dedup
 from tweetkit.text.dedup import NearConfig
@@ -212,3 +214,19 @@ def test_ray_task_errors_name_file_and_line(tmp_path, ray_cluster):
     result = run_cli(["dedup", "-o", f"{tmp_path}/out/", "--ray", "local", str(bad)])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"tweetkit dedup: {bad}:2: ")
+
+
+def test_ray_local_starts_its_own_instance(tmp_path):
+    # A fresh process with no Ray running: --ray local starts one with --workers CPUs, runs on it, and stops it.
+    pytest.importorskip("ray")
+    paths = planted_files(tmp_path, count=2, per_file=100)
+    local, local_dropped, _ = staged(paths, tmp_path / "local", "--workers", "2")
+    env = dict(SUBPROCESS_ENV, RAY_USAGE_STATS_ENABLED="0")
+    command = [sys.executable, "-m", "tweetkit", "dedup", "-o", f"{tmp_path}/ray/", "--dropped", f"{tmp_path}/ray-dropped/",
+               "--ray", "local", "--workers", "2", "--progress", *paths]  # fmt: skip
+    process = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "on Ray (local, 2 CPUs)" in process.stderr
+    names = [os.path.basename(p) for p in paths]
+    assert b"".join((tmp_path / "ray" / name).read_bytes() for name in names) == local
+    assert b"".join((tmp_path / "ray-dropped" / name).read_bytes() for name in names) == local_dropped
