@@ -157,6 +157,7 @@ def test_summed_confusion_aligns_labels_by_name():
     assert repro.summed_confusion([{"f1": 0.5}]) is None
 
 
+@pytest.mark.slow  # the COVID tweets state no licence, so no slice of them is committed: ../shared/data only
 def test_covid_reports_three_class_accuracy_beside_the_seed_paper(sliced_data, tmp_path):
     """The same models scored again with `evaluate --label-map`: 5 classes merged to the seed's 3."""
     results = tmp_path / "results"
