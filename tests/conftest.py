@@ -6,19 +6,27 @@ import sys
 from dataclasses import dataclass
 
 import click.testing
-import pytest
 
 from tweetkit.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The full datasets, beside the checkout: only the `slow` tests read them (`make test-slow`).
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# Slices of those datasets committed with the tests (tests/data/PROVENANCE.md, tests/data/make_slices.py).
+SLICES = ROOT / "tests" / "data"
 
 
-def shared(relative: str) -> pathlib.Path:
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"shared dataset missing: {path}")
+def sliced(relative: str) -> pathlib.Path:
+    """tests/data/RELATIVE, the committed slice of ../shared/data/RELATIVE; missing, the test fails."""
+    path = SLICES / relative
+    assert path.is_file(), f"test data missing: {path} (regenerate with tests/data/make_slices.py)"
     return path
+
+
+def shared_data() -> pathlib.Path:
+    """../shared/data for the slow tests that read whole datasets; missing, the test fails."""
+    assert SHARED_DATA.is_dir(), f"shared datasets missing: {SHARED_DATA} (the slow tests need them)"
+    return SHARED_DATA
 
 
 def read_jsonl(path, limit=None):

@@ -7,14 +7,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT, shared_data
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import results_md  # noqa: E402
 
 
 def run(work, results, *extra):
-    command = [sys.executable, str(ROOT / "bench/adaptation.py"), "--smoke", "--data", str(SHARED_DATA), "--work",
+    command = [sys.executable, str(ROOT / "bench/adaptation.py"), "--smoke", "--data", str(shared_data()), "--work",
                str(work), "--results", str(results), *extra]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
@@ -24,8 +24,6 @@ def run(work, results, *extra):
 
 @pytest.mark.slow
 def test_smoke_curve_runs_resumes_and_renders(tmp_path):
-    if not SHARED_DATA.exists():
-        pytest.skip(f"shared datasets missing: {SHARED_DATA}")
     work, results = tmp_path / "work", tmp_path / "results"
     proc = run(work, results)
     result = json.loads((results / "adaptation.json").read_text())
@@ -89,10 +87,8 @@ def test_break_even_is_the_first_budget_beyond_the_seed_spread():
 @pytest.mark.slow
 def test_repro_gpu_at_smoke_size_on_the_cpu(tmp_path):
     """scripts/repro_gpu.py's path (bf16, head warm-up) with toy sizes: results/gpu.json."""
-    if not SHARED_DATA.exists():
-        pytest.skip(f"shared datasets missing: {SHARED_DATA}")
     results = tmp_path / "results"
-    command = [sys.executable, str(ROOT / "scripts/repro_gpu.py"), "--smoke", "--data", str(SHARED_DATA), "--work",
+    command = [sys.executable, str(ROOT / "scripts/repro_gpu.py"), "--smoke", "--data", str(shared_data()), "--work",
                str(tmp_path / "work"), "--results", str(results)]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
+from conftest import ROOT, jsonl, read_jsonl, run_cli, sliced
 
 GOOD = [
     {
@@ -50,7 +50,7 @@ def models(tmp_path_factory):
         ).exit_code
         == 0
     )
-    corpus = read_jsonl(shared("semeval2017/train.jsonl"), 400)
+    corpus = read_jsonl(sliced("semeval2017/train.jsonl"), 400)
     (root / "corpus.jsonl").write_bytes(jsonl(*[{"text": r["text"]} for r in corpus]))
     assert (
         run_cli(

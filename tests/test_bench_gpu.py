@@ -5,15 +5,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SHARED_DATA, shared
+from conftest import ROOT, shared_data
 
 
 @pytest.mark.slow  # about 2 minutes on 2 cores: five child processes load torch and transformers
 def test_gpu_bench_smoke_on_the_cpu(tmp_path):
-    shared("semeval2017/train.jsonl")
     output = tmp_path / "bench-gpu.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--device", "cpu", "--data", str(SHARED_DATA),
+        [sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--device", "cpu", "--data", str(shared_data()),
          "--output", str(output)],
         capture_output=True, text=True, timeout=900, cwd=ROOT,
     )  # fmt: skip

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import jsonl, minilm, read_jsonl, run_cli, shared
+from conftest import jsonl, minilm, read_jsonl, run_cli, sliced
 from safetensors.torch import load_file
 
 from tweetkit.text.normalize import TweetNormalizer
@@ -21,7 +21,7 @@ MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "i
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("continued")
     normalize = TweetNormalizer()
-    texts = [normalize(r["text"]) for r in read_jsonl(shared("semeval2017/train.jsonl"), 700)]
+    texts = [normalize(r["text"]) for r in read_jsonl(sliced("semeval2017/train.jsonl"), 700)]
     (root / "train.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[:600]]))
     (root / "valid.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[600:]]))
     extend = ["train-bpe", str(root / "train.jsonl"), "-o", str(root / "ext"), "--extend", minilm(), "--vocab-size", "100", "-q"]  # fmt: skip
@@ -150,3 +150,27 @@ def test_lever_usage_errors(setup, tmp_path):
     nothing = pretrain(setup, tmp_path / "c", "--tokenizer", str(setup / "tok"), "--init-from", str(tmp_path / "m"),
                        "--head-warmup-steps", "2", code=1)  # fmt: skip
     assert "no new MLM head" in nothing.stderr
+
+
+def test_new_token_init_mean_or_random(setup, tmp_path):
+    from tweetkit.modeling import load_tokenizer
+
+    continued(setup, tmp_path / "mean", "--max-steps", "0")
+    continued(setup, tmp_path / "random", "--max-steps", "0", "--new-token-init", "random")
+    name = "bert.embeddings.word_embeddings.weight"
+    mean, drawn = (load_file(tmp_path / run / "model.safetensors")[name] for run in ("mean", "random"))
+    base, extended = load_tokenizer(minilm()), load_tokenizer(str(setup / "ext"))
+    old = len(base.get_vocab())
+    assert mean.shape[0] == drawn.shape[0] == old + 100
+    assert torch.equal(mean[:old], drawn[:old])  # the base pieces keep their rows either way
+    # mean: a new piece starts from the mean of the base rows of the pieces the base tokenizer splits it into
+    for index in range(old, old + 100):
+        surface = extended.convert_tokens_to_string([extended.convert_ids_to_tokens(index)]).strip()
+        parts = base(surface, add_special_tokens=False)["input_ids"]
+        torch.testing.assert_close(mean[index], mean[parts].mean(0))
+    # random: E-MBERT's start, drawn as BERT initialises, N(0, initializer_range 0.02), seeded
+    assert drawn[old:].mean().item() == pytest.approx(0.0, abs=1e-3)
+    assert drawn[old:].std().item() == pytest.approx(0.02, rel=0.03)
+    again = tmp_path / "random-again"
+    continued(setup, again, "--max-steps", "0", "--new-token-init", "random")
+    assert torch.equal(load_file(again / "model.safetensors")[name], drawn)

@@ -132,10 +132,9 @@ def test_real_pipe_to_head_is_quiet(command):
     assert b"Traceback" not in proc.stderr and b"Error" not in proc.stderr, proc.stderr
 
 
-def test_workers_keep_order_and_output(command):
-    name, extra = command
-    if name not in WITH_WORKERS:
-        pytest.skip(f"{name} is sequential (stateful)")
+@pytest.mark.parametrize("name", sorted(WITH_WORKERS))  # dedup and split are sequential (stateful)
+def test_workers_keep_order_and_output(name):
+    extra = dict(DATA_COMMANDS)[name]
     records = [dict(GOOD, id=i, text=f"@user{i} tweet {i} http://t.co/{i} 😂") for i in range(3000)]
     one = run_cli([name, *extra], stdin=jsonl(*records))
     two = run_cli([name, *extra, "--workers", "2"], stdin=jsonl(*records))

@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import jsonl, read_jsonl, run_cli, sliced
 
 from tweetkit.text.dedup import Deduplicator, NearConfig, dedup_key
 
@@ -126,16 +126,24 @@ def test_retweet_flags():
 
 
 def test_accounting_and_determinism_on_real_tweets(tmp_path):
-    path = shared("raw_tweets/tweets.jsonl")
+    # The real tweets, then exact copies of every tenth one under new ids: each copy is dropped, naming its original.
+    real = read_jsonl(sliced("raw_tweets/tweets.jsonl"))
+    copies = [dict(row, id=f"copy-{row['id']}") for row in real[::10]]
+    path = tmp_path / "tweets.jsonl"
+    path.write_bytes(jsonl(*real, *copies))
     dropped = tmp_path / "dropped.jsonl"
     first = run_cli(["dedup", "--progress", "--dropped", str(dropped), str(path)])
     second = run_cli(["dedup", str(path)])
     assert first.exit_code == 0 and first.stdout == second.stdout
-    seen = len(read_jsonl(path))
-    kept, lost = len(first.records()), len(dropped.read_text().splitlines())
-    assert kept + lost == seen
-    assert lost >= 73  # PROVENANCE.md: 73 exact duplicate texts
-    assert f"{seen:,} read, {kept:,} written" in first.stderr
+    kept, lost = first.records(), read_jsonl(dropped)
+    assert len(kept) + len(lost) == len(real) + len(copies) == 440
+    # The two pairs of equal texts in the real tweets, then the planted copies (of a dropped tweet: its first).
+    first_of = {"28846316540": "28841543268", "28855685611": "28853387204"}
+    planted = [row["id"].removeprefix("copy-") for row in copies]
+    assert [(r["id"], r["reason"], r["dup_of"]) for r in lost] == [
+        (twin, "duplicate", first) for twin, first in first_of.items()
+    ] + [(f"copy-{original}", "duplicate", first_of.get(original, original)) for original in planted]
+    assert f"440 read, {len(kept)} written" in first.stderr
 
 
 def test_shards_partition_and_colocate_twins():

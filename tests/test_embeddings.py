@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-from conftest import jsonl, make_micro_model, make_tokenizer, minilm, read_jsonl, run_cli, shared
+from conftest import jsonl, make_micro_model, make_tokenizer, minilm, read_jsonl, run_cli, sliced
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("embed")
-    tweets = read_jsonl(shared("tweeteval/irony/train.jsonl"), 300)
+    tweets = read_jsonl(sliced("tweeteval/irony/train.jsonl"), 300)
     (root / "labelled.jsonl").write_bytes(jsonl(*tweets[:120]))
     make_tokenizer(root, [r["text"] for r in tweets], 600)
     make_micro_model(root)

@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from conftest import read_jsonl, shared
+from conftest import read_jsonl, sliced
 from scipy.stats import pearsonr, spearmanr
 from seqeval.metrics import f1_score as seq_f1
 from seqeval.metrics import precision_score as seq_precision
@@ -29,7 +29,7 @@ def noisy(values, choices, rate, seed):
 
 
 def test_classification_equals_sklearn_and_tweeteval_definitions():
-    gold = [r["label"] for r in read_jsonl(shared("semeval2017/test.jsonl"))]
+    gold = [r["label"] for r in read_jsonl(sliced("semeval2017/test.jsonl"))]
     labels = sorted(set(gold))
     pred = noisy(gold, labels, 0.4, 1)
     result = metrics.classification_metrics(gold, pred, positive_label="positive")
@@ -51,7 +51,7 @@ def test_classification_equals_sklearn_and_tweeteval_definitions():
 
 
 def test_irony_f1_of_the_ironic_class():
-    gold = [r["label"] for r in read_jsonl(shared("tweeteval/irony/test.jsonl"))]
+    gold = [r["label"] for r in read_jsonl(sliced("tweeteval/irony/test.jsonl"))]
     pred = noisy(gold, ["irony", "non_irony"], 0.3, 2)
     result = metrics.classification_metrics(gold, pred, positive_label="irony")
     # TweetEval's irony score: F1 of the ironic class (SemEval-2018 3A).
@@ -59,7 +59,7 @@ def test_irony_f1_of_the_ironic_class():
 
 
 def test_tagging_equals_seqeval():
-    rows = read_jsonl(shared("wnut17/test.jsonl"))
+    rows = read_jsonl(sliced("wnut17/test.jsonl"))
     gold = [r["tags"] for r in rows]
     tagset = sorted({t for tags in gold for t in tags})
     pred = [noisy(tags, tagset, 0.1, i) for i, tags in enumerate(gold)]
@@ -69,7 +69,7 @@ def test_tagging_equals_seqeval():
     assert result["f1"] == pytest.approx(seq_f1(gold, pred), abs=TOLERANCE)
     flat_gold, flat_pred = [t for s in gold for t in s], [t for s in pred for t in s]
     assert result["token_accuracy"] == pytest.approx(accuracy_score(flat_gold, flat_pred), abs=TOLERANCE)
-    pos = read_jsonl(shared("ark_pos/test.jsonl"))
+    pos = read_jsonl(sliced("ark_pos/test.jsonl"))
     pos_gold = [r["tags"] for r in pos]
     pos_pred = [noisy(tags, sorted({t for s in pos_gold for t in s}), 0.2, i) for i, tags in enumerate(pos_gold)]
     pos_result = metrics.tagging_metrics(pos_gold, pos_pred)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
+from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, sliced
 
 from tweetkit.errors import ConfigError
 
@@ -17,13 +17,13 @@ def classifier(tmp_path_factory):
     """A micro RoBERTa fine-tuned to tell real tweets with a '?' from those without
     (balanced), so that its predictions vary and are mostly confident."""
     root = tmp_path_factory.mktemp("precision")
-    rows = read_jsonl(shared("tweeteval/irony/train.jsonl"))
-    questions = [r for r in rows if "?" in r["text"]][:300]
-    statements = [r for r in rows if "?" not in r["text"]][:300]
+    rows = read_jsonl(sliced("tweeteval/irony/train.jsonl")) + read_jsonl(sliced("semeval2017/train.jsonl"))
+    questions = [r for r in rows if "?" in r["text"]][:200]
+    statements = [r for r in rows if "?" not in r["text"]][:200]
     mixed = [row for pair in zip(questions, statements) for row in pair]
     labelled = [{"text": r["text"], "label": "question" if "?" in r["text"] else "statement"} for r in mixed]
-    (root / "train.jsonl").write_bytes(jsonl(*labelled[:400]))
-    (root / "test.jsonl").write_bytes(jsonl(*labelled[400:]))
+    (root / "train.jsonl").write_bytes(jsonl(*labelled[:300]))
+    (root / "test.jsonl").write_bytes(jsonl(*labelled[300:]))
     make_tokenizer(root, [r["text"] for r in mixed], 600)
     make_micro_model(root, SHAPE)
     argv = ["finetune", "--model", str(root / "mlm"), "--task", "classification", "--train", str(root / "train.jsonl"),
@@ -200,3 +200,20 @@ def test_int8_with_device_auto_runs_on_the_cpu_of_a_gpu_server(classifier, monke
     assert auto.records() == predictions(classifier, "int8")
     with pytest.raises(ConfigError, match="CPU only"):
         load_for_inference(str(classifier / "clf"), "cuda", "int8")
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_fp16_is_refused_without_a_gpu_before_any_step(classifier, tmp_path, command):
+    out = tmp_path / "out"
+    argv = (
+        ["pretrain", "--train", str(classifier / "corpus.jsonl"), "--tokenizer", str(classifier / "tok"),
+         "--model-config", str(classifier / "micro.json"), "--max-steps", "2", "--cache-dir", str(tmp_path / "cache")]
+        if command == "pretrain"
+        else ["finetune", "--model", str(classifier / "mlm"), "--task", "classification", "--train",
+              str(classifier / "train.jsonl")]
+    )  # fmt: skip
+    result = run_cli([*argv, "-o", str(out), "--precision", "fp16", "--device", "cpu"])
+    # Refused once the device is known, before the first step: no metrics, no model, no checkpoint.
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == f"tweetkit {command}: --precision fp16 needs a GPU; use bf16 on the CPU"
+    assert not result.stdout and not list(out.glob("*")), list(out.glob("*"))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, jsonl, read_jsonl, run_cli, shared
+from conftest import ROOT, jsonl, read_jsonl, run_cli, sliced
 from safetensors.torch import load_file
 
 from tweetkit.tasks.mlm import packed_attention
@@ -28,7 +28,7 @@ NO_DROPOUT = dict(MICRO, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
     normalize = TweetNormalizer()
-    texts = [normalize(r["text"]) for r in read_jsonl(shared("semeval2017/train.jsonl"), 1200)]
+    texts = [normalize(r["text"]) for r in read_jsonl(sliced("semeval2017/train.jsonl"), 1200)]
     (root / "train.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[:1000]]))
     (root / "valid.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[1000:]]))
     result = run_cli(["train-bpe", str(root / "train.jsonl"), "-o", str(root / "tok"), "--vocab-size", "800", "-q"])

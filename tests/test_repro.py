@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SHARED_DATA, read_jsonl
+from conftest import ROOT, read_jsonl, shared_data
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import repro  # noqa: E402
@@ -47,13 +47,11 @@ SETTINGS = [
 
 @pytest.fixture(scope="module")
 def sliced_data(tmp_path_factory):
-    if not SHARED_DATA.exists():
-        pytest.skip(f"shared datasets missing: {SHARED_DATA}")
     root = tmp_path_factory.mktemp("data")
     for relative, lines in SLICES.items():
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(SHARED_DATA / relative, encoding="utf-8") as source:
+        with open(shared_data() / relative, encoding="utf-8") as source:
             kept = [line for _, line in zip(range(lines), source)]
             if relative == "wnut17/train.jsonl":
                 # finetune refuses validation tags that training lacks: add a sentence for each rare tag.
@@ -159,6 +157,7 @@ def test_summed_confusion_aligns_labels_by_name():
     assert repro.summed_confusion([{"f1": 0.5}]) is None
 
 
+@pytest.mark.slow  # the COVID tweets state no licence, so no slice of them is committed: ../shared/data only
 def test_covid_reports_three_class_accuracy_beside_the_seed_paper(sliced_data, tmp_path):
     """The same models scored again with `evaluate --label-map`: 5 classes merged to the seed's 3."""
     results = tmp_path / "results"

@@ -8,10 +8,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
-from conftest import MICRO, SUBPROCESS_ENV, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
+from conftest import MICRO, SUBPROCESS_ENV, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, sliced
 from safetensors.torch import load_file
 
 from tweetkit.text.normalize import TweetNormalizer
@@ -36,10 +37,10 @@ def plant_pickle(path, marker):
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("safety")
     normalize = TweetNormalizer()
-    irony = read_jsonl(shared("tweeteval/irony/train.jsonl"), 240)
+    irony = read_jsonl(sliced("tweeteval/irony/train.jsonl"), 240)
     (root / "train.jsonl").write_bytes(jsonl(*[dict(r, text=normalize(r["text"])) for r in irony[:200]]))
     (root / "val.jsonl").write_bytes(jsonl(*[dict(r, text=normalize(r["text"])) for r in irony[200:]]))
-    texts = [normalize(r["text"]) for r in read_jsonl(shared("semeval2017/train.jsonl"), 600)]
+    texts = [normalize(r["text"]) for r in read_jsonl(sliced("semeval2017/train.jsonl"), 600)]
     make_tokenizer(root, texts, 600)
     make_micro_model(root)
     linear = run_cli(
@@ -348,3 +349,28 @@ def test_token_cache_keeps_on_error_apart(data, tmp_path):
     assert run_cli([*common, "-o", str(tmp_path / "a"), "--on-error", "skip"]).exit_code == 0
     strict = run_cli([*common, "-o", str(tmp_path / "b")])
     assert strict.exit_code == 1 and f"{bad}:21: invalid JSON" in strict.stderr
+
+
+def test_a_second_ctrl_c_stops_at_once(data, tmp_path):
+    # Steps of seconds: the first Ctrl-C, inside step 2, asks for a checkpoint at its end; the second, half a
+    # second later, stops the process there and then, with no checkpoint.
+    shape = dict(MICRO, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
+    (tmp_path / "shape.json").write_text(json.dumps(shape))
+    out = tmp_path / "run"
+    args = pretrain_args(data, out, "--max-steps", "100", "--batch-size", "64", "--model-config", str(tmp_path / "shape.json"))  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SUBPROCESS_ENV
+    )
+    first = json.loads(process.stdout.readline())  # step 1 is done, step 2 has begun
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    _, err = process.communicate(timeout=300)
+    took = time.monotonic() - stopped
+    step = first["elapsed_s"]
+    assert step > 2, f"steps of {step} s are too short for this test: make the shape bigger"
+    assert process.returncode == 130 and took < step, (took, step, err.decode())
+    assert err.decode().endswith("tweetkit pretrain: interrupted\n") and b"Traceback" not in err, err.decode()
+    assert not list(out.glob("checkpoint-*"))

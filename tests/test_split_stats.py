@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import jsonl, read_jsonl, run_cli, sliced
 
 from tweetkit.metrics import percentile
 
@@ -35,7 +35,7 @@ def test_duplicates_land_in_the_same_split():
 
 
 def test_split_files_and_ratios(tmp_path):
-    path = shared("raw_tweets/tweets.jsonl")
+    path = sliced("raw_tweets/tweets.jsonl")
     result = run_cli(["split", "--ratios", "train=9,test=1", str(path), "-o", str(tmp_path / "corpus")])
     assert result.exit_code == 0, result.stderr
     train = read_jsonl(tmp_path / "corpus.train.jsonl")

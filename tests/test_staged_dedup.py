@@ -214,7 +214,7 @@ def test_many_files_write_one_output_each(tmp_path, command):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
+    import ray  # the [ray] extra, which make install brings: a missing Ray fails, not skips
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
@@ -412,3 +412,20 @@ def test_a_killed_ray_worker_is_retried_by_ray(tmp_path, monkeypatch, ray_cluste
         killed_workers_are_retried(tmp_path, monkeypatch, lambda: executors.RayExecutor("local", 2), "--ray", "local")
     finally:
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_ray_local_starts_its_own_instance(tmp_path):
+    # A fresh process with no Ray running: --ray local starts one with --workers CPUs, runs on it, and stops it.
+    import ray  # noqa: F401  (the [ray] extra, which make install brings: a missing Ray fails here)
+
+    paths = planted_files(tmp_path, count=2, per_file=100)
+    local, local_dropped, _ = staged(paths, tmp_path / "local", "--workers", "2")
+    env = dict(SUBPROCESS_ENV, RAY_USAGE_STATS_ENABLED="0")
+    command = [sys.executable, "-m", "tweetkit", "dedup", "-o", f"{tmp_path}/ray/", "--dropped", f"{tmp_path}/ray-dropped/",
+               "--ray", "local", "--workers", "2", "--progress", *paths]  # fmt: skip
+    process = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "on Ray (local, 2 CPUs)" in process.stderr
+    names = [os.path.basename(p) for p in paths]
+    assert b"".join((tmp_path / "ray" / name).read_bytes() for name in names) == local
+    assert b"".join((tmp_path / "ray-dropped" / name).read_bytes() for name in names) == local_dropped

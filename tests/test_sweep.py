@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import SUBPROCESS_ENV, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, shared
+from conftest import SUBPROCESS_ENV, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, sliced
 
 # lr 1e-7 is hopeless (the random head's guess), so the median pruner has a trial to stop.
 SPACE = "lr=1e-7,0.001,0.003;weight_decay=0:0.1;batch_size=8,16"
@@ -19,7 +19,7 @@ SPACE = "lr=1e-7,0.001,0.003;weight_decay=0:0.1;batch_size=8,16"
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     # Real tweets, a label a micro model learns in a few epochs: is it a question?
-    irony = read_jsonl(shared("tweeteval/irony/train.jsonl"), 480)
+    irony = read_jsonl(sliced("tweeteval/irony/train.jsonl"), 480)
     labelled = [{"text": r["text"], "label": "question" if "?" in r["text"] else "statement"} for r in irony]
     (root / "train.jsonl").write_bytes(jsonl(*labelled[:320]))
     (root / "val.jsonl").write_bytes(jsonl(*labelled[320:]))

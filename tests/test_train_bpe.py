@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from conftest import jsonl, read_jsonl, run_cli, shared
+from conftest import jsonl, read_jsonl, run_cli, sliced
 from transformers import AutoTokenizer
 
 from tweetkit.text.normalize import TweetNormalizer
@@ -12,9 +12,10 @@ from tweetkit.text.normalize import TweetNormalizer
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """3,000 real tweets, normalised as BERTweet did, plus a few with emoji."""
+    """1,800 real tweets, normalised as BERTweet did, plus a few with emoji."""
     normalize = TweetNormalizer()
-    texts = [normalize(r["text"]) for r in read_jsonl(shared("covid_tweets/test.jsonl"), 3000)]
+    rows = read_jsonl(sliced("semeval2017/train.jsonl")) + read_jsonl(sliced("semeval2017/test.jsonl"))
+    texts = [normalize(r["text"]) for r in rows]
     texts += [normalize("I love this ❤️ so much 😂😂 @friend https://t.co/x")] * 20
     path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
     path.write_bytes(jsonl(*[{"text": t} for t in texts]))
@@ -61,6 +62,22 @@ def test_placeholders_and_emoji_names_are_atomic(corpus, tmp_path):
     text = "@USER so :red_heart: HTTPURL #COVID19"
     assert len(tokenizer.tokenize(text)) == 5
     assert summary["atomic_words"] >= 6
+
+
+def test_all_emoji_names_are_atomic_even_those_not_in_the_corpus(corpus, tmp_path):
+    from tweetkit.tokenizers import known_emoji_names
+
+    path, _ = corpus
+    names = known_emoji_names()
+    summary = train(path, tmp_path / "all", "--vocab-size", str(len(names) + 1000), "--all-emoji-names")
+    assert summary["atomic_words"] == len(names) + 2  # and @USER, HTTPURL
+    every = AutoTokenizer.from_pretrained(tmp_path / "all")
+    train(path, tmp_path / "found", "--vocab-size", "1200")
+    found = AutoTokenizer.from_pretrained(tmp_path / "found")
+    for name in [":robot:", ":robot_face:", ":pile_of_poo:", ":red_heart:"]:  # only the last is in the corpus
+        assert every.tokenize(name) == ["▁" + name], name
+        assert (found.tokenize(name) == ["▁" + name]) == (name == ":red_heart:"), name
+    assert all(every.tokenize(name) == ["▁" + name] for name in sorted(names))
 
 
 def test_offsets_and_word_ids_for_tagging(corpus, tmp_path):

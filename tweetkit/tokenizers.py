@@ -33,7 +33,7 @@ def known_emoji_names() -> set[str]:
     from tweetkit.text.normalize import bertweet_emoji_table
 
     names = {data["en"] for data in emoji.EMOJI_DATA.values() if "en" in data}
-    names.update(bertweet_emoji_table().values())
+    names.update(name for name in bertweet_emoji_table().values() if name)  # its variation selector maps to ""
     return names
 
 

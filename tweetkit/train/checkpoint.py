@@ -119,15 +119,23 @@ MAY_DIFFER = {
 ADDED_LATER = {"head_warmup_steps": 0}
 
 
-def differences(saved: dict, current: dict) -> list[str]:
-    """'name: saved -> now' for every setting that makes a resumed run a different run."""
+def may_differ(config: dict) -> set[str]:
+    """MAY_DIFFER for this run's objective: SimCSE's negatives are the other tweets of a micro-batch, so
+    for it the micro-batch size changes the loss, and a resume must keep it."""
+    if config.get("run", {}).get("objective") == "simcse":
+        return MAY_DIFFER - {"micro_batch_size"}
+    return MAY_DIFFER
+
+
+def differences(saved: dict, current: dict, free: set[str] = MAY_DIFFER) -> list[str]:
+    """'name: saved -> now' for every setting, outside `free`, that makes a resumed run a different run."""
     out = []
     for name in sorted(set(saved) | set(current)):
-        if name in MAY_DIFFER:
+        if name in free:
             continue
         old, new = saved.get(name, ADDED_LATER.get(name)), current.get(name, ADDED_LATER.get(name))
         if isinstance(old, dict) and isinstance(new, dict):
-            out += [f"{name}.{d}" for d in differences(old, new)]
+            out += [f"{name}.{d}" for d in differences(old, new, free)]
         elif json.loads(json.dumps(old)) != json.loads(json.dumps(new)):  # tuples and lists compare alike
             out.append(f"{name}: {json.dumps(old)} -> {json.dumps(new)}")
     return out
@@ -173,7 +181,7 @@ def find_resumable(output_dir: str, current_config: dict, log) -> dict | None:
                 f"warning: {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); trying the previous checkpoint"
             )
             continue
-        changed = differences(loaded["config"], current_config)
+        changed = differences(loaded["config"], current_config, may_differ(current_config))
         if changed:
             raise ConfigError(
                 f"--resume: {path} was written with other settings ({'; '.join(changed)}); use the same settings, or --overwrite to start again"
