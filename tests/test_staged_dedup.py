@@ -215,6 +215,7 @@ def test_many_files_write_one_output_each(tmp_path, command):
 @pytest.fixture(scope="module")
 def ray_cluster():
     import ray  # the [ray] extra, which make install brings: a missing Ray fails, not skips
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()

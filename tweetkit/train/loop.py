@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -95,15 +96,14 @@ def emit(record: dict) -> None:
 class InterruptGuard:
     """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request the loop honours at the
     next step boundary, where weights, optimizer and step agree and a checkpoint can be
-    written.  A later signal interrupts at once, except while the checkpoint is written and
-    for a moment after the first: under torchrun each worker gets the terminal's SIGINT and
-    torchrun's SIGTERM for one Ctrl-C, and the second must not kill it mid-step."""
-
-    GRACE_S = 2.0
+    written.  A second signal interrupts at once, except while the checkpoint is written and
+    under torchrun: there each worker gets the terminal's SIGINT and then torchrun's own for
+    one Ctrl-C, and the second must not kill it mid-step (torchrun kills workers that
+    outlast its own deadline)."""
 
     def __init__(self):
         self.requested, self.saving, self.previous = False, False, {}
-        self.first_at = 0.0
+        self.under_launcher = "LOCAL_RANK" in os.environ
 
     def __enter__(self):
         try:
@@ -115,9 +115,9 @@ class InterruptGuard:
 
     def handle(self, signum, frame):
         if not self.requested:
-            self.requested, self.first_at = True, time.monotonic()
+            self.requested = True
             return
-        if self.saving or time.monotonic() - self.first_at < self.GRACE_S:
+        if self.saving or self.under_launcher:
             return
         self.__exit__()
         signal.raise_signal(signum)  # the previous behaviour: KeyboardInterrupt, or the default action
