@@ -8,7 +8,7 @@ DATA   ?= ../shared/data
 
 # repro-semeval17 repro-irony repro-covid repro-wnut17 repro-ark: see 'Reproductions' below;
 # benchmark-tweeteval benchmark-bertweet benchmark-covid19: see 'Benchmarks'
-.PHONY: install demo test lint test-slow test-torchrun sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-int8 bench-tagging-baseline bench-threads bench-gpu results clean
+.PHONY: install demo test lint test-slow test-torchrun sweep-semeval17 adaptation-curve repro-gpu bench bench-normalize bench-langid bench-dedup bench-dedup-scale bench-train-bpe bench-pretrain bench-finetune bench-predict bench-int8 bench-tagging-baseline bench-threads bench-startup bench-collate bench-gpu results clean
 
 install: $(VENV)/.installed
 
@@ -57,7 +57,7 @@ test-slow: install
 test-torchrun: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m torchrun
 
-bench: bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline
+bench: bench-normalize bench-langid bench-dedup bench-train-bpe bench-pretrain bench-finetune bench-predict bench-tagging-baseline bench-startup bench-collate
 
 bench-normalize: install
 	$(BIN)/python bench/normalize.py --data $(DATA)
@@ -91,6 +91,14 @@ bench-int8: install
 
 bench-predict: install
 	$(BIN)/python bench/predict.py --data $(DATA)
+
+# The first output of each command on one tweet, whole processes (start-up as a pipeline pays it)
+bench-startup: install
+	$(BIN)/python bench/startup.py
+
+# One step's packed MLM and SimCSE batches of 256 rows, built as the training loop builds them
+bench-collate: install
+	$(BIN)/python bench/collate.py --data $(DATA)
 
 # pretrain alone and beside other jobs, per thread setting: results/bench-threads.json
 bench-threads: install
