@@ -4,8 +4,9 @@ The measured job pretrains the tiny RoBERTa on normalised SemEval-2017 tweets (b
 packed rows of 128) for --steps steps; its speed is the real tokens/s between its first
 logged step (after warm-up) and its last.  It runs under each setting:
 
-  default       no flag, no variable: tweetkit's default (physical cores, threads sleep
-                while waiting: OMP_WAIT_POLICY=PASSIVE)
+  default       no flag, no variable: tweetkit's default (physical cores; threads spin as
+                libgomp does, since nothing tells it that it shares the cores)
+  shared        --shared: what tweetkit does where it knows it shares (OMP_WAIT_POLICY=PASSIVE)
   threads-1     --threads 1
   spinning      the behaviour before --threads: one thread per core, and libgomp's
                 default of spinning ~3 ms before sleeping (GOMP_SPINCOUNT=300000)
@@ -24,7 +25,7 @@ Each speed is given as a share of the same setting's alone speed (fair share bes
 busy job: 0.5x on 2 cores) and of the default's alone speed.  Results also go to
 results/bench-threads.json.
 
-    python bench/threads.py [--steps 40] [--settings default,threads-1,spinning] [--companions normalize,same,torch,heavy]
+    python bench/threads.py [--steps 40] [--settings default,shared,threads-1,spinning] [--companions normalize,same,torch,heavy]
     python bench/threads.py --smoke     # a few steps of a micro model: checks the script, measures nothing
 """
 
@@ -59,6 +60,7 @@ def settings_table(n_cores: int) -> dict:
     """name -> (extra flags, extra environment)."""
     return {
         "default": ([], {}),
+        "shared": (["--shared"], {}),
         "threads-1": (["--threads", "1"], {}),
         "spinning": (["--threads", str(n_cores)], {"GOMP_SPINCOUNT": "300000"}),
         "passive": ([], {"OMP_WAIT_POLICY": "PASSIVE"}),  # threads sleep at once
@@ -140,7 +142,7 @@ def main():
     parser.add_argument("--steps", type=int, default=40, help="steps of each measured run")
     parser.add_argument("--warmup-steps", type=int, default=3, help="first steps left out of the speed")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds companions run before the measured job")
-    parser.add_argument("--settings", default="default,threads-1,spinning")
+    parser.add_argument("--settings", default="default,shared,threads-1,spinning")
     parser.add_argument("--companions", default="normalize,same,torch,heavy")
     parser.add_argument("--model-config", default="tiny")
     parser.add_argument("--output", default=str(REPO / "results" / "bench-threads.json"))
