@@ -83,7 +83,7 @@ def test_the_two_views_differ_by_dropout_in_training_and_make_the_loss(setup):
     batch = task.collate([0, 1, 2], epoch=0)
     module = task.wrap(model)
     module.train()  # as the training loop runs it: the views differ only by their dropout draws
-    names = ("input_ids", "attention_mask", "position_ids", "token_positions", "tweet_index")
+    names = ("input_ids", "segments", "position_ids", "token_positions", "tweet_index")
     with torch.no_grad():
         torch.manual_seed(0)
         first, second = module(*(batch[k] for k in names), batch["tweets"]).chunk(2)

@@ -30,7 +30,7 @@ class PredictStep:
             if self.loaded.kind == "tagging":
                 record[pred_field] = output
             else:
-                record["pred"], scores = output
+                record[pred_field], scores = output
                 if scores is not None:
                     record["scores"] = scores
         return records
