@@ -63,8 +63,12 @@ def leftovers(directory) -> list[str]:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """A micro RoBERTa over a tokenizer of the example tweets; data for every task kind."""
-    root = tmp_path_factory.mktemp("torchrun")
+    return make_base(tmp_path_factory.mktemp("torchrun"))
+
+
+def make_base(root):
+    """A micro RoBERTa over a tokenizer of the example tweets; data for every task kind
+    (scripts/torchrun_repeats.py builds the same)."""
     tweets = read_jsonl(ROOT / "examples" / "tweets.jsonl")
     texts = [r["text"] for r in tweets]
     make_tokenizer(root, texts, 800)
