@@ -39,7 +39,8 @@ def models(work: pathlib.Path) -> dict:
     """A linear classifier and a MiniLM classifier (one training step), on the examples."""
     train = str(REPO / "examples" / "sentiment_train.jsonl")
     common = ["--task", "classification", "--train", train, "-q"]
-    subprocess.run([*TWEETKIT, "finetune", "--model", "linear", *common, "-o", str(work / "linear")], check=True)
+    linear = [*TWEETKIT, "finetune", "--model", "linear", *common, "-o", str(work / "linear")]
+    subprocess.run(linear, check=True, stdout=subprocess.DEVNULL)
     subprocess.run([*TWEETKIT, "finetune", "--model", minilm_path(), *common, "--max-steps", "1",
                     "-o", str(work / "minilm")], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     return {"linear": str(work / "linear"), "MiniLM": str(work / "minilm")}
