@@ -1,5 +1,9 @@
 import json
 import os
+
+# The recorded figures (losses, metrics) are those of one intra-op thread: with more, reductions
+# split differently and their last bits move with the machine's core count.  Before torch loads.
+os.environ["OMP_NUM_THREADS"] = "1"
 import pathlib
 import subprocess
 import sys

@@ -145,10 +145,12 @@ def test_regression_and_multilabel(base, tmp_path):
         "--epochs",
         "1",
     )
-    assert reg[-1]["best"] == pytest.approx(  # recorded (torch 2.13.0, CPU)
-        {"seed": 1, "metric": "pearson", "best_step": 18, "best_epoch": 1, "validation_pearson": -0.5871627262838844,
+    # recorded (torch 2.13.0, CPU, one thread: see conftest)
+    assert reg[-1]["best"].pop("metric") == "pearson"
+    assert reg[-1]["best"] == pytest.approx(
+        {"seed": 1, "best_step": 18, "best_epoch": 1, "validation_pearson": -0.5871627262838844,
          "validation_spearman": -0.5530687127535503, "validation_mse": 292.6261631047411,
-         "validation_mae": 15.77747198820114, "validation_count": 300}, abs=1e-5)  # fmt: skip
+         "validation_mae": 15.77747198820114, "validation_count": 300}, rel=1e-4, abs=1e-5)  # fmt: skip
     predicted = run_cli(["predict", "--model", str(tmp_path / "reg")], stdin=jsonl({"text": "hello there"})).records()
     assert isinstance(predicted[0]["pred"], float)
     ml = finetune(
