@@ -57,7 +57,7 @@ def run_once(args, deadline: float) -> str:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         return "hang"
-    return "ok" if process.returncode == 0 else f"exit {process.returncode}: {err.decode()[-300:]}"
+    return "ok" if process.returncode == 0 else f"exit {process.returncode}: {err.decode()[-4000:]}"
 
 
 def main(argv=None):

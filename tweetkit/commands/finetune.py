@@ -466,6 +466,8 @@ def command(
             method=sweep_method, trials=sweep_trials, storage=study_storage, name=study_name, prune=prune
         )
         finetune_all(job, train, output, seed_list, sweep_settings, space, grid, log)
+        if dist is not None:
+            dist.barrier()  # leave together: a process that tears its group down while another still writes can abort
     finally:
         distributed.teardown()
 

@@ -281,6 +281,7 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
             save_model(getattr(model, "mlm", model), tok, output)  # TSDAE's decoder stays in the checkpoints
             config.save(output)
             log(f"model written to {output}")
+        dist.barrier()  # leave together: a process that tears its group down while another still writes can abort
     finally:
         distributed.teardown()
 
