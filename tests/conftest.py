@@ -89,6 +89,8 @@ def jsonl(*records) -> bytes:
 
 # A RoBERTa small enough to train in seconds; tests that need more capacity pass their own shape.
 MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
+# The same without dropout: runs whose losses are compared across process counts or resumes.
+MICRO_NO_DROPOUT = dict(MICRO, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 # For subprocesses whose results are compared bit for bit: one intra-op thread in each.
 SUBPROCESS_ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, jsonl, make_micro_model, make_tokenizer, read_jsonl
+from conftest import MICRO_NO_DROPOUT, ROOT, jsonl, make_micro_model, make_tokenizer, read_jsonl
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.torchrun  # minutes in all: `make test-torchrun`, which CI runs
@@ -72,7 +72,7 @@ def make_base(root):
     tweets = read_jsonl(ROOT / "examples" / "tweets.jsonl")
     texts = [r["text"] for r in tweets]
     make_tokenizer(root, texts, 800)
-    make_micro_model(root, MICRO_NODROP)
+    make_micro_model(root, MICRO_NO_DROPOUT)
     (root / "train.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[:480]]))
     (root / "validation.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[480:]]))
     sentiment = read_jsonl(ROOT / "examples" / "sentiment_train.jsonl")
@@ -87,11 +87,6 @@ def make_base(root):
         (root / f"{kind}.train.jsonl").write_bytes(jsonl(*records[:128]))
         (root / f"{kind}.validation.jsonl").write_bytes(jsonl(*records[128:176]))
     return root
-
-
-MICRO_NODROP = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-                "max_position_embeddings": 130, "type_vocab_size": 1,
-                "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
 
 
 def kinds_of(text: str) -> list[str]:

@@ -6,12 +6,8 @@ import shutil
 
 import pytest
 import torch
-from conftest import ROOT, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli
+from conftest import MICRO_NO_DROPOUT, ROOT, jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli
 from safetensors.torch import load_file
-
-NO_DROPOUT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-              "max_position_embeddings": 130, "type_vocab_size": 1, "hidden_dropout_prob": 0.0,
-              "attention_probs_dropout_prob": 0.0}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +15,7 @@ def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("tsdae")
     texts = [r["text"] for r in read_jsonl(ROOT / "examples" / "tweets.jsonl")]
     make_tokenizer(root, texts, 600)
-    make_micro_model(root, NO_DROPOUT)
+    make_micro_model(root, MICRO_NO_DROPOUT)
     (root / "train.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[:300]]))
     (root / "valid.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[300:340]]))
     (root / "few.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[:6] * 24]))  # a handful, repeated
