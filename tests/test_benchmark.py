@@ -280,3 +280,23 @@ def test_shipped_suites_load():
     assert suite.load("covid19").task("covid3").predictions_of == "covid5"
     assert len(suite.load("bertweet").trained()) == 6
     assert os.path.isfile(suite.resolve_path("bertweet"))
+
+
+def test_precision_override_reaches_finetune_and_is_a_setting(first_run):
+    """--precision changes results, so it is in each unit's settings (a changed precision
+    reruns the unit) and it is passed to `tweetkit finetune`."""
+    from tweetkit.benchmark import suite as suites
+    from tweetkit.benchmark import units as work
+
+    root, suite_path, model, data, _ = first_run
+    suite = suites.load(str(suite_path))
+    options = {"train_limit": None, "tuning": {"precision": "bf16"}}
+    units = work.plan(suite, suite.trained(), [1], str(model), str(data), str(root / "out"), options)
+    assert not any(work.finished(u) for u in units)
+    runtime = work.Runtime(threads=1, device="cpu", keep_models=False)
+    args = work.finetune_args(units[0], runtime, "model-dir")
+    assert args[args.index("--precision") + 1] == "bf16"
+    default = work.plan(
+        suite, suite.trained(), [1], str(model), str(data), str(root / "out"), {"train_limit": None, "tuning": {}}
+    )
+    assert "--precision" not in work.finetune_args(default[0], runtime, "model-dir")

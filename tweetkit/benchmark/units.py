@@ -285,6 +285,8 @@ def finetune_args(unit: Unit, runtime: Runtime, model_dir: str) -> list[str]:
     for flag in ("epochs", "lr", "batch_size", "max_length", "patience"):
         if flag in tuning:
             args += [f"--{flag.replace('_', '-')}", str(tuning[flag])]
+    if "precision" in tuning:  # a command-line override only: it changes results, so it is in the settings
+        args += ["--precision", tuning["precision"]]
     if settings["select"] and "validation" in data:
         args += ["--metric", settings["select"]]
     # --resume continues an epoch checkpoint left by Ctrl-C (the settings are the same, or the directory would be gone).

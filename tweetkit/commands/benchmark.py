@@ -111,6 +111,11 @@ Examples:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override every task's batch size.")
 @click.option("--max-length", type=click.IntRange(min=8), help="Override every task's max length.")
 @click.option("--patience", type=click.IntRange(min=0), help="Override every task's early-stopping patience.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    help="Fine-tuning precision [default: finetune's, fp32]; bf16 autocast is fast on CPUs with native bf16.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Units run in parallel.")
 @click.option(
     "--threads",
