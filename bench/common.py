@@ -53,8 +53,9 @@ def matmul_gflops(dtype, size, repeats=3, weight_layout=False):
 
 
 def run(cmd, label, cwd=None, env=None):
-    """stdout of a child process, or None (with its stderr tail shown) when it fails.
-    `env`: variables added to this process's environment for the child."""
+    """(stdout, wall seconds) of a child process; stdout is None (with its stderr tail shown)
+    when it fails.  The wall time is the whole process as a user times it: start-up, loading,
+    tokenising, the work and writing.  `env`: variables added to the child's environment."""
     start = time.perf_counter()
     proc = subprocess.run(
         cmd,
@@ -63,16 +64,14 @@ def run(cmd, label, cwd=None, env=None):
         text=True,
         env={**os.environ, **env} if env else None,
     )
+    wall = time.perf_counter() - start
     failed = f", FAILED (exit {proc.returncode})" if proc.returncode else ""
     # Other processes on the machine skew every number; the load average says when.
-    print(
-        f"  {label}: {time.perf_counter() - start:.0f} s wall, load average {os.getloadavg()[0]:.1f}{failed}",
-        flush=True,
-    )
+    print(f"  {label}: {wall:.1f} s wall, load average {os.getloadavg()[0]:.1f}{failed}", flush=True)
     if proc.returncode:
         print("    " + "\n    ".join(proc.stderr.strip().splitlines()[-15:]), flush=True)
-        return None
-    return proc.stdout
+        return None, wall
+    return proc.stdout, wall
 
 
 # SemEval-2017 texts carry literal \uXXXX escapes; the benches undo them before normalising.
