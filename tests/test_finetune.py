@@ -147,9 +147,12 @@ def test_regression_and_multilabel(base, tmp_path):
     )
     # recorded (torch 2.13.0, CPU, one thread: see conftest)
     assert reg[-1]["best"].pop("metric") == "pearson"
+    # Spearman ranks 300 predictions, some nearly tied: the vector unit's rounding (AVX2, AVX-512,
+    # AMX) can swap two of them, a step of about 1e-4, so it gets a tolerance of its own.
+    assert reg[-1]["best"].pop("validation_spearman") == pytest.approx(-0.5530687127535503, abs=1e-3)
     assert reg[-1]["best"] == pytest.approx(
         {"seed": 1, "best_step": 18, "best_epoch": 1, "validation_pearson": -0.5871627262838844,
-         "validation_spearman": -0.5530687127535503, "validation_mse": 292.6261631047411,
+         "validation_mse": 292.6261631047411,
          "validation_mae": 15.77747198820114, "validation_count": 300}, rel=1e-4, abs=1e-5)  # fmt: skip
     predicted = run_cli(["predict", "--model", str(tmp_path / "reg")], stdin=jsonl({"text": "hello there"})).records()
     assert isinstance(predicted[0]["pred"], float)
