@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,bench,ray]'
+	$(BIN)/pip install -q -e '.[test,bench,ray,onnx]'
 	touch $@
 
 # The whole recipe on the small real sample in examples/ (a few minutes on 2 CPU cores):

@@ -11,7 +11,9 @@ CPU, `--precision int8` (dynamic quantization of the Linear layers), each with i
 speed-up over tweetkit fp32 and the share of labels that agree with fp32.  fp32 must give
 the pipeline's labels exactly.  Where bf16 is emulated (a CPU without AVX512-BF16/AMX)
 it is many times slower than fp32, so it is timed on the first --emulated-bf16-tweets
-tweets only (reported as such).
+tweets only (reported as such).  onnx-fp32 and onnx-int8 are `--runtime onnx` at those
+precisions (ONNX Runtime; the graphs are exported before any timing, as a user's first
+run caches them).
 
     python bench/predict.py [--data ../shared/data] [--tweets 3000] [--threads 2] [--device cpu]
 """
@@ -57,6 +59,18 @@ def finetuned_classifier(work, data, tweets, epochs, threads, device="cpu", log=
     return output
 
 
+def runtime_and_precision(mode: str) -> tuple[str, str]:
+    """A --modes entry: fp32, bf16, int8 (torch) or onnx-fp32, onnx-int8 (ONNX Runtime)."""
+    return ("onnx", mode[len("onnx-") :]) if mode.startswith("onnx-") else ("torch", mode)
+
+
+def load(directory, device, mode):
+    from tweetkit.modeling import load_for_inference
+
+    runtime, precision = runtime_and_precision(mode)
+    return load_for_inference(directory, device, precision, runtime, log=lambda message: None)
+
+
 def compare(directory, texts, batch_size, device, modes, emulated_bf16_tweets=300, repeats=2, log=print):
     """Tweets/s of `pipeline` and of tweetkit at each precision in `modes`, interleaved, best
     of `repeats`; labels of every mode compared with tweetkit fp32's, and fp32's with the
@@ -65,14 +79,14 @@ def compare(directory, texts, batch_size, device, modes, emulated_bf16_tweets=30
     from transformers import pipeline
 
     from tweetkit.commands.predict import SORT_WINDOW, PredictStep
-    from tweetkit.modeling import cpu_has_native_bf16, load_for_inference, quiet_transformers
+    from tweetkit.modeling import cpu_has_native_bf16, quiet_transformers
 
     quiet_transformers()
     target = torch.device(device)
     classifier = pipeline(
         "text-classification", model=directory, tokenizer=directory, device=target, top_k=None
     )  # all class probabilities, as tweetkit returns them
-    steps = {mode: PredictStep(load_for_inference(directory, device, mode), "text", batch_size, 0.5) for mode in modes}
+    steps = {mode: PredictStep(load(directory, device, mode), "text", batch_size, 0.5) for mode in modes}
     subsets = {"pipeline": texts, **{mode: texts for mode in modes}}
     if "bf16" in modes and target.type == "cpu" and not cpu_has_native_bf16():
         subsets["bf16"] = texts[:emulated_bf16_tweets]
@@ -125,8 +139,9 @@ def whole_process(directory, test, batch_size, threads, modes, repeats=2, log=pr
     commands = {"pipeline": [sys.executable, str(here / "peers" / "pipeline_predict.py"), directory, test,
                              "--batch-size", str(batch_size)]}  # fmt: skip
     for mode in modes:
-        commands[mode] = [sys.executable, "-m", "tweetkit", "predict", "--model", directory, "--precision", mode,
-                          "--threads", str(threads), "--batch-size", str(batch_size), "-q", test]  # fmt: skip
+        runtime, precision = runtime_and_precision(mode)
+        commands[mode] = [sys.executable, "-m", "tweetkit", "predict", "--model", directory, "--precision", precision,
+                          "--runtime", runtime, "--threads", str(threads), "--batch-size", str(batch_size), "-q", test]  # fmt: skip
     results = {name: {"seconds": float("inf"), "tweets": tweets} for name in commands}
     labels = {}
     for _ in range(repeats):
@@ -196,7 +211,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch threads (tweetkit --threads)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument(
-        "--modes", default=None, help="tweetkit precisions [default: fp32,bf16,int8; fp32,bf16 on cuda]"
+        "--modes",
+        default=None,
+        help="tweetkit precisions, onnx-fp32 and onnx-int8 for --runtime onnx "
+        "[default: fp32,bf16,int8,onnx-fp32,onnx-int8; fp32,bf16 on cuda]",
     )
     parser.add_argument("--emulated-bf16-tweets", type=int, default=300)
     parser.add_argument("--output", help="also write the results here as JSON")
@@ -210,7 +228,7 @@ def main():
     threads.apply(args.threads)  # before torch loads, as the CLI does
     from tweetkit.modeling import cpu_has_native_bf16
 
-    modes = (args.modes or ("fp32,bf16" if args.device == "cuda" else "fp32,bf16,int8")).split(",")
+    modes = (args.modes or ("fp32,bf16" if args.device == "cuda" else "fp32,bf16,int8,onnx-fp32,onnx-int8")).split(",")
     work = tempfile.mkdtemp(prefix="bench-predict-")
     test = write_normalized(
         pathlib.Path(args.data) / "semeval2017/test.jsonl", args.tweets, os.path.join(work, "test.jsonl")
@@ -222,6 +240,9 @@ def main():
     unit = "GPU" if args.device == "cuda" else f"CPU, {args.threads} threads, native bf16: {cpu_has_native_bf16()}"
     model = args.model or f"MiniLM-L6 fine-tuned on {args.finetune_tweets:,} train tweets"
     print(f"{len(texts):,} normalised SemEval-2017 test tweets, {model}, batch {args.batch_size}, {unit}")
+    for mode in modes:
+        if mode.startswith("onnx-"):
+            load(directory, args.device, mode)  # exports (and quantizes) the graph once, before any timing
     whole = None
     if args.device == "cpu":
         cheap = [m for m in modes if m != "bf16" or cpu_has_native_bf16()]  # emulated bf16: minutes, no news
@@ -230,7 +251,7 @@ def main():
         print(f"\nwhole processes ({len(texts):,} tweets; start-up, loading, tokenising and writing included):")
         for name, r in whole.items():
             print(
-                f"  {'tweetkit predict ' + name if name != 'pipeline' else 'pipeline script':<24} {r['seconds']:>6.1f} s "
+                f"  {'tweetkit predict ' + name if name != 'pipeline' else 'pipeline script':<28} {r['seconds']:>6.1f} s "
                 f"{r['tweets_per_s']:>7.1f} tweets/s {pipe_s / r['seconds']:>5.2f}x pipeline, "
                 f"labels = pipeline's: {r['labels_equal_pipeline']:.2%}"
             )
@@ -240,11 +261,11 @@ def main():
     pad = results.pop("padding")
     fp32 = results.get("fp32", {}).get("tweets_per_s")
     pipe = results["pipeline"]["tweets_per_s"]
-    print(f"\n{'run':<16} {'tweets':>6} {'tweets/s':>9} {'x pipeline':>10} {'x fp32':>7} {'labels = fp32':>13}")
+    print(f"\n{'run':<20} {'tweets':>6} {'tweets/s':>9} {'x pipeline':>10} {'x fp32':>7} {'labels = fp32':>13}")
     for name, r in results.items():
         agreement = checks.get(f"{name}_agreement_with_fp32")
         print(
-            f"{'tweetkit ' + name if name != 'pipeline' else name:<16} {r['tweets']:>6} {r['tweets_per_s']:>9,.1f} "
+            f"{'tweetkit ' + name if name != 'pipeline' else name:<20} {r['tweets']:>6} {r['tweets_per_s']:>9,.1f} "
             f"{r['tweets_per_s'] / pipe:>9.2f}x {r['tweets_per_s'] / fp32 if fp32 else float('nan'):>6.2f}x "
             f"{'-' if agreement is None else f'{agreement:.2%}':>13}"
         )

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from tweetkit.errors import ConfigError
+from tweetkit.errors import ConfigError, log_to_stderr
 
 # A name the Hugging Face hub could serve ("roberta-base", "vinai/bertweet-base");
 # anything else that does not exist locally is a mistyped path.
@@ -50,6 +50,16 @@ def resolve_device(name: str = "auto"):
 # --- precision ---------------------------------------------------------------------------
 
 INFERENCE_PRECISIONS = ("fp32", "bf16", "int8")
+# What runs predict and evaluate: torch, or ONNX Runtime on the CPU (tweetkit.onnx_runtime, fp32 and int8).
+RUNTIMES = ("torch", "onnx")
+# The first encoder layers that int8 under ONNX Runtime leaves in fp32: quantizing them moves the
+# logits most (bench/int8_layers.py, where leaving the first three of MiniLM-L6's six in fp32 was
+# what brought label agreement with fp32 to 99%).  torch's int8 (quantize_int8) quantizes every
+# layer: there the fp32 layers cost its whole speed-up, so it stays the fastest, least faithful mode.
+INT8_FP32_LAYERS = 3
+# Inputs on which predict and evaluate compare int8's labels with fp32's (int8_agreement):
+# enough to show a few percent of changed labels, at a small part of a run's time.
+AGREEMENT_SAMPLE = 512
 
 
 def cpu_has_native_bf16() -> bool:
@@ -116,6 +126,25 @@ def quantize_int8(model, device):
         warnings.simplefilter("ignore")
         quantize_dynamic(encoder, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
     return model
+
+
+def int8_layer_quantized(index: int) -> bool:
+    """Whether int8 under ONNX Runtime quantizes encoder layer `index` (0 the first): all but the first INT8_FP32_LAYERS."""
+    return index >= INT8_FP32_LAYERS
+
+
+def check_runtime(runtime: str, precision: str, device: str) -> None:
+    """Refuse a runtime that cannot run this precision or device, before any model is loaded."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime {runtime}: not one of {', '.join(RUNTIMES)}")
+    if runtime == "onnx":
+        from tweetkit import onnx_runtime
+
+        onnx_runtime.require()
+        if precision not in ("fp32", "int8"):
+            raise ConfigError(f"--runtime onnx runs fp32 or int8, not {precision} (--runtime torch runs {precision})")
+        if device == "cuda":
+            raise ConfigError("--runtime onnx runs on the CPU; use --device cpu (or auto), or --runtime torch on a GPU")
 
 
 def check_source(name_or_path: str, what: str) -> None:
@@ -254,14 +283,19 @@ class LoadedModel:
     tokenizer: object = None
     max_length: int = 128
     precision: str = "fp32"  # fp32 | bf16 (autocast) | int8 (quantized Linear layers, CPU)
+    runtime: str = "torch"  # torch | onnx (model is a tweetkit.onnx_runtime.OnnxModel)
+    path: str = ""  # the model directory: int8_agreement loads its fp32 model from here
 
     @property
     def is_linear(self) -> bool:
         return self.tokenizer is None
 
 
-def load_for_inference(path: str, device: str = "auto", precision: str = "fp32") -> LoadedModel:
-    """A finetune output (HF or linear), ready to predict at `precision` (INFERENCE_PRECISIONS)."""
+def load_for_inference(
+    path: str, device: str = "auto", precision: str = "fp32", runtime: str = "torch", log=log_to_stderr
+) -> LoadedModel:
+    """A finetune output (HF or linear), ready to predict at `precision` (INFERENCE_PRECISIONS)
+    on `runtime` (RUNTIMES; ONNX Runtime exports the graph on first use and says so on `log`)."""
     if precision not in INFERENCE_PRECISIONS:
         raise ConfigError(f"--precision {precision}: not one of {', '.join(INFERENCE_PRECISIONS)}")
     if model_type(path) == "linear":
@@ -269,14 +303,18 @@ def load_for_inference(path: str, device: str = "auto", precision: str = "fp32")
 
         if precision != "fp32":
             raise ConfigError(f"--precision {precision}: {path} is a linear model, which has one precision (fp32)")
+        if runtime != "torch":
+            raise ConfigError(f"--runtime {runtime}: {path} is a linear model, which scikit-learn runs")
         info, pipeline = linear.load(path)
-        return LoadedModel(info["task"], info["labels"], pipeline)
+        return LoadedModel(info["task"], info["labels"], pipeline, path=path)
     from transformers import AutoConfig
 
     from tweetkit import kinds
 
-    # int8 is a CPU mode: with --device auto it picks the CPU even where a GPU is (a cron job's default)
-    target = resolve_device("cpu" if precision == "int8" and device == "auto" else device)
+    check_runtime(runtime, precision, device)
+    # int8 and ONNX Runtime are CPU modes: with --device auto they pick the CPU even where a GPU is (a cron job's default)
+    cpu_mode = precision == "int8" or runtime == "onnx"
+    target = resolve_device("cpu" if cpu_mode and device == "auto" else device)
     check_precision(precision, target)  # before anything is read
     config = load_pretrained(AutoConfig, path)
     found = [kinds.of_architecture(a, config.problem_type) for a in config.architectures or []]
@@ -284,13 +322,19 @@ def load_for_inference(path: str, device: str = "auto", precision: str = "fp32")
     if task is None:
         raise ConfigError(f"{path}: {describe_model(path)}, not a fine-tuned classifier or tagger")
     kind = task.name
-    model = load_pretrained(task.head(), path, config=config)  # the config read above, not read again
-    model.to(target).eval()
-    if precision == "int8":
-        model = quantize_int8(model, target)
+    if runtime == "onnx":
+        from tweetkit import onnx_runtime
+
+        model = onnx_runtime.load(path, kind, precision, log)
+    else:
+        model = load_pretrained(task.head(), path, config=config)  # the config read above, not read again
+        model.to(target).eval()
+        if precision == "int8":
+            model = quantize_int8(model, target)
     labels = None if task.label_names([]) is None else [config.id2label[i] for i in range(config.num_labels)]
     tokenizer = load_tokenizer(path, tagging=kind == "tagging")
-    return LoadedModel(kind, labels, model, tokenizer, getattr(config, "max_length_trained", 128), precision)
+    max_length = getattr(config, "max_length_trained", 128)
+    return LoadedModel(kind, labels, model, tokenizer, max_length, precision, runtime, path)
 
 
 def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: float = 0.5) -> list:
@@ -301,13 +345,36 @@ def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: 
         return linear.predict(loaded.model, loaded.kind, inputs)
     from tweetkit.tasks.supervised import predict_sequences, predict_tags
 
-    device = next(loaded.model.parameters()).device
+    device = next(loaded.model.parameters()).device if loaded.runtime == "torch" else None  # onnx: fp32 or int8
     with precision_context(loaded.precision, device):
         if loaded.kind == "tagging":
             return predict_tags(loaded.model, loaded.tokenizer, inputs, loaded.labels, batch_size, loaded.max_length)
         return predict_sequences(
             loaded.model, loaded.tokenizer, inputs, loaded.kind, loaded.labels, batch_size, loaded.max_length, threshold
         )
+
+
+def int8_agreement(loaded: LoadedModel, inputs: list, outputs: list, batch_size: int = 64, threshold: float = 0.5):
+    """What int8 changed: its outputs for the first AGREEMENT_SAMPLE inputs against those of the
+    same model in fp32 on the same runtime, in words ('labels = fp32 on 98.05% of 512 tweets').
+    None at other precisions."""
+    if loaded.precision != "int8" or not inputs:
+        return None
+    count = min(len(inputs), AGREEMENT_SAMPLE)
+    reference = load_for_inference(loaded.path, "cpu", "fp32", loaded.runtime, log=lambda message: None)
+    expected = predict(reference, inputs[:count], batch_size, threshold)
+    where = f"int8 on {loaded.runtime}"
+    if loaded.kind == "regression":
+        gap = sum(abs(a[0] - b[0]) for a, b in zip(outputs, expected)) / count
+        return f"{where}: mean |prediction - fp32's| {gap:.4g} over the first {count:,} inputs"
+    if loaded.kind == "tagging":
+        pairs = [(a, b) for tags, reference_tags in zip(outputs, expected) for a, b in zip(tags, reference_tags)]
+        what = f"{len(pairs):,} words of the first {count:,} inputs"
+    else:
+        pairs = [(a[0], b[0]) for a, b in zip(outputs, expected)]
+        what = f"the first {count:,} inputs"
+    share = sum(a == b for a, b in pairs) / max(1, len(pairs))
+    return f"{where}: labels = fp32's on {share:.2%} of {what}"
 
 
 # --- pretraining shapes ------------------------------------------------------------------

@@ -39,6 +39,15 @@ PRECISION = click.option(
     "dynamic quantization of the Linear layers (CPU only).",
 )
 
+RUNTIME = click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="torch; onnx: ONNX Runtime on the CPU, fp32 or int8 (int8 keeps the first encoder layers fp32), the graph "
+    "exported on first use and cached in MODEL/onnx-cache/ (pip install 'tweetkit[onnx]').",
+)
+
 
 def _label_map(ctx, param, value):
     """--label-map 'A=B,C=D' as a dict ({} when not given); bad syntax is a one-line usage error."""

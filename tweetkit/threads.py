@@ -121,6 +121,11 @@ def apply(requested: int | None = None, shared: bool = False) -> int:
     return threads
 
 
+def chosen() -> int | None:
+    """The count apply() settled on (None before it): for a runtime with its own pool (ONNX Runtime)."""
+    return _chosen
+
+
 def configure_torch() -> None:
     """Set torch's intra- and inter-op pools to the count apply() chose (no-op before it).
     Torch reads OMP_NUM_THREADS as it loads, but caps it at the CPU count: an explicit

@@ -8,7 +8,7 @@ import sys
 import click
 
 from tweetkit import kinds
-from tweetkit.options import PRECISION, label_map_option, threads_option
+from tweetkit.options import PRECISION, RUNTIME, label_map_option, log_for, threads_option
 
 
 def print_report(result: dict, kind: str) -> None:
@@ -47,6 +47,7 @@ def print_report(result: dict, kind: str) -> None:
 Examples:
   tweetkit evaluate predicted.jsonl                      # records with label and pred
   tweetkit evaluate --model sent/ semeval2017/test.jsonl # predict, then score
+  tweetkit evaluate --model sent/ --runtime onnx --precision int8 semeval2017/test.jsonl
   tweetkit evaluate --model irony/ --positive-label irony irony/test.jsonl
   tweetkit evaluate --model ner/ wnut17/test.jsonl       # tokens/tags: entity F1""",
 )
@@ -81,6 +82,7 @@ Examples:
 @click.option("--top-k", default="1,5,10", show_default=True, help="With --mlm: the K of top-K accuracy.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --mlm: which word each tweet masks.")
 @PRECISION
+@RUNTIME
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def command(
     inputs,
@@ -98,6 +100,7 @@ def command(
     top_k,
     seed,
     precision,
+    runtime,
     quiet,
 ):
     """Score a task: one JSON object on stdout, tables and a confusion matrix on stderr.
@@ -108,14 +111,9 @@ def command(
     Regression: Pearson, Spearman.
     """
     from tweetkit.errors import ConfigError, UsageError
-    from tweetkit.modeling import bf16_warning, resolve_device
 
-    if precision != "fp32":
-        if not model_path:
-            raise UsageError(f"--precision {precision} needs --model (without it the predictions are read, not made)")
-        warning = bf16_warning(precision, resolve_device(device))
-        if warning and not quiet:
-            print(f"tweetkit evaluate: {warning}", file=sys.stderr)
+    log = log_for("evaluate", quiet)
+    check_inference_flags(model_path, precision, runtime, mlm, device, log)
     if mlm:
         if label_map:
             raise UsageError("--label-map: --mlm scores masked words, not labels")
@@ -140,6 +138,8 @@ def command(
             on_error,
             label_map,
             precision,
+            runtime,
+            log,
         )
     else:
         records, kind, gold_field, pred_field = scored_records(inputs, gold_field, pred_field, on_error)
@@ -158,6 +158,22 @@ def command(
     sys.stdout.write(json.dumps({"task": kind, **result}) + "\n")
     if not quiet:
         print_report(result, kind)
+
+
+def check_inference_flags(model_path, precision, runtime, mlm, device, log) -> None:
+    """--precision and --runtime choose how --model predicts: refused without one; bf16's warning."""
+    from tweetkit.errors import UsageError
+    from tweetkit.modeling import bf16_warning, resolve_device
+
+    for flag, value, default in (("--precision", precision, "fp32"), ("--runtime", runtime, "torch")):
+        if value != default and not model_path:
+            raise UsageError(f"{flag} {value} needs --model (without it the predictions are read, not made)")
+    if mlm and runtime != "torch":
+        raise UsageError(f"--runtime {runtime}: --mlm runs on torch (ONNX Runtime runs classifiers and taggers)")
+    if precision == "bf16":
+        warning = bf16_warning(precision, resolve_device(device))
+        if warning:
+            log(warning)
 
 
 def read(inputs, on_error: str, text_field=None, field_type=str, validate=None) -> list[dict]:
@@ -208,12 +224,15 @@ def predicted_records(
     on_error,
     label_map=None,
     precision="fp32",
+    runtime="torch",
+    log=None,
 ):
     """Records with the model's predictions added: (records, kind, gold field, pred field).
-    With `label_map`, a gold label is known when its mapped name is one of the model's, mapped."""
-    from tweetkit.modeling import load_for_inference, predict
+    With `label_map`, a gold label is known when its mapped name is one of the model's, mapped.
+    With `log`, int8's agreement with fp32 is measured and said there."""
+    from tweetkit.modeling import int8_agreement, load_for_inference, predict
 
-    loaded = load_for_inference(model_path, device, precision)
+    loaded = load_for_inference(model_path, device, precision, runtime, log or (lambda message: None))
     task = kinds.get(loaded.kind)
     tagging = task.name == "tagging"
     gold_field, text_field = gold_field or task.gold_field, text_field or task.input_field
@@ -236,11 +255,16 @@ def predicted_records(
 
     records = read(inputs, on_error, text_field, list if tagging else str, check)
     pred_field = task.pred_field
-    for record, output in zip(records, predict(loaded, [r[text_field] for r in records], batch_size)):
+    inputs = [r[text_field] for r in records]
+    outputs = predict(loaded, inputs, batch_size)
+    for record, output in zip(records, outputs):
         if tagging:
             record[pred_field] = output
         else:
             record[pred_field], record["scores"] = output
+    agreement = int8_agreement(loaded, inputs, outputs, batch_size) if log else None
+    if agreement:
+        log(agreement)
     return records, loaded.kind, gold_field, pred_field
 
 

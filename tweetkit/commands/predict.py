@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from tweetkit.options import PRECISION, data_options, log_for, threads_option
+from tweetkit.options import PRECISION, RUNTIME, data_options, log_for, threads_option
 
 # Sorting 4,096 tweets by length leaves ~4% padding in batches of 64 on SemEval test tweets
 # (bench/predict.py prints it; the pipeline computes 82% more tokens than are real), for a
@@ -17,14 +17,21 @@ SORT_WINDOW = 4096
 class PredictStep:
     """The transform: one call per input batch (a window of lines), batched by length inside."""
 
-    def __init__(self, loaded, field: str, batch_size: int, threshold: float):
+    def __init__(self, loaded, field: str, batch_size: int, threshold: float, log=None):
         self.loaded, self.field, self.batch_size, self.threshold = loaded, field, batch_size, threshold
+        self.log = log  # where int8's agreement with fp32 goes, measured on the first call; None: not measured
 
     def __call__(self, records: list[dict]) -> list[dict]:
         from tweetkit import kinds
-        from tweetkit.modeling import predict
+        from tweetkit.modeling import int8_agreement, predict
 
-        outputs = predict(self.loaded, [r[self.field] for r in records], self.batch_size, self.threshold)
+        inputs = [r[self.field] for r in records]
+        outputs = predict(self.loaded, inputs, self.batch_size, self.threshold)
+        if self.log is not None:
+            agreement = int8_agreement(self.loaded, inputs, outputs, self.batch_size, self.threshold)
+            if agreement:
+                self.log(agreement)
+            self.log = None
         pred_field = kinds.get(self.loaded.kind).pred_field
         for record, output in zip(records, outputs):
             if self.loaded.kind == "tagging":
@@ -42,6 +49,7 @@ class PredictStep:
 Examples:
   tweetkit normalize < new.jsonl | tweetkit predict --model sent/ > predicted.jsonl
   tweetkit predict --model sent/ --precision int8 --threads 1 new.jsonl > predicted.jsonl   # a cron job
+  tweetkit predict --model sent/ --runtime onnx new.jsonl > predicted.jsonl   # ONNX Runtime (pip install 'tweetkit[onnx]')
   tweetkit predict --model ner/ wnut17/test.jsonl | tweetkit evaluate      # a tagger reads the tokens field""",
 )
 @threads_option
@@ -61,20 +69,26 @@ Examples:
 )
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Multi-label decision threshold.")
 @PRECISION
-def command(model_path, stream, batch_size, sort_window, device, threshold, precision):
+@RUNTIME
+def command(model_path, stream, batch_size, sort_window, device, threshold, precision, runtime):
     """Add predictions to each record: `pred` and `scores` (probabilities), or
     `pred_tags` for tagging models.  Input order is kept."""
     from tweetkit import kinds
     from tweetkit.io import run_stream
     from tweetkit.modeling import bf16_warning, load_for_inference, resolve_device
 
-    loaded = load_for_inference(model_path, device, precision)  # before reading input: a bad path fails fast
+    log = log_for("predict", stream.quiet)
+    loaded = load_for_inference(
+        model_path, device, precision, runtime, log
+    )  # before reading input: a bad path fails fast
     warning = bf16_warning(precision, resolve_device(device)) if precision == "bf16" else None  # no torch else
     if warning:
-        log_for("predict", stream.quiet)(warning)
+        log(warning)
     task = kinds.get(loaded.kind)
     if click.get_current_context().get_parameter_source("field") == click.core.ParameterSource.DEFAULT:
         stream.field = task.input_field  # a tagger reads words, where evaluate looks for them too
     field_type = list if task.input_field == "tokens" else str
-    make_step = functools.partial(PredictStep, loaded, stream.field, batch_size, threshold)
+    make_step = functools.partial(
+        PredictStep, loaded, stream.field, batch_size, threshold, None if stream.quiet else log
+    )
     run_stream("predict", stream, make_step, text_field=stream.field, field_type=field_type, batch_lines=sort_window)
