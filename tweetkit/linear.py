@@ -121,6 +121,7 @@ def predict(pipeline, kind: str, inputs: list) -> list:
 MODEL_INFO = "tweetkit_model.json"
 WEIGHTS = "linear_model.safetensors"
 VOCABULARY = "linear_vocabulary.json"
+PICKLED = "tfidf.joblib"  # an older tweetkit's pickled model: recognised, never loaded
 FORMAT = 1
 _TFIDF_PARAMS = ("analyzer", "ngram_range", "min_df", "sublinear_tf", "lowercase")
 _LOGISTIC_PARAMS = ("C", "max_iter", "class_weight", "random_state")

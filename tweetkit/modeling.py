@@ -228,7 +228,7 @@ def model_type(directory: str) -> str:
         raise ConfigError(
             f"{directory}: holds both an HF model (config.json) and a linear one ({linear.MODEL_INFO}); remove one"
         )
-    pickled = os.path.exists(os.path.join(directory, "tfidf.joblib")) and not os.path.exists(
+    pickled = os.path.exists(os.path.join(directory, linear.PICKLED)) and not os.path.exists(
         os.path.join(directory, linear.WEIGHTS)
     )
     if has_linear and not pickled:
@@ -237,7 +237,7 @@ def model_type(directory: str) -> str:
         return "hf"
     if pickled:
         raise ConfigError(
-            f"{directory}: a pickled linear model (tfidf.joblib) from an older tweetkit; unpickling can run code, so it is "
+            f"{directory}: a pickled linear model ({linear.PICKLED}) from an older tweetkit; unpickling can run code, so it is "
             "not loaded: train it again with finetune --model linear"
         )
     raise ConfigError(f"{directory}: not a model directory (no config.json or {linear.MODEL_INFO})")
@@ -344,6 +344,20 @@ def build_model(name_or_path: str, tokenizer, seed: int):
 def position_offset(model) -> int:
     # RoBERTa-family models number positions from padding_idx + 1; BERT from 0.
     return model.config.pad_token_id + 1 if model.config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+
+
+# What save_model may write: save_pretrained's files of a model and of its tokenizer.
+SAVED_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
+SAVED_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+)
 
 
 def save_model(model, tokenizer, directory: str) -> None:

@@ -14,7 +14,7 @@ from tweetkit.options import PRECISION, label_map_option, threads_option
 def print_report(result: dict, kind: str) -> None:
     from rich.table import Table
 
-    from tweetkit.io import stderr_console
+    from tweetkit.reports import stderr_console
 
     console = stderr_console()
     headline = Table(title=f"{kind}: {result.get('count', 0):,} examples")

@@ -419,7 +419,8 @@ def command(
     Ctrl-C) for --resume, and removed when the run ends.
     """
     from tweetkit.errors import UsageError
-    from tweetkit.io import prepare_output_dir, refuse_overlap
+    from tweetkit.io import refuse_overlap
+    from tweetkit.output_dir import prepare_output_dir
     from tweetkit.train import distributed
 
     linear = model in ("linear", "tfidf")

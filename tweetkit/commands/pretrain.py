@@ -228,8 +228,8 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
     model, train on the shared core, save the model beside its tokenizer and config."""
     import torch
 
-    from tweetkit.io import prepare_output_dir
     from tweetkit.modeling import load_tokenizer, save_model
+    from tweetkit.output_dir import prepare_output_dir
     from tweetkit.train import distributed
     from tweetkit.train.best import BestKeeper
     from tweetkit.train.config import TrainConfig
