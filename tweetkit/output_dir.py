@@ -31,9 +31,8 @@ RUN_FILES = (
     sweep.STUDY_FILE,
     *plotting.study_plot_files(),
 )
-RUN_DIRS = re.compile(
-    rf"^({'|'.join((checkpoint.DIR, SEED_DIR, OLD_SWEEP_DIR, sweep.TRIAL_DIR))})-[0-9]+(\.partial)?$"
-)
+RUN_DIR_NAMES = (checkpoint.DIR, SEED_DIR, OLD_SWEEP_DIR, sweep.TRIAL_DIR)  # each as NAME-N, or NAME-N.partial
+RUN_DIRS = re.compile(rf"^({'|'.join(RUN_DIR_NAMES)})-[0-9]+(\.partial)?$")
 
 
 def previous_run(path: str) -> list[str]:
