@@ -3,7 +3,6 @@ beside the published rows."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -12,6 +11,7 @@ import time
 import click
 
 from tweetkit.options import QUIET, log_for
+from tweetkit.records import emit_json
 
 
 class Progress:
@@ -54,8 +54,7 @@ class Progress:
         official = result["metrics"].get(unit.task.metric)
         line = {"task": unit.task.name, "seed": unit.seed, "metric": unit.task.metric, "value": official,
                 "seconds": result["seconds"], "reused": reused, "directory": unit.directory}  # fmt: skip
-        sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
+        emit_json(line)
         if self.view and not reused:
             self.view.advance(self.bar)
             self._describe()
@@ -180,7 +179,7 @@ def command(
     line = {"summary": {r["name"]: {"mean": r["mean"], "std": r["std"]} for r in summary["rows"]}, "results": paths[0]}
     if "aggregate" in summary:
         line["summary"][summary["aggregate"]["name"]] = {k: summary["aggregate"][k] for k in ("mean", "std")}
-    sys.stdout.write(json.dumps(line) + "\n")
+    emit_json(line)
 
 
 def run(units, runtime, workers: int, quiet: bool, log, output: str) -> dict:

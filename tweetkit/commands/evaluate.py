@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -109,6 +108,7 @@ def command(
     """
     from tweetkit.errors import ConfigError, UsageError
     from tweetkit.modeling import bf16_warning, resolve_device
+    from tweetkit.records import emit_json
 
     if precision != "fp32":
         if not model_path:
@@ -124,7 +124,7 @@ def command(
         result = evaluate_mlm(
             model_path, inputs, text_field or "text", top_k, seed, batch_size, device, on_error, precision
         )
-        sys.stdout.write(json.dumps({"task": "mlm", **result}) + "\n")
+        emit_json({"task": "mlm", **result})
         if not quiet:
             print_report(result, "masked LM")
         return
@@ -155,7 +155,7 @@ def command(
         result = kinds.get(kind).score(gold, predicted, None, positive_label, scores)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    sys.stdout.write(json.dumps({"task": kind, **result}) + "\n")
+    emit_json({"task": kind, **result})
     if not quiet:
         print_report(result, kind)
 

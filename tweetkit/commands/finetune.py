@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 
 import click
 
@@ -580,5 +579,6 @@ def parse_seeds(text: str) -> list[int]:
 def emit(record: dict) -> None:
     if os.environ.get("RANK", "0") != "0":  # under torchrun the first process speaks for the job
         return
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+    from tweetkit.records import emit_json
+
+    emit_json(record)

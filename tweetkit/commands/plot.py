@@ -8,6 +8,7 @@ import os
 import click
 
 from tweetkit.options import ON_ERROR
+from tweetkit.records import emit_json
 
 
 def read_curves(
@@ -52,8 +53,6 @@ def plot_embeddings(inputs, names, output, settings: dict, title: str, on_error:
     """One t-SNE panel per input (the same sampled records in each), coloured by label, PNG
     and SVG; per panel a JSON line on stdout with the labels' silhouette in the embedding
     space (cosine), a number to compare beside the picture."""
-    import json
-    import sys
 
     from sklearn.metrics import silhouette_score
 
@@ -77,10 +76,8 @@ def plot_embeddings(inputs, names, output, settings: dict, title: str, on_error:
         points = tsne_2d(vectors, settings["seed"], settings["perplexity"])
         panels.append((name, points, labels))
         silhouette = silhouette_score(vectors, labels, metric="cosine") if 1 < len(set(labels)) < len(labels) else None
-        sys.stdout.write(
-            json.dumps({"panel": name, "input": path, "points": len(positions), "labels": len(set(labels)),
-                        "silhouette_cosine": None if silhouette is None else round(float(silhouette), 6)}) + "\n"
-        )  # fmt: skip
+        emit_json({"panel": name, "input": path, "points": len(positions), "labels": len(set(labels)),
+                   "silhouette_cosine": None if silhouette is None else round(float(silhouette), 6)})  # fmt: skip
     stem = output[: -len(".png")] if output.endswith((".png", ".svg")) else output
     embedding_panels(panels, stem, title)
 

@@ -13,7 +13,6 @@ the number of processes.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -27,6 +26,7 @@ import torch
 
 from tweetkit.errors import ConfigError, Interrupted, log_to_stderr
 from tweetkit.modeling import bf16_warning, precision_context
+from tweetkit.records import emit_json
 from tweetkit.train import checkpoint
 from tweetkit.train.config import TrainConfig
 from tweetkit.train.distributed import Dist
@@ -88,9 +88,7 @@ def autocast(config: TrainConfig, device: torch.device):
 
 def emit(record: dict) -> None:
     # Scalars only: per-class tables and confusion matrices belong to `evaluate`.
-    record = {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+    emit_json({k: v for k, v in record.items() if isinstance(v, (int, float, str))})
 
 
 class InterruptGuard:
