@@ -299,7 +299,7 @@ def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: 
         from tweetkit import linear
 
         return linear.predict(loaded.model, loaded.kind, inputs)
-    from tweetkit.tasks.supervised import predict_sequences, predict_tags
+    from tweetkit.inference import predict_sequences, predict_tags
 
     device = next(loaded.model.parameters()).device
     with precision_context(loaded.precision, device):
