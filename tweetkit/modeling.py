@@ -34,13 +34,9 @@ def quiet_transformers() -> None:
 
 
 def resolve_device(name: str = "auto"):
-    """auto: the GPU when there is one; cuda without one is a clear error.  Every command
-    that runs torch passes here first: its thread pools are set here too (tweetkit.threads)."""
+    """auto: the GPU when there is one; cuda without one is a clear error.  (The CPU thread
+    count is chosen apart, by tweetkit.threads.configure_torch.)"""
     import torch
-
-    from tweetkit.threads import configure_torch
-
-    configure_torch()
 
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA GPU is available to this torch build (use --device cpu or auto)")
@@ -274,7 +270,9 @@ def load_for_inference(path: str, device: str = "auto", precision: str = "fp32")
     from transformers import AutoConfig
 
     from tweetkit import kinds
+    from tweetkit.threads import configure_torch
 
+    configure_torch()
     # int8 is a CPU mode: with --device auto it picks the CPU even where a GPU is (a cron job's default)
     target = resolve_device("cpu" if precision == "int8" and device == "auto" else device)
     check_precision(precision, target)  # before anything is read

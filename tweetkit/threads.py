@@ -124,8 +124,9 @@ def apply(requested: int | None = None, shared: bool = False) -> int:
 def configure_torch() -> None:
     """Set torch's intra- and inter-op pools to the count apply() chose (no-op before it).
     Torch reads OMP_NUM_THREADS as it loads, but caps it at the CPU count: an explicit
-    --threads above it is honoured only this way.  Called by modeling.resolve_device, the
-    one place every torch command passes."""
+    --threads above it is honoured only this way.  Called where a command starts torch work:
+    loading a model (modeling.load_for_inference, embeddings.Encoder, evaluate --mlm) and
+    training (train.distributed.setup)."""
     if _chosen is None:
         return
     import torch

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from tweetkit.options import QUIET, log_for
+from tweetkit.options import QUIET, device_option, log_for
 from tweetkit.records import emit_json
 
 
@@ -116,7 +116,7 @@ Examples:
     type=click.IntRange(min=1),
     help="CPU threads in all [default: as finetune's]; each worker gets its share.",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option(
     "--keep-models",
     is_flag=True,

@@ -7,7 +7,7 @@ import sys
 import click
 
 from tweetkit import kinds
-from tweetkit.options import PRECISION, label_map_option, threads_option
+from tweetkit.options import ON_ERROR, PRECISION, QUIET, device_option, field_option, label_map_option, threads_option
 
 
 def print_report(result: dict, kind: str) -> None:
@@ -54,13 +54,7 @@ Examples:
 @click.option("--model", "model_path", help="Predict with this fine-tuned model first.")
 @click.option("--gold-field", default=None, help="[default: label, or tags for tagging]")
 @click.option("--pred-field", default=None, help="[default: pred, or pred_tags for tagging]")
-@click.option(
-    "--field",
-    "--text-field",
-    "text_field",
-    default=None,
-    help="Input of --model [default: text, or tokens for tagging].",
-)
+@field_option("Input of --model [default: text, or tokens for tagging].", default=None, name="text_field")
 @click.option("--positive-label", help="Also report the F1 of this class as f1_pos (SemEval-2018 3A: irony).")
 @click.option(
     "--unseen-labels",
@@ -74,13 +68,13 @@ Examples:
     "a 5-class COVID model scored as 3 classes (its prediction mapped, as collapsing its confusion matrix would)."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@device_option
+@ON_ERROR
 @click.option("--mlm", is_flag=True, help="Evaluate a masked LM (--model): one whole word masked per tweet.")
 @click.option("--top-k", default="1,5,10", show_default=True, help="With --mlm: the K of top-K accuracy.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --mlm: which word each tweet masks.")
 @PRECISION
-@click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
+@QUIET
 def command(
     inputs,
     model_path,
@@ -276,11 +270,13 @@ def evaluate_mlm(model_path, inputs, field, top_k, seed, batch_size, device, on_
         resolve_device,
     )
     from tweetkit.tasks.mlm import masked_word_accuracy
+    from tweetkit.threads import configure_torch
 
     try:
         ks = sorted({int(k) for k in top_k.split(",")})
     except ValueError:
         raise click.BadParameter("expected integers, e.g. 1,5,10", param_hint="--top-k") from None
+    configure_torch()
     target = resolve_device(device)
     check_precision(precision, target)
     tokenizer = load_tokenizer(model_path)

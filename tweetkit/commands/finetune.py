@@ -9,7 +9,16 @@ import os
 import click
 
 from tweetkit import kinds
-from tweetkit.options import ON_ERROR, QUIET, config_options, label_map_option, log_for, threads_option, train_options
+from tweetkit.options import (
+    ON_ERROR,
+    QUIET,
+    config_options,
+    field_option,
+    label_map_option,
+    log_for,
+    threads_option,
+    train_options,
+)
 from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, check_range, default_storage, parse_space, run_study
 
 TRAIN_FLAGS = [
@@ -292,14 +301,7 @@ Examples:
     type=click.Path(file_okay=False),
     help="Output directory: the best model, its config and validation metrics.",
 )
-@click.option(
-    "--field",
-    "--text-field",
-    "text_field",
-    default="text",
-    show_default=True,
-    help="Field of the text (sequence tasks).",
-)
+@field_option("Field of the text (sequence tasks).", name="text_field")
 @click.option("--label-field", default="label", show_default=True)
 @click.option("--tokens-field", default="tokens", show_default=True, help="Field of the word list (tagging).")
 @click.option("--tags-field", default="tags", show_default=True)
