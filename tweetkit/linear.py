@@ -70,7 +70,7 @@ def fit(kind: str, inputs: list, targets: list, c: float = 1.0, balanced: bool =
     """A fitted scikit-learn pipeline: texts -> labels, or word lists -> tag lists (flattened).
 
     `balanced` weights classes by inverse frequency. finetune turns it on for classification
-    and BIO tags (NER, where O is ~90% of words) and off for other tags (POS): the choice
+    and BIO tags (NER, where O is most words) and off for other tags (POS): the choice
     `python bench/tagging_baseline.py` measures on WNUT-17 and ARK validation.
     """
     from sklearn.feature_extraction import DictVectorizer

@@ -50,7 +50,7 @@ INFERENCE_PRECISIONS = ("fp32", "bf16", "int8")
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); without it
-    oneDNN emulates bf16 and autocast runs several times slower than fp32."""
+    oneDNN emulates bf16 and autocast runs slower than fp32."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
             flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
@@ -97,7 +97,7 @@ def quantize_int8(model, device):
     time of a forward on the CPU.  Embeddings, LayerNorm, attention scores and the task
     head (pooler, classifier: tiny, and where an error moves the labels directly) stay
     fp32.  Per-channel weight scales agree with fp32 on more labels than one scale per
-    matrix (95.4% against 94.1%), at the same speed (bench/int8_layers.py)."""
+    matrix, at no cost in speed (bench/int8_layers.py measures both)."""
     import warnings
 
     import torch
