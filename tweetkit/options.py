@@ -9,8 +9,8 @@
   and `--print-config` to show the result.
 - `threads_option`: `--threads N` (or TWEETKIT_THREADS) of every command that runs torch,
   applied before the command imports it (tweetkit.threads).
-- `field_option`, `ON_ERROR`, `QUIET`, `device_option`, `PRECISION`: the single flags that
-  commands outside these groups share.
+- `field_option`, `output_option`, `ON_ERROR`, `QUIET`, `device_option`, `PRECISION`: the
+  single flags that commands outside these groups share.
 """
 
 from __future__ import annotations
@@ -214,6 +214,12 @@ def train_options(names: list[str], defaults: dict | None = None, helps: dict | 
         return _apply(wrapper, options)
 
     return decorate
+
+
+def output_option(help_text: str, directory: bool = True):
+    """`-o/--output`, required: the directory (or, `directory` False, the file) a command writes."""
+    kind = click.Path(file_okay=not directory, dir_okay=directory)
+    return click.option("-o", "--output", required=True, type=kind, help=help_text)
 
 
 def device_option(func):

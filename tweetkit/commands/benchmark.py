@@ -10,7 +10,7 @@ import time
 
 import click
 
-from tweetkit.options import QUIET, device_option, log_for
+from tweetkit.options import QUIET, device_option, log_for, output_option
 from tweetkit.records import emit_json
 
 
@@ -98,9 +98,7 @@ Examples:
 @click.option(
     "--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Data root, laid out as ../shared/data."
 )
-@click.option(
-    "-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory (reused to resume)."
-)
+@output_option("Output directory (reused to resume).")
 @click.option("--name", help="The model's name in the table and picture [default: its directory's name].")
 @click.option("--tasks", help="Comma-separated tasks or groups of the suite [default: all].")
 @click.option("--seeds", default="1", show_default=True, help="Comma-separated fine-tuning seeds.")

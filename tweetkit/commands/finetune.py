@@ -16,6 +16,7 @@ from tweetkit.options import (
     field_option,
     label_map_option,
     log_for,
+    output_option,
     threads_option,
     train_options,
 )
@@ -294,13 +295,7 @@ Examples:
     type=click.Path(dir_okay=False),
     help="Scored every epoch; the best epoch is kept.",
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output directory: the best model, its config and validation metrics.",
-)
+@output_option("Output directory: the best model, its config and validation metrics.")
 @field_option("Field of the text (sequence tasks).", name="text_field")
 @click.option("--label-field", default="label", show_default=True)
 @click.option("--tokens-field", default="tokens", show_default=True, help="Field of the word list (tagging).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tweetkit.options import QUIET, log_for
+from tweetkit.options import QUIET, log_for, output_option
 from tweetkit.records import emit_json
 
 
@@ -23,7 +23,7 @@ Examples:
     required=True,
     help="Weight of the adapted model: 0 is --start, 1 is --adapted; a comma-separated list writes DIR/alpha-A/ each.",
 )
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@output_option("Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the output directory.")
 @QUIET
 def command(start, adapted, alpha, output, overwrite, quiet):

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from tweetkit.options import ON_ERROR
+from tweetkit.options import ON_ERROR, output_option
 from tweetkit.records import emit_json
 
 
@@ -92,13 +92,7 @@ Examples:
   tweetkit plot --embeddings b.jsonl a.jsonl --label before --label after -o tsne.png   # + tsne.svg""",
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="SVG file to write; with --embeddings, FILE.png and FILE.svg are both written.",
-)
+@output_option("SVG file to write; with --embeddings, FILE.png and FILE.svg are both written.", directory=False)
 @click.option(
     "--embeddings",
     is_flag=True,
