@@ -270,8 +270,10 @@ def run_study(settings: SweepSettings, space: dict, grid: dict | None, objective
 
 
 def _drop_checkpoints(directory: str) -> None:
+    from tweetkit.train import checkpoint
+
     for name in os.listdir(directory) if os.path.isdir(directory) else []:
-        if name.startswith("checkpoint-"):
+        if name.startswith(f"{checkpoint.DIR}-"):
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
