@@ -3,8 +3,9 @@
 A data command is a *transform*: a callable that takes a list of parsed records
 (dicts whose `--field` is known to be a string) and returns, for each, either the
 record to write or a `Drop(reason)`.  Everything else lives here: reading files,
-stdin and .gz, classifying bad lines, `--on-error fail|skip`, the rejects and
-dropped files, order-preserving worker processes, progress and the summary.
+stdin and .gz, the one path of a bad line (`--on-error fail|skip`, the rejects file),
+the dropped file, order-preserving worker processes, progress and the summary.  A line
+becomes a record, or the reason it is bad, in tweetkit.records.
 
 Nothing is lost silently: every input line is written, dropped for a counted
 reason (and optionally written to `--dropped`), or rejected for a counted reason
