@@ -163,7 +163,7 @@ def padding(tokenizer, texts, batch_size, window):
     in input order, tweetkit each window's tweets by equal length (one short batch per
     length).  On a CPU the matmuls run near the peak, so the token ratio bounds tweetkit's
     fp32 speed-up over the pipeline."""
-    from tweetkit.tasks.supervised import equal_length_batches
+    from tweetkit.inference import equal_length_batches
 
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=128)["input_ids"]]
     pipeline = [lengths[i : i + batch_size] for i in range(0, len(lengths), batch_size)]

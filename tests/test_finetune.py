@@ -433,7 +433,7 @@ def test_inference_batches_hold_one_length_each_and_every_index_once():
     """predict's batches need no padding (so no attention mask): one token length per batch."""
     import random
 
-    from tweetkit.tasks.supervised import equal_length_batches
+    from tweetkit.inference import equal_length_batches
 
     rng = random.Random(0)
     lengths = [rng.randint(5, 40) for _ in range(1000)]

@@ -8,12 +8,14 @@ from __future__ import annotations
 import torch
 
 from tweetkit.modeling import load_pretrained, load_tokenizer, resolve_device
+from tweetkit.threads import configure_torch
 
 
 class Encoder:
     def __init__(self, path: str, device: str = "auto", max_length: int = 128):
         from transformers import AutoModel
 
+        configure_torch()
         self.device = resolve_device(device)
         self.tokenizer = load_tokenizer(path)
         self.model = load_pretrained(AutoModel, path).to(self.device).eval()

@@ -3,8 +3,9 @@
 A data command is a *transform*: a callable that takes a list of parsed records
 (dicts whose `--field` is known to be a string) and returns, for each, either the
 record to write or a `Drop(reason)`.  Everything else lives here: reading files,
-stdin and .gz, classifying bad lines, `--on-error fail|skip`, the rejects and
-dropped files, order-preserving worker processes, progress and the summary.
+stdin and .gz, the one path of a bad line (`--on-error fail|skip`, the rejects file),
+the dropped file, order-preserving worker processes, progress and the summary.  A line
+becomes a record, or the reason it is bad, in tweetkit.records.
 
 Nothing is lost silently: every input line is written, dropped for a counted
 reason (and optionally written to `--dropped`), or rejected for a counted reason
@@ -14,19 +15,16 @@ reason (and optionally written to `--dropped`), or rejected for a counted reason
 from __future__ import annotations
 
 import gzip
-import json
 import multiprocessing
 import os
-import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, NamedTuple
-
-import orjson
+from typing import IO, NamedTuple
 
 from tweetkit.errors import BadRecord, ConfigError, UsageError
+from tweetkit.records import bad_reason_key, dumps, parse_record
 
 STDIN = "-"
 BATCH_LINES = 512  # lines per unit of work: big enough to amortise IPC, small enough for latency
@@ -48,74 +46,6 @@ class Routed(NamedTuple):
 
 
 Transform = Callable[[list], list]  # list[dict] -> list[dict | Drop | Routed]
-
-
-# --- JSON ------------------------------------------------------------------------------
-
-
-class Unencodable(ValueError):
-    """Text that cannot be written back as UTF-8: a lone surrogate escape (\\ud800)."""
-
-
-def loads(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        # orjson refuses integers beyond 64 bits and NaN/Infinity, which Python's json
-        # (and many tweet dumps) accept; only lines neither parser reads are bad.
-        record = json.loads(raw)
-        # It also refuses lone surrogate escapes, which Twitter API dumps do contain and
-        # json accepts: such a string cannot be encoded again, so the record is bad here
-        # rather than a crash when it is written.
-        try:
-            json.dumps(record, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise Unencodable("unencodable text (a lone surrogate escape)") from None
-        return record
-
-
-def dumps(record: Any) -> bytes:
-    try:
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-    except TypeError:  # e.g. an integer beyond 64 bits, read by the json fallback
-        return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
-
-
-def parse_record(raw: bytes, text_field: str | None, field_type: type = str, required: Sequence[str] = ()) -> dict:
-    """Parse one line into a record, or raise ValueError with the reason it is bad.
-
-    The text field must hold a string (field_type=list: a list of strings, as the
-    `tokens` of tagging data); `required` names further fields that must exist."""
-    try:
-        record = loads(raw)
-    except Unencodable:
-        raise
-    except ValueError:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"invalid UTF-8 at byte {exc.start}") from None
-        raise ValueError("invalid JSON") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"not a JSON object (got {type(record).__name__})")
-    if text_field is not None:
-        if text_field not in record:
-            raise ValueError(f"missing field '{text_field}'")
-        value = record[text_field]
-        if field_type is list:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"field '{text_field}' is not a list of strings")
-        elif not isinstance(value, str):
-            raise ValueError(f"field '{text_field}' is not a string")
-    for name in required:
-        if name not in record:
-            raise ValueError(f"missing field '{name}'")
-    return record
-
-
-def bad_reason_key(reason: str) -> str:
-    """The counter key of a reason: the detail after a parenthesis or 'at byte' is dropped."""
-    return reason.split(" (")[0].split(" at byte")[0]
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -218,7 +148,7 @@ def _worker_run(item: tuple[str, list]) -> tuple[str, list]:
 
 @dataclass
 class StreamOptions:
-    """The flags every data command shares (see cli.data_options)."""
+    """The flags every data command shares (see options.data_options)."""
 
     inputs: Sequence[str] = ()
     output: str = STDIN
@@ -282,60 +212,6 @@ def refuse_overlap(inputs: Sequence[str | None], outputs: Sequence[str | None]) 
                 raise UsageError(f"{out} is both {role} and an output: it would be emptied before it is read")
 
 
-# What a training command writes into its output directory; --overwrite removes exactly
-# these, so a directory shared with other files loses nothing else.
-RUN_FILES = (
-    "config.json",
-    "generation_config.json",
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "added_tokens.json",
-    "chat_template.jinja",
-    "tweetkit_train_config.json",
-    "tweetkit_model.json",
-    "linear_model.safetensors",
-    "linear_vocabulary.json",
-    "tfidf.joblib",
-    "validation_metrics.json",
-    "study.db",
-    "optimization_history.png",
-    "optimization_history.svg",
-    "param_importances.png",
-    "param_importances.svg",
-)
-RUN_DIRS = re.compile(r"^(checkpoint|seed|sweep|trial)-[0-9]+(\.partial)?$")
-
-
-def prepare_output_dir(path: str, resume: bool = False, overwrite: bool = False, remove: bool = True) -> None:
-    """Refuse to mix two runs in one directory: a previous run's files would be served
-    with (or instead of) the new ones.  --resume continues it, --overwrite removes it."""
-    import shutil
-
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UsageError(f"-o {path}: exists and is not a directory")
-    previous = sorted(
-        name for name in (os.listdir(path) if os.path.isdir(path) else []) if name in RUN_FILES or RUN_DIRS.match(name)
-    )
-    if not previous or resume:
-        return
-    if overwrite and not remove:
-        return
-    if not overwrite:
-        shown = ", ".join(previous[:4]) + (", ..." if len(previous) > 4 else "")
-        raise UsageError(
-            f"-o {path} holds a previous run ({shown}): add --overwrite to replace it, or --resume to continue it"
-        )
-    for name in previous:
-        target = os.path.join(path, name)
-        shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
-
-
 def open_output(path: str | None) -> IO[bytes]:
     if path is None or path == STDIN:
         return sys.stdout.buffer
@@ -359,10 +235,35 @@ def _process(options: StreamOptions, make_transform, text_field, field_type, bat
     return None, ((name, process_batch(transform, text_field, batch, field_type)) for name, batch in batches)
 
 
-def _write_outcomes(
-    name: str, outcomes: list, counts: Counts, options: StreamOptions, out, routed: dict, dropped, rejects
-) -> None:
-    """Each line's outcome to its stream, counted; a bad line under --on-error fail stops here."""
+class BadLines:
+    """The one path of a bad line: under --on-error fail it stops the command, named by file
+    and line; under skip it is counted by reason and written, byte for byte, to --rejects."""
+
+    def __init__(self, options: StreamOptions, counts: Counts):
+        self.fail, self.counts = options.on_error == "fail", counts
+        self.rejects = open_output(options.rejects) if options.rejects else None
+
+    def __call__(self, source: str, lineno: int, raw: bytes, reason: str) -> None:
+        if self.fail:
+            raise BadRecord(source, lineno, reason) from None
+        self.counts.rejected[bad_reason_key(reason)] += 1
+        if self.rejects is not None:
+            self.rejects.write(raw)
+
+    def close(self) -> None:
+        if self.rejects is not None:
+            self.rejects.close()
+
+
+def _progress_bar(command: str, options: StreamOptions):
+    from tqdm import tqdm
+
+    disable = not options.progress or options.quiet
+    return tqdm(unit=" rec", file=sys.stderr, disable=disable, dynamic_ncols=True, desc=command)
+
+
+def _write_outcomes(name: str, outcomes: list, counts: Counts, out, routed: dict, dropped, bad: BadLines) -> None:
+    """Each line's outcome to its stream, counted; a bad line goes the one bad-line path."""
     counts.read += len(outcomes)
     for kind, lineno, payload, reason in outcomes:
         if kind == KEPT:
@@ -377,11 +278,7 @@ def _write_outcomes(
             if dropped is not None and payload is not None:
                 dropped.write(payload)
         else:
-            if options.on_error == "fail":
-                raise BadRecord(name, lineno, reason)
-            counts.rejected[bad_reason_key(reason)] += 1
-            if rejects is not None:
-                rejects.write(payload)
+            bad(name, lineno, payload, reason)
 
 
 def run_stream(
@@ -400,25 +297,17 @@ def run_stream(
     records the transform returns as Routed(name, record) go to that path.  The
     transform sees `batch_lines` lines per call (predict sorts each call's lines by length).
     """
-    from tqdm import tqdm
-
     counts = Counts()
     out = open_output(options.output) if not routes else None
     routed = {name: open_output(path) for name, path in (routes or {}).items()}
-    rejects = open_output(options.rejects) if options.rejects else None
+    bad = BadLines(options, counts)
     dropped = open_output(options.dropped) if options.dropped else None
-    bar = tqdm(
-        unit=" rec",
-        file=sys.stderr,
-        disable=not options.progress or options.quiet,
-        dynamic_ncols=True,
-        desc=command,
-    )
+    bar = _progress_bar(command, options)
     pool = None
     try:
         pool, results = _process(options, make_transform, text_field, field_type, batch_lines)
         for name, outcomes in results:
-            _write_outcomes(name, outcomes, counts, options, out, routed, dropped, rejects)
+            _write_outcomes(name, outcomes, counts, out, routed, dropped, bad)
             bar.update(len(outcomes))
         if out is not None:
             out.flush()
@@ -426,7 +315,8 @@ def run_stream(
         bar.close()
         if pool is not None:
             pool.terminate()
-        for stream in (rejects, dropped, *routed.values()):
+        bad.close()
+        for stream in (dropped, *routed.values()):
             if stream is not None:
                 stream.close()
         if out is not None and out is not sys.stdout.buffer:
@@ -435,22 +325,10 @@ def run_stream(
     return counts
 
 
-def stderr_console(**options):
-    """A rich Console on stderr.  When stderr's reader goes away, rich exits with 1; this one
-    raises BrokenPipeError, so the command ends as on a closed stdout: quietly, with 141."""
-    from rich.console import Console
-
-    class PipeAwareConsole(Console):
-        def on_broken_pipe(self) -> None:
-            raise BrokenPipeError()
-
-    return PipeAwareConsole(file=sys.stderr, **options)
-
-
-def report_counts(command: str, options: StreamOptions, counts: Counts) -> None:
+def report_counts(command: str, options: StreamOptions, counts: Counts, kept_label: str = "written") -> None:
     """The summary on stderr (with --progress, or when lines were rejected)."""
     if not options.quiet and (options.progress or counts.rejected):
-        print(counts.summary(command), file=sys.stderr)
+        print(counts.summary(command, kept_label), file=sys.stderr)
     if not options.quiet and counts.dropped and not counts.written:
         # A filter that keeps nothing is almost always a mistyped setting: say so even
         # without --progress.
@@ -470,13 +348,9 @@ def consume_records(
     transform it (stats, train-bpe, finetune); bad lines follow --on-error like everywhere
     else.  `validate(record)` raises ValueError for a record the command cannot use (a
     label of the wrong type): it counts as a bad line, named by file and line."""
-    from tqdm import tqdm
-
     counts = Counts()
-    rejects = open_output(options.rejects) if options.rejects else None
-    bar = tqdm(
-        unit=" rec", file=sys.stderr, disable=not options.progress or options.quiet, dynamic_ncols=True, desc=command
-    )
+    bad = BadLines(options, counts)
+    bar = _progress_bar(command, options)
     try:
         for name, batch in read_batches(options.inputs):
             for lineno, raw in batch:
@@ -486,18 +360,12 @@ def consume_records(
                     if validate is not None:
                         validate(record)
                 except ValueError as exc:
-                    if options.on_error == "fail":
-                        raise BadRecord(name, lineno, str(exc)) from None
-                    counts.rejected[bad_reason_key(str(exc))] += 1
-                    if rejects is not None:
-                        rejects.write(raw)
+                    bad(name, lineno, raw, str(exc))
                     continue
                 counts.written += 1
                 yield record
             bar.update(len(batch))
     finally:
         bar.close()
-        if rejects is not None:
-            rejects.close()
-    if not options.quiet and (options.progress or counts.rejected):
-        print(counts.summary(command, kept_label="used"), file=sys.stderr)
+        bad.close()
+    report_counts(command, options, counts, kept_label="used")

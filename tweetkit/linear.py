@@ -70,7 +70,7 @@ def fit(kind: str, inputs: list, targets: list, c: float = 1.0, balanced: bool =
     """A fitted scikit-learn pipeline: texts -> labels, or word lists -> tag lists (flattened).
 
     `balanced` weights classes by inverse frequency. finetune turns it on for classification
-    and BIO tags (NER, where O is ~90% of words) and off for other tags (POS): the choice
+    and BIO tags (NER, where O is most words) and off for other tags (POS): the choice
     `python bench/tagging_baseline.py` measures on WNUT-17 and ARK validation.
     """
     from sklearn.feature_extraction import DictVectorizer
@@ -121,6 +121,7 @@ def predict(pipeline, kind: str, inputs: list) -> list:
 MODEL_INFO = "tweetkit_model.json"
 WEIGHTS = "linear_model.safetensors"
 VOCABULARY = "linear_vocabulary.json"
+PICKLED = "tfidf.joblib"  # an older tweetkit's pickled model: recognised, never loaded
 FORMAT = 1
 _TFIDF_PARAMS = ("analyzer", "ngram_range", "min_df", "sublinear_tf", "lowercase")
 _LOGISTIC_PARAMS = ("C", "max_iter", "class_weight", "random_state")

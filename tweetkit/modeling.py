@@ -34,13 +34,9 @@ def quiet_transformers() -> None:
 
 
 def resolve_device(name: str = "auto"):
-    """auto: the GPU when there is one; cuda without one is a clear error.  Every command
-    that runs torch passes here first: its thread pools are set here too (tweetkit.threads)."""
+    """auto: the GPU when there is one; cuda without one is a clear error.  (The CPU thread
+    count is chosen apart, by tweetkit.threads.configure_torch.)"""
     import torch
-
-    from tweetkit.threads import configure_torch
-
-    configure_torch()
 
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA GPU is available to this torch build (use --device cpu or auto)")
@@ -64,7 +60,7 @@ AGREEMENT_SAMPLE = 512
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); without it
-    oneDNN emulates bf16 and autocast runs several times slower than fp32."""
+    oneDNN emulates bf16 and autocast runs slower than fp32."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
             flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
@@ -111,7 +107,7 @@ def quantize_int8(model, device):
     time of a forward on the CPU.  Embeddings, LayerNorm, attention scores and the task
     head (pooler, classifier: tiny, and where an error moves the labels directly) stay
     fp32.  Per-channel weight scales agree with fp32 on more labels than one scale per
-    matrix (95.4% against 94.1%), at the same speed (bench/int8_layers.py)."""
+    matrix, at no cost in speed (bench/int8_layers.py measures both)."""
     import warnings
 
     import torch
@@ -257,7 +253,7 @@ def model_type(directory: str) -> str:
         raise ConfigError(
             f"{directory}: holds both an HF model (config.json) and a linear one ({linear.MODEL_INFO}); remove one"
         )
-    pickled = os.path.exists(os.path.join(directory, "tfidf.joblib")) and not os.path.exists(
+    pickled = os.path.exists(os.path.join(directory, linear.PICKLED)) and not os.path.exists(
         os.path.join(directory, linear.WEIGHTS)
     )
     if has_linear and not pickled:
@@ -266,7 +262,7 @@ def model_type(directory: str) -> str:
         return "hf"
     if pickled:
         raise ConfigError(
-            f"{directory}: a pickled linear model (tfidf.joblib) from an older tweetkit; unpickling can run code, so it is "
+            f"{directory}: a pickled linear model ({linear.PICKLED}) from an older tweetkit; unpickling can run code, so it is "
             "not loaded: train it again with finetune --model linear"
         )
     raise ConfigError(f"{directory}: not a model directory (no config.json or {linear.MODEL_INFO})")
@@ -310,7 +306,9 @@ def load_for_inference(
     from transformers import AutoConfig
 
     from tweetkit import kinds
+    from tweetkit.threads import configure_torch
 
+    configure_torch()
     check_runtime(runtime, precision, device)
     # int8 and ONNX Runtime are CPU modes: with --device auto they pick the CPU even where a GPU is (a cron job's default)
     cpu_mode = precision == "int8" or runtime == "onnx"
@@ -343,7 +341,7 @@ def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: 
         from tweetkit import linear
 
         return linear.predict(loaded.model, loaded.kind, inputs)
-    from tweetkit.tasks.supervised import predict_sequences, predict_tags
+    from tweetkit.inference import predict_sequences, predict_tags
 
     device = next(loaded.model.parameters()).device if loaded.runtime == "torch" else None  # onnx: fp32 or int8
     with precision_context(loaded.precision, device):
@@ -411,6 +409,20 @@ def build_model(name_or_path: str, tokenizer, seed: int):
 def position_offset(model) -> int:
     # RoBERTa-family models number positions from padding_idx + 1; BERT from 0.
     return model.config.pad_token_id + 1 if model.config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+
+
+# What save_model may write: save_pretrained's files of a model and of its tokenizer.
+SAVED_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
+SAVED_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+)
 
 
 def save_model(model, tokenizer, directory: str) -> None:

@@ -9,6 +9,8 @@
   and `--print-config` to show the result.
 - `threads_option`: `--threads N` (or TWEETKIT_THREADS) of every command that runs torch,
   applied before the command imports it (tweetkit.threads).
+- `field_option`, `output_option`, `ON_ERROR`, `QUIET`, `device_option`, `PRECISION`: the
+  single flags that commands outside these groups share.
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ import sys
 
 import click
 
-FIELD = click.option("--field", default="text", show_default=True, help="JSON field holding the tweet text.")
+FIELD_HELP = "JSON field holding the tweet text."
+
+
+def field_option(help_text: str = FIELD_HELP, default: str | None = "text", name: str = "field"):
+    """`--field`, the JSON field a command reads.  finetune and evaluate, which read label fields
+    too, name it `text_field` and also accept the spelling --text-field."""
+    names = ["--field"] if name == "field" else ["--field", "--text-field", name]
+    return click.option(*names, default=default, show_default=default is not None, help=help_text)
+
+
+FIELD = field_option()
 ON_ERROR = click.option(
     "--on-error",
     type=click.Choice(["fail", "skip"]),
@@ -81,7 +93,7 @@ def _stream_flags(field_help: str, output_help: str, dropped: bool, workers: boo
     options = [
         click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True)),
         click.option("-o", "--output", default="-", show_default="stdout" if output_shown else False, help=output_help),
-        click.option("--field", default="text", show_default=True, help=field_help),
+        field_option(field_help),
         ON_ERROR,
         click.option(
             "--rejects",
@@ -145,7 +157,7 @@ def _stream_options(kwargs: dict):
 
 def data_options(
     *,
-    field_help: str = "JSON field holding the tweet text.",
+    field_help: str = FIELD_HELP,
     output_help: str = "Write JSONL here (.gz compresses).",
     dropped: bool = False,
     workers: bool = False,
@@ -211,6 +223,21 @@ def train_options(names: list[str], defaults: dict | None = None, helps: dict | 
         return _apply(wrapper, options)
 
     return decorate
+
+
+def output_option(help_text: str, directory: bool = True):
+    """`-o/--output`, required: the directory (or, `directory` False, the file) a command writes."""
+    kind = click.Path(file_okay=not directory, dir_okay=directory)
+    return click.option("-o", "--output", required=True, type=kind, help=help_text)
+
+
+def device_option(func):
+    """`--device` of the inference commands: TrainConfig's own field, so that it reads as in
+    pretrain and finetune."""
+    from tweetkit.train.config import TrainConfig
+
+    spec = next(spec for spec in dataclasses.fields(TrainConfig) if spec.name == "device")
+    return _flag_for(spec, spec.default, None)(func)
 
 
 # --- threads ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Line charts of training metrics as standalone SVG: no plotting dependency, and the
-files render on GitHub and in any browser."""
+"""Charts: line charts of training metrics as standalone SVG (no plotting dependency, and the
+files render on GitHub and in any browser); with matplotlib, maps of embeddings and the plots
+of a sweep's study."""
 
 from __future__ import annotations
 
@@ -150,3 +151,40 @@ def embedding_panels(panels: list[tuple[str, object, list[str]]], path_stem: str
     for path in paths:
         os.replace(path + ".partial", path)
     return paths
+
+
+# --- sweep studies (finetune --sweep-method): Optuna's matplotlib helpers, PNG and SVG --------
+
+STUDY_PLOTS = ("optimization_history", "param_importances")
+STUDY_PLOT_FORMATS = ("png", "svg")
+
+
+def study_plot_files() -> list[str]:
+    """The file names plot_study writes into a sweep's directory."""
+    return [f"{name}.{extension}" for name in STUDY_PLOTS for extension in STUDY_PLOT_FORMATS]
+
+
+def plot_study(study, output: str, log) -> None:
+    """Optimization history and parameter importances of an Optuna study, PNG and SVG."""
+    import os
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the helpers are marked experimental
+        for name in STUDY_PLOTS:
+            try:
+                axes = getattr(optuna_plots, f"plot_{name}")(study)
+            except (ValueError, RuntimeError) as exc:  # importances need two completed trials that differ
+                log(f"no {name.replace('_', ' ')} plot: {exc}")
+                continue
+            axes.figure.set_size_inches(8, 5)
+            axes.figure.tight_layout()
+            for extension in STUDY_PLOT_FORMATS:
+                axes.figure.savefig(os.path.join(output, f"{name}.{extension}"))
+            plt.close(axes.figure)

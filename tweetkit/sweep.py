@@ -10,13 +10,12 @@ so a study seed gives the same trials in one process, resumed or not.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 
 from tweetkit.errors import ConfigError, Interrupted
+from tweetkit.records import emit_json
 
 # What a trial may set, and where it goes: the training settings or the task's.
 TRAIN_PARAMS = {"lr", "weight_decay", "epochs", "batch_size", "warmup_ratio", "eps", "beta1", "beta2"}
@@ -24,6 +23,7 @@ JOB_PARAMS = {"max_length", "linear_c"}
 # BERT for Japanese Twitter's search: learning rate, weight decay, epochs, Adam betas and epsilon.
 DEFAULT_SPACE = "lr=log:1e-5:2e-4;weight_decay=0:0.1;epochs=int:1:5;batch_size=16,32;beta2=0.98:0.999;eps=log:1e-9:1e-6;warmup_ratio=0:0.2"
 STUDY_FILE = "study.db"
+TRIAL_DIR = "trial"  # DIR/trial-N: one trial's run
 SPACE_ATTR = "search_space"  # the study's user attribute that records what it searches
 # The ranges a trial's settings must be in, as the flags' (epochs > 0, batch >= 1, ...); lr > 0 too: a lone run
 # with --lr 0 is a frozen baseline, a trial with it only takes a place in the study.
@@ -238,7 +238,7 @@ def run_study(settings: SweepSettings, space: dict, grid: dict | None, objective
                 break  # every point taken (by another worker too)
             study.enqueue_trial(point)
         trial = study.ask(space)
-        directory = os.path.join(output, f"trial-{trial.number}")
+        directory = os.path.join(output, f"{TRIAL_DIR}-{trial.number}")
 
         def report(epoch: int, value: float, final: bool, trial=trial) -> None:
             trial.report(value, epoch)
@@ -270,8 +270,10 @@ def run_study(settings: SweepSettings, space: dict, grid: dict | None, objective
 
 
 def _drop_checkpoints(directory: str) -> None:
+    from tweetkit.train import checkpoint
+
     for name in os.listdir(directory) if os.path.isdir(directory) else []:
-        if name.startswith("checkpoint-"):
+        if name.startswith(f"{checkpoint.DIR}-"):
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
@@ -280,20 +282,21 @@ def trial_row(trial) -> dict:
 
 
 def emit_trial(study, number: int) -> None:
-    trial = study.get_trials(deepcopy=False)[number]
-    sys.stdout.write(json.dumps(trial_row(trial)) + "\n")
-    sys.stdout.flush()
+    emit_json(trial_row(study.get_trials(deepcopy=False)[number]))
 
 
 def finish(study, output: str, log) -> dict:
     """The best trial's model copied to the output root, the trials table, the plots."""
     from optuna.trial import TrialState
 
+    from tweetkit.plotting import plot_study
+    from tweetkit.reports import print_study_table
+
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
         raise ConfigError(f"study {study.study_name}: no trial completed")
     best = study.best_trial
-    source = os.path.join(output, f"trial-{best.number}")
+    source = os.path.join(output, f"{TRIAL_DIR}-{best.number}")
     if os.path.isdir(source):
         for name in os.listdir(source):
             if os.path.isfile(os.path.join(source, name)):
@@ -301,55 +304,7 @@ def finish(study, output: str, log) -> dict:
         where = output
     else:  # another machine ran it, under its own -o
         where = f"the -o/trial-{best.number} of the worker that ran it"
-    print_table(study, best.number)
+    print_study_table(study, best.number)
     plot_study(study, output, log)
     log(f"best: trial {best.number}, value {best.value:.4f}; its model is in {where}")
     return {"sweep_best": {"trial": best.number, "value": best.value, **best.params}, "trials": len(finished(study))}
-
-
-def print_table(study, best: int) -> None:
-    from rich.table import Table
-
-    from tweetkit.io import stderr_console
-
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name != "RUNNING"]
-    names = sorted({name for t in trials for name in t.params})
-    table = Table(title=f"study {study.study_name}: {len(trials)} trials")
-    for column in ["trial", "state", "value", *names]:
-        table.add_column(column, justify="right")
-    for t in trials:
-        value = f"{t.value:.4f}" if t.value is not None else "-"
-        cells = [
-            f"{t.params[n]:.3g}" if isinstance(t.params.get(n), float) else str(t.params.get(n, "")) for n in names
-        ]
-        table.add_row(("*" if t.number == best else "") + str(t.number), t.state.name.lower(), value, *cells)
-    # Not a terminal (a log file, a cron mail): wide enough for every column, not 80.
-    stderr_console(width=None if sys.stderr.isatty() else 240).print(table)
-
-
-def plot_study(study, output: str, log) -> None:
-    """Optimization history and parameter importances (Optuna's matplotlib helpers), PNG and SVG."""
-    import warnings
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the helpers are marked experimental
-        for name, draw in (
-            ("optimization_history", optuna_plots.plot_optimization_history),
-            ("param_importances", optuna_plots.plot_param_importances),
-        ):
-            try:
-                axes = draw(study)
-            except (ValueError, RuntimeError) as exc:  # importances need two completed trials that differ
-                log(f"no {name.replace('_', ' ')} plot: {exc}")
-                continue
-            axes.figure.set_size_inches(8, 5)
-            axes.figure.tight_layout()
-            for extension in ("png", "svg"):
-                axes.figure.savefig(os.path.join(output, f"{name}.{extension}"))
-            plt.close(axes.figure)

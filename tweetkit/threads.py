@@ -9,8 +9,8 @@ Why the wait policy may matter more than the count: torch's OpenMP threads, betw
 parallel regions, spin for about 3 ms (GOMP_SPINCOUNT=300000) before they sleep.  Alone that
 saves a wake-up in every operation; beside another busy process it burns the cores the other
 process's threads are waiting for, and each barrier then waits for a thread the spinners keep
-off its core, the likely cause of the 16-20x collapse measured for `pretrain` with 2 threads
-on 2 shared cores; bench/threads.py measures both sides.  So the policy follows the situation
+off its core, the likely cause of `pretrain` collapsing beside another busy job on the same
+cores; bench/threads.py measures both sides (docs/benchmarks.md).  So the policy follows the situation
 (`wait_policy`): threads spin, as libgomp does by default, where tweetkit has the cores to
 itself, and sleep at once (OMP_WAIT_POLICY=PASSIVE) where it knows it shares them: several
 local processes of a launcher (torchrun's LOCAL_WORLD_SIZE), fewer threads than cores
@@ -129,8 +129,9 @@ def chosen() -> int | None:
 def configure_torch() -> None:
     """Set torch's intra- and inter-op pools to the count apply() chose (no-op before it).
     Torch reads OMP_NUM_THREADS as it loads, but caps it at the CPU count: an explicit
-    --threads above it is honoured only this way.  Called by modeling.resolve_device, the
-    one place every torch command passes."""
+    --threads above it is honoured only this way.  Called where a command starts torch work:
+    loading a model (modeling.load_for_inference, embeddings.Encoder, evaluate --mlm) and
+    training (train.distributed.setup)."""
     if _chosen is None:
         return
     import torch

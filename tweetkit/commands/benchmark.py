@@ -3,7 +3,6 @@ beside the published rows."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -11,7 +10,8 @@ import time
 
 import click
 
-from tweetkit.options import QUIET, log_for
+from tweetkit.options import QUIET, device_option, log_for, output_option
+from tweetkit.records import emit_json
 
 
 class Progress:
@@ -54,8 +54,7 @@ class Progress:
         official = result["metrics"].get(unit.task.metric)
         line = {"task": unit.task.name, "seed": unit.seed, "metric": unit.task.metric, "value": official,
                 "seconds": result["seconds"], "reused": reused, "directory": unit.directory}  # fmt: skip
-        sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
+        emit_json(line)
         if self.view and not reused:
             self.view.advance(self.bar)
             self._describe()
@@ -99,9 +98,7 @@ Examples:
 @click.option(
     "--data", "data_dir", required=True, type=click.Path(file_okay=False), help="Data root, laid out as ../shared/data."
 )
-@click.option(
-    "-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory (reused to resume)."
-)
+@output_option("Output directory (reused to resume).")
 @click.option("--name", help="The model's name in the table and picture [default: its directory's name].")
 @click.option("--tasks", help="Comma-separated tasks or groups of the suite [default: all].")
 @click.option("--seeds", default="1", show_default=True, help="Comma-separated fine-tuning seeds.")
@@ -122,7 +119,7 @@ Examples:
     type=click.IntRange(min=1),
     help="CPU threads in all [default: as finetune's]; each worker gets its share.",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option(
     "--keep-models",
     is_flag=True,
@@ -185,7 +182,7 @@ def command(
     line = {"summary": {r["name"]: {"mean": r["mean"], "std": r["std"]} for r in summary["rows"]}, "results": paths[0]}
     if "aggregate" in summary:
         line["summary"][summary["aggregate"]["name"]] = {k: summary["aggregate"][k] for k in ("mean", "std")}
-    sys.stdout.write(json.dumps(line) + "\n")
+    emit_json(line)
 
 
 def run(units, runtime, workers: int, quiet: bool, log, output: str) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tweetkit.options import data_options, threads_option
+from tweetkit.options import data_options, device_option, threads_option
 
 
 @click.command(
@@ -21,7 +21,7 @@ Examples:
 @click.option("--output-field", default="embedding", show_default=True, help="Field the vector is written to.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--digits", type=click.IntRange(1, 9), default=6, show_default=True, help="Decimals kept per value.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 def command(model_path, stream, output_field, batch_size, digits, device):
     """Add each tweet's sentence embedding: the mean of the model's last hidden states over
     its tokens (padding masked out), as sentence-transformers pools MiniLM.  Input order

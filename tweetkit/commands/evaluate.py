@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
 from tweetkit import kinds
-from tweetkit.options import PRECISION, RUNTIME, label_map_option, log_for, threads_option
+from tweetkit.options import (
+    ON_ERROR,
+    PRECISION,
+    QUIET,
+    RUNTIME,
+    device_option,
+    field_option,
+    label_map_option,
+    log_for,
+    threads_option,
+)
 
 
 def print_report(result: dict, kind: str) -> None:
     from rich.table import Table
 
-    from tweetkit.io import stderr_console
+    from tweetkit.reports import stderr_console
 
     console = stderr_console()
     headline = Table(title=f"{kind}: {result.get('count', 0):,} examples")
@@ -56,13 +63,7 @@ Examples:
 @click.option("--model", "model_path", help="Predict with this fine-tuned model first.")
 @click.option("--gold-field", default=None, help="[default: label, or tags for tagging]")
 @click.option("--pred-field", default=None, help="[default: pred, or pred_tags for tagging]")
-@click.option(
-    "--field",
-    "--text-field",
-    "text_field",
-    default=None,
-    help="Input of --model [default: text, or tokens for tagging].",
-)
+@field_option("Input of --model [default: text, or tokens for tagging].", default=None, name="text_field")
 @click.option("--positive-label", help="Also report the F1 of this class as f1_pos (SemEval-2018 3A: irony).")
 @click.option(
     "--unseen-labels",
@@ -76,14 +77,14 @@ Examples:
     "a 5-class COVID model scored as 3 classes (its prediction mapped, as collapsing its confusion matrix would)."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@device_option
+@ON_ERROR
 @click.option("--mlm", is_flag=True, help="Evaluate a masked LM (--model): one whole word masked per tweet.")
 @click.option("--top-k", default="1,5,10", show_default=True, help="With --mlm: the K of top-K accuracy.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --mlm: which word each tweet masks.")
 @PRECISION
 @RUNTIME
-@click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
+@QUIET
 def command(
     inputs,
     model_path,
@@ -111,6 +112,7 @@ def command(
     Regression: Pearson, Spearman.
     """
     from tweetkit.errors import ConfigError, UsageError
+    from tweetkit.records import emit_json
 
     log = log_for("evaluate", quiet)
     check_inference_flags(model_path, precision, runtime, mlm, device, log)
@@ -122,7 +124,7 @@ def command(
         result = evaluate_mlm(
             model_path, inputs, text_field or "text", top_k, seed, batch_size, device, on_error, precision
         )
-        sys.stdout.write(json.dumps({"task": "mlm", **result}) + "\n")
+        emit_json({"task": "mlm", **result})
         if not quiet:
             print_report(result, "masked LM")
         return
@@ -155,7 +157,7 @@ def command(
         result = kinds.get(kind).score(gold, predicted, None, positive_label, scores)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    sys.stdout.write(json.dumps({"task": kind, **result}) + "\n")
+    emit_json({"task": kind, **result})
     if not quiet:
         print_report(result, kind)
 
@@ -300,11 +302,13 @@ def evaluate_mlm(model_path, inputs, field, top_k, seed, batch_size, device, on_
         resolve_device,
     )
     from tweetkit.tasks.mlm import masked_word_accuracy
+    from tweetkit.threads import configure_torch
 
     try:
         ks = sorted({int(k) for k in top_k.split(",")})
     except ValueError:
         raise click.BadParameter("expected integers, e.g. 1,5,10", param_hint="--top-k") from None
+    configure_torch()
     target = resolve_device(device)
     check_precision(precision, target)
     tokenizer = load_tokenizer(model_path)

@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 
 import click
 
 from tweetkit import kinds
-from tweetkit.options import ON_ERROR, QUIET, config_options, label_map_option, log_for, threads_option, train_options
+from tweetkit.options import (
+    ON_ERROR,
+    QUIET,
+    config_options,
+    field_option,
+    label_map_option,
+    log_for,
+    output_option,
+    threads_option,
+    train_options,
+)
 from tweetkit.sweep import DEFAULT_SPACE, SweepSettings, check_range, default_storage, parse_space, run_study
 
 TRAIN_FLAGS = [
@@ -286,21 +295,8 @@ Examples:
     type=click.Path(dir_okay=False),
     help="Scored every epoch; the best epoch is kept.",
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output directory: the best model, its config and validation metrics.",
-)
-@click.option(
-    "--field",
-    "--text-field",
-    "text_field",
-    default="text",
-    show_default=True,
-    help="Field of the text (sequence tasks).",
-)
+@output_option("Output directory: the best model, its config and validation metrics.")
+@field_option("Field of the text (sequence tasks).", name="text_field")
 @click.option("--label-field", default="label", show_default=True)
 @click.option("--tokens-field", default="tokens", show_default=True, help="Field of the word list (tagging).")
 @click.option("--tags-field", default="tags", show_default=True)
@@ -419,7 +415,8 @@ def command(
     Ctrl-C) for --resume, and removed when the run ends.
     """
     from tweetkit.errors import UsageError
-    from tweetkit.io import prepare_output_dir, refuse_overlap
+    from tweetkit.io import refuse_overlap
+    from tweetkit.output_dir import prepare_output_dir
     from tweetkit.train import distributed
 
     linear = model in ("linear", "tfidf")
@@ -579,5 +576,6 @@ def parse_seeds(text: str) -> list[int]:
 def emit(record: dict) -> None:
     if os.environ.get("RANK", "0") != "0":  # under torchrun the first process speaks for the job
         return
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+    from tweetkit.records import emit_json
+
+    emit_json(record)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from tweetkit.options import QUIET, log_for
+from tweetkit.options import QUIET, log_for, output_option
+from tweetkit.records import emit_json
 
 
 @click.command(
@@ -22,7 +23,7 @@ Examples:
     required=True,
     help="Weight of the adapted model: 0 is --start, 1 is --adapted; a comma-separated list writes DIR/alpha-A/ each.",
 )
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@output_option("Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace a model already in the output directory.")
 @QUIET
 def command(start, adapted, alpha, output, overwrite, quiet):
@@ -32,9 +33,7 @@ def command(start, adapted, alpha, output, overwrite, quiet):
     tokenizer (and its MLM head, which only it has).  Models of different shape or
     vocabulary are refused.  One JSON line per model written goes to stdout.
     """
-    import json
     import os
-    import sys
 
     from tweetkit.errors import UsageError
     from tweetkit.merge import merge_models, parse_alphas, targets
@@ -44,4 +43,4 @@ def command(start, adapted, alpha, output, overwrite, quiet):
         if os.path.exists(os.path.join(target, "model.safetensors")) and not overwrite:
             raise UsageError(f"-o {target} holds a model: add --overwrite to replace it")
     for record in merge_models(start, adapted, alphas, output, log_for("merge", quiet)):
-        sys.stdout.write(json.dumps(record) + "\n")
+        emit_json(record)

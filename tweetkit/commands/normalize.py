@@ -34,7 +34,7 @@ Examples:
 def command(stream, emoji_names, output_field, lexicon):
     """Normalise tweets as BERTweet did: @USER, HTTPURL, demojized emoji, split clitics.
 
-    Byte-identical to VinAIResearch/BERTweet's TweetNormalizer.py, several times faster.
+    Byte-identical to VinAIResearch/BERTweet's TweetNormalizer.py, and faster (docs/benchmarks.md).
     """
     from tweetkit.many_files import run_data_command
     from tweetkit.text.normalize import load_lexicon

@@ -7,7 +7,8 @@ import os
 
 import click
 
-from tweetkit.options import ON_ERROR
+from tweetkit.options import ON_ERROR, output_option
+from tweetkit.records import emit_json
 
 
 def read_curves(
@@ -52,8 +53,6 @@ def plot_embeddings(inputs, names, output, settings: dict, title: str, on_error:
     """One t-SNE panel per input (the same sampled records in each), coloured by label, PNG
     and SVG; per panel a JSON line on stdout with the labels' silhouette in the embedding
     space (cosine), a number to compare beside the picture."""
-    import json
-    import sys
 
     from sklearn.metrics import silhouette_score
 
@@ -77,10 +76,8 @@ def plot_embeddings(inputs, names, output, settings: dict, title: str, on_error:
         points = tsne_2d(vectors, settings["seed"], settings["perplexity"])
         panels.append((name, points, labels))
         silhouette = silhouette_score(vectors, labels, metric="cosine") if 1 < len(set(labels)) < len(labels) else None
-        sys.stdout.write(
-            json.dumps({"panel": name, "input": path, "points": len(positions), "labels": len(set(labels)),
-                        "silhouette_cosine": None if silhouette is None else round(float(silhouette), 6)}) + "\n"
-        )  # fmt: skip
+        emit_json({"panel": name, "input": path, "points": len(positions), "labels": len(set(labels)),
+                   "silhouette_cosine": None if silhouette is None else round(float(silhouette), 6)})  # fmt: skip
     stem = output[: -len(".png")] if output.endswith((".png", ".svg")) else output
     embedding_panels(panels, stem, title)
 
@@ -95,13 +92,7 @@ Examples:
   tweetkit plot --embeddings b.jsonl a.jsonl --label before --label after -o tsne.png   # + tsne.svg""",
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="SVG file to write; with --embeddings, FILE.png and FILE.svg are both written.",
-)
+@output_option("SVG file to write; with --embeddings, FILE.png and FILE.svg are both written.", directory=False)
 @click.option(
     "--embeddings",
     is_flag=True,

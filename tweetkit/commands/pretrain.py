@@ -7,7 +7,16 @@ import os
 
 import click
 
-from tweetkit.options import FIELD, ON_ERROR, QUIET, config_options, log_for, threads_option, train_options
+from tweetkit.options import (
+    FIELD,
+    ON_ERROR,
+    QUIET,
+    config_options,
+    log_for,
+    output_option,
+    threads_option,
+    train_options,
+)
 
 TRAIN_FLAGS = [
     "max_steps", "epochs", "batch_size", "micro_batch_size", "lr", "weight_decay", "betas", "eps", "warmup_steps",
@@ -47,13 +56,7 @@ Examples:
     "--validation", type=click.Path(dir_okay=False), help="JSONL validation file: masked-LM loss and accuracy."
 )
 @click.option("--tokenizer", required=True, help="Tokenizer directory (train-bpe output) or name.")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output directory (model, tokenizer, checkpoints).",
-)
+@output_option("Output directory (model, tokenizer, checkpoints).")
 @click.option(
     "--model-config", default="tiny", show_default=True, help="tiny | small | base | PATH.json (RobertaConfig fields)."
 )
@@ -228,8 +231,8 @@ def run_pretraining(setup: dict, train: dict, flags: dict, output: str, stream, 
     model, train on the shared core, save the model beside its tokenizer and config."""
     import torch
 
-    from tweetkit.io import prepare_output_dir
     from tweetkit.modeling import load_tokenizer, save_model
+    from tweetkit.output_dir import prepare_output_dir
     from tweetkit.train import distributed
     from tweetkit.train.best import BestKeeper
     from tweetkit.train.config import TrainConfig

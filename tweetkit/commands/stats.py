@@ -83,7 +83,7 @@ class CorpusStats:
 def print_table(stats: dict) -> None:
     from rich.table import Table
 
-    from tweetkit.io import stderr_console
+    from tweetkit.reports import stderr_console
 
     table = Table(title=f"{stats['tweets']:,} tweets", show_header=True)
     table.add_column("length")

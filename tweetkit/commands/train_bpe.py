@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 
 import click
 
 from tweetkit.errors import ConfigError
 from tweetkit.options import data_options, log_for
+from tweetkit.records import emit_json
 
 
 @click.command(
@@ -112,7 +111,7 @@ def command(
         summary["overlap"] = {"other": other, **tk.vocabulary_overlap(result, other_tokenizer)}
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["output"] = directory
-    sys.stdout.write(json.dumps(summary) + "\n")
+    emit_json(summary)
 
 
 def train_new(texts, algorithm, backend, vocab_size, atomic, directory, model_max_length, summary, log):

@@ -1,5 +1,6 @@
 """Fine-tuning tasks on the shared training core: sequence classification (single-
-and multi-label), regression, and tagging; plus the batched inference `predict` uses.
+and multi-label), regression, and tagging.  Validation predicts as `predict` does
+(tweetkit.inference).
 
 Batches are length-bucketed (sorted by length within chunks of 50 batches, then the
 batches shuffled) and padded to their longest member.  Tagging labels the first
@@ -9,14 +10,13 @@ tokenizer for `word_ids()`.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import random
 
 import torch
 import torch.nn.functional as F
 
 from tweetkit import kinds
+from tweetkit.inference import predict_sequences, predict_tags
 
 
 def bucketed_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[int]:
@@ -34,18 +34,6 @@ def bucketed_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -
     # short batches go last, where the loop's full-batches-only epoch leaves them out.
     batches = [b for b in batches if len(b) == batch_size] + [b for b in batches if len(b) < batch_size]
     return [i for batch in batches for i in batch]
-
-
-def equal_length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices in batches of at most batch_size whose sequences all have the same length,
-    shortest first.  Inference on them needs no padding and no attention mask (SDPA then
-    runs its maskless kernel), at the cost of one short batch per length."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    batches = []
-    for _, group in itertools.groupby(order, key=lengths.__getitem__):
-        group = list(group)
-        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
-    return batches
 
 
 def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
@@ -155,49 +143,6 @@ class SequenceTask(SupervisedTask):
         return {f"validation_{k}": v for k, v in scores.items()}
 
 
-@contextlib.contextmanager
-def inference(model):
-    """The device a model's inputs go to, the model in eval mode meanwhile.  A model that is
-    not a torch module (an ONNX Runtime session, tweetkit.onnx_runtime) runs on the CPU."""
-    if not isinstance(model, torch.nn.Module):
-        yield torch.device("cpu")
-        return
-    was_training = model.training
-    model.eval()
-    try:
-        yield next(model.parameters()).device
-    finally:
-        model.train(was_training)
-
-
-@torch.inference_mode()
-def predict_sequences(model, tokenizer, texts, kind, label_names, batch_size, max_length, threshold=0.5) -> list[tuple]:
-    """(pred, scores) per text, in input order; each batch holds texts of one length (no padding)."""
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    results: list = [None] * len(texts)
-    with inference(model) as device:
-        for chunk in equal_length_batches([len(ids) for ids in encoded], batch_size):
-            ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)
-            logits = model(input_ids=ids).logits.float().cpu()  # no padding: no mask
-            for row, i in enumerate(chunk):
-                results[i] = sequence_result(logits[row], kind, label_names, threshold)
-    return results
-
-
-def sequence_result(logits: torch.Tensor, kind: str, label_names, threshold: float) -> tuple:
-    """(pred, scores) of one text's logits."""
-    if kind == "regression":
-        return float(logits[0]), None
-    if kind == "multilabel":
-        probs = torch.sigmoid(logits).tolist()
-        return [label_names[j] for j, p in enumerate(probs) if p >= threshold], dict(
-            zip(label_names, [round(p, 6) for p in probs])
-        )
-    probs = torch.softmax(logits, -1).tolist()
-    best = max(range(len(probs)), key=probs.__getitem__)
-    return label_names[best], dict(zip(label_names, [round(p, 6) for p in probs]))
-
-
 class TaggingTask(SupervisedTask):
     """One tag per word; the first subword of each word carries it."""
 
@@ -239,35 +184,3 @@ class TaggingTask(SupervisedTask):
         return {
             f"validation_{k}": v for k, v in kinds.get("tagging").score([t for _, t in self.validation], pred).items()
         }
-
-
-@torch.inference_mode()
-def predict_tags(model, tokenizer, word_lists, label_names, batch_size, max_length, fallback="O") -> list[list[str]]:
-    """A tag per word, in input order; words cut off by max_length get `fallback`."""
-    fallback = fallback if fallback in label_names else label_names[0]
-    order = sorted(range(len(word_lists)), key=lambda i: len(word_lists[i]))
-    results: list = [None] * len(word_lists)
-    with inference(model) as device:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            encoded = tokenizer(
-                [word_lists[i] for i in chunk],
-                is_split_into_words=True,
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
-            logits = model(
-                input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)
-            ).logits
-            best = logits.argmax(-1).cpu()
-            for row, i in enumerate(chunk):
-                tags = [fallback] * len(word_lists[i])
-                previous = None
-                for position, word in enumerate(encoded.word_ids(row)):
-                    if word is not None and word != previous:
-                        tags[word] = label_names[int(best[row, position])]
-                    previous = word
-                results[i] = tags
-    return results

@@ -1,7 +1,7 @@
 """TSDAE (Wang, Reimers & Gurevych 2021) on packed rows of tweets: the denoising
 auto-encoder sentence-transformers recommends for adapting a sentence encoder to a domain.
 
-About 60% of each tweet's tokens are deleted (drawn from (seed, epoch, row) like MLM's
+A share of each tweet's tokens (DELETION, the paper's ratio) is deleted (drawn from (seed, epoch, row) like MLM's
 masking, <s> and </s> kept, and at least one token of each tweet); the damaged tweets are
 encoded on packed rows (block-diagonal attention, positions restarting per tweet) and each
 is mean-pooled to one vector.  A decoder then reconstructs the original tweet from that

@@ -92,7 +92,8 @@ def similar_enough(mine: set, theirs: set, threshold: float) -> bool:
 class NearConfig:
     threshold: float = 0.7  # Jaccard similarity of shingle sets at or above which a tweet is a near copy
     num_perm: int = 64  # MinHash permutations
-    bands: int = 16  # LSH bands (rows per band = num_perm / bands); P(candidate | J=0.7) = 98.8%
+    bands: int = 16  # LSH bands (rows per band = num_perm / bands): more, shorter bands miss fewer near copies
+    # and give more candidates to verify
     min_words: int = 5  # distinct words a key needs to take part in near matching
     seed: int = 1  # of the permutations; fixed, so results are reproducible
 

@@ -3,7 +3,7 @@
 That script is NLTK's TweetTokenizer, a per-token rule (mentions -> @USER, URLs ->
 HTTPURL, single characters -> emoji.demojize) and a chain of string fix-ups.
 Run plainly it costs one big regex pass and one demojize call per token.  This
-version gives the same output several times faster:
+version gives the same output with less work:
 
 * It tokenizes each whitespace-separated chunk on its own and caches the
   normalised chunk.  Tweets reuse a small vocabulary of chunks, so most chunks are
@@ -26,7 +26,7 @@ import regex
 
 def _casual_tokenizer_module():
     """nltk.tokenize.casual without running nltk/__init__, which imports all of nltk
-    (scipy.stats among it: seconds at every start of `normalize`).  The tokenizer's own
+    (scipy.stats among it, slow to import at every start of `normalize`).  The tokenizer's own
     modules need none of that: they load under bare parent packages, which are dropped
     again, so a later `import nltk` runs the whole package (reusing these modules)."""
     import importlib

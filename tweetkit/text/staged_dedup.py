@@ -198,8 +198,8 @@ def signature_task(args: tuple[Job, int]) -> dict:
 class TweetStore:
     """A near-eligible tweet's key hash and verification set, by global id, read with
     plain reads from its file's signatures.  Cached, since a tweet is compared in each
-    band it shares, up to `cache` tweets: a Python set costs ~2 KB, so an unbounded
-    cache would grow with the partition's candidates rather than stay bounded."""
+    band it shares, up to `cache` tweets: a Python set is large beside its arrays, so an
+    unbounded cache would grow with the partition's candidates rather than stay bounded."""
 
     def __init__(self, job: Job, cache: int = 1 << 15):
         self.read = work.RandomAccess(lambda f: job.path("signatures", f), "words", "word_offsets", np.uint32)

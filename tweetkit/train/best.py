@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+METRICS_FILE = "validation_metrics.json"  # OUTPUT/: the kept weights' step and validation figures
+
 
 class BestKeeper:
     def __init__(self, metric: str, patience: int = 0, report=None, lower_is_better: bool = False):

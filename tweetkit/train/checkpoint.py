@@ -20,7 +20,8 @@ import torch
 
 from tweetkit.errors import ConfigError
 
-PATTERN = re.compile(r"^checkpoint-(\d+)$")
+DIR = "checkpoint"  # OUTPUT/checkpoint-STEP
+PATTERN = re.compile(rf"^{DIR}-(\d+)$")
 STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.safetensors"
 EXTRA = "extra.safetensors"  # tensors a caller keeps with the run (the best epoch's weights)
@@ -55,7 +56,7 @@ def save(
     """Write checkpoint-STEP atomically (rank 0 only)."""
     from safetensors.torch import save_file
 
-    final = os.path.join(output_dir, f"checkpoint-{step}")
+    final = os.path.join(output_dir, f"{DIR}-{step}")
     partial = final + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
@@ -89,12 +90,12 @@ def prune(output_dir: str, keep: int) -> None:
     """Remove all but the `keep` newest checkpoints (keep 0: remove none)."""
     if keep > 0:
         for step in steps(output_dir)[keep:]:
-            shutil.rmtree(os.path.join(output_dir, f"checkpoint-{step}"), ignore_errors=True)
+            shutil.rmtree(os.path.join(output_dir, f"{DIR}-{step}"), ignore_errors=True)
 
 
 def remove_all(output_dir: str) -> None:
     for step in steps(output_dir):
-        shutil.rmtree(os.path.join(output_dir, f"checkpoint-{step}"), ignore_errors=True)
+        shutil.rmtree(os.path.join(output_dir, f"{DIR}-{step}"), ignore_errors=True)
 
 
 # Settings a resumed run may change: where it logs, saves and runs, not what it computes.
@@ -173,7 +174,7 @@ def find_resumable(output_dir: str, current_config: dict, log) -> dict | None:
         log(f"--resume: no checkpoint in {output_dir}, starting fresh")
         return None
     for step in found:
-        path = os.path.join(output_dir, f"checkpoint-{step}")
+        path = os.path.join(output_dir, f"{DIR}-{step}")
         try:
             loaded = load(path)
         except (OSError, ValueError, KeyError, SafetensorError) as exc:

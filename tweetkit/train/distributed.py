@@ -67,7 +67,9 @@ def world_size() -> int:
 def setup(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> Dist:
     """Init the process group when torchrun started us: nccl on GPUs, gloo on CPUs."""
     from tweetkit.modeling import resolve_device
+    from tweetkit.threads import configure_torch
 
+    configure_torch()
     use_cuda = resolve_device(device).type == "cuda"
     if use_cuda:
         # TF32 tensor cores for fp32 matmuls (about 10 mantissa bits, as PyTorch's own mixed-precision advice allows)

@@ -13,7 +13,6 @@ the number of processes.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -27,6 +26,7 @@ import torch
 
 from tweetkit.errors import ConfigError, Interrupted, log_to_stderr
 from tweetkit.modeling import bf16_warning, precision_context
+from tweetkit.records import emit_json
 from tweetkit.train import checkpoint
 from tweetkit.train.config import TrainConfig
 from tweetkit.train.distributed import Dist
@@ -70,7 +70,7 @@ def make_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
         if param.requires_grad:
             (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    try:  # the fused kernel: one pass over all parameters (6x faster steps than foreach on the CPU for MiniLM)
+    try:  # the fused kernel: one pass over all parameters, not a kernel launch per tensor group
         return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps, fused=True)
     except (RuntimeError, TypeError, ValueError):  # a device or dtype without the fused kernel
         return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
@@ -88,9 +88,7 @@ def autocast(config: TrainConfig, device: torch.device):
 
 def emit(record: dict) -> None:
     # Scalars only: per-class tables and confusion matrices belong to `evaluate`.
-    record = {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+    emit_json({k: v for k, v in record.items() if isinstance(v, (int, float, str))})
 
 
 class InterruptGuard:
@@ -131,10 +129,9 @@ class InterruptGuard:
 class Batches:
     """The micro-batches of each step, a pure function of the step (so resuming and
     prefetching cannot change them).  With `prefetch`, a thread builds the next step's
-    while the current one runs: on a GPU the Python collation (about 80 ms for 256 packed
-    rows on a slow CPU core) would otherwise leave the device idle; the thread gets the
-    interpreter while the main one waits for the device.  Off on the CPU, where the
-    collation would only take cores from the step itself."""
+    while the current one runs: on a GPU the Python collation would otherwise leave the
+    device idle; the thread gets the interpreter while the main one waits for the device.
+    Off on the CPU, where the collation would only take cores from the step itself."""
 
     def __init__(self, task, config: TrainConfig, dist: Dist, steps_per_epoch: int, micro: int, prefetch: bool):
         self.task, self.config, self.dist = task, config, dist
