@@ -174,13 +174,15 @@ def adapted_model(args, target, paths, tokens, corpus):
     model = os.path.join(
         args.work,
         "adaptation",
-        slug(base, source, objective_slug(args), f"x{args.extend_pieces}" if args.extend else "x0", f"head{warm}" if warm else "",
-             anchor_slug(args), f"{steps}x{args.pretrain_batch_size}", f"lr{args.continue_lr}", args.precision, "best" if best else ""),
+        slug(base, source, objective_slug(args), f"x{args.extend_pieces}" if args.extend else "x0",
+             f"head{warm}" if warm else "", anchor_slug(args), f"{steps}x{args.pretrain_batch_size}",
+             f"lr{args.continue_lr}", args.precision, "best" if best else ""),
     )  # fmt: skip
     command = TWEETKIT + ["pretrain", *[a for t in texts for a in ("--train", t)], "--tokenizer", tok, "--init-from",
                           args.model, "-o", model, "--max-steps", steps, "--batch-size", args.pretrain_batch_size,
                           "--lr", args.continue_lr, "--precision", args.precision, "--log-every", "5", "--resume",
-                          "--save-every", max(5, steps // 10), "--cache-dir", os.path.join(args.work, "cache"), "-q"]  # fmt: skip
+                          "--save-every", max(5, steps // 10), "--cache-dir", os.path.join(args.work, "cache"),
+                          "-q"]  # fmt: skip
     if warm:
         command += ["--head-warmup-steps", warm]
     if simcse:
@@ -217,9 +219,11 @@ def merged_rows(args, target, paths, adapted, direct, metric):
         mean, std, diffs = results_md.paired(direct["test"][metric], row["test"][metric])
         rows.append({"alpha": alpha, "model": os.path.basename(merged), "test": row["test"],
                      "finetune_minutes": row["finetune_minutes"],
-                     "paired": {"mean": round(mean, 2), "std": round(std, 2), "values": [round(d, 2) for d in diffs]}})  # fmt: skip
+                     "paired": {"mean": round(mean, 2), "std": round(std, 2),
+                                "values": [round(d, 2) for d in diffs]}})  # fmt: skip
         log(
-            f"{target}, {os.path.basename(adapted)} merged at alpha {alpha:g}: (c) - (b) = {mean:+.2f} ± {std:.2f} {metric}"
+            f"{target}, {os.path.basename(adapted)} merged at alpha {alpha:g}: "
+            f"(c) - (b) = {mean:+.2f} ± {std:.2f} {metric}"
         )
     return rows
 
@@ -234,7 +238,8 @@ def merge_table(result) -> list[str]:
         alphas = [m["alpha"] for m in merged[0]["merged"]]
         lines += ["", f"Weight interpolation, {results_md.TITLES.get(target, target)}: (c) − (b) "
                   f"{results_md.METRIC_NAMES.get(task['metric'], task['metric'])} by alpha (0: MiniLM, 1: adapted)", "",
-                  "| tokens | " + " | ".join(f"α = {a:g}" for a in alphas) + " |", "|---:|" + "---|" * len(alphas)]  # fmt: skip
+                  "| tokens | " + " | ".join(f"α = {a:g}" for a in alphas) + " |",
+                  "|---:|" + "---|" * len(alphas)]  # fmt: skip
         for budget in merged:
             lines.append(
                 f"| {budget['tokens']:,} | "
@@ -268,7 +273,8 @@ def one_task(args, target, corpus):
             "tokens": tokens, "steps": steps_of(args, tokens), "model": os.path.basename(model),
             "same_as_direct": model == args.model,
             "pretrain_minutes": round(seconds / 60, 1), "finetune_minutes": row["finetune_minutes"],
-            "test": row["test"], "paired": {"mean": round(mean, 2), "std": round(std, 2), "values": [round(d, 2) for d in diffs]},
+            "test": row["test"],
+            "paired": {"mean": round(mean, 2), "std": round(std, 2), "values": [round(d, 2) for d in diffs]},
             **best_validation(model),
         })  # fmt: skip
         log(f"{target} at {tokens:,} tokens: (c) - (b) = {mean:+.2f} ± {std:.2f} {metric}")
@@ -290,8 +296,10 @@ def curve_picture(result, stem):
         axis.axhline(0, color="#888", linewidth=0.8)
         for target, task in result["tasks"].items():
             xs = [b["tokens"] / 1e6 for b in task["budgets"]]
-            axis.errorbar(xs, [b["paired"]["mean"] for b in task["budgets"]], yerr=[b["paired"]["std"] for b in task["budgets"]],
-                          marker="o", capsize=3, label=f"{results_md.TITLES.get(target, target)} ({results_md.METRIC_NAMES.get(task['metric'], task['metric'])})")  # fmt: skip
+            axis.errorbar(xs, [b["paired"]["mean"] for b in task["budgets"]],
+                          yerr=[b["paired"]["std"] for b in task["budgets"]], marker="o", capsize=3,
+                          label=f"{results_md.TITLES.get(target, target)} "
+                                f"({results_md.METRIC_NAMES.get(task['metric'], task['metric'])})")  # fmt: skip
         axis.set_xlabel("continued-pretraining tokens (millions; steps × batch × 128)")
         axis.set_ylabel("(c) − (b), paired by seed (points)")
         axis.set_title(f"Adaptation curve: {result['levers']}")
@@ -318,7 +326,8 @@ def embedding_picture(args, result, paths, models, stem):
         )
         files.append(out)
     command = TWEETKIT + ["plot", "--embeddings", *files, "-o", f"{stem}.png", "--max-points", args.max_points,
-                          "--title", f"{results_md.TITLES.get(args.embed_task, args.embed_task)}: test tweets by gold label"]  # fmt: skip
+                          "--title", f"{results_md.TITLES.get(args.embed_task, args.embed_task)}: "
+                                     "test tweets by gold label"]  # fmt: skip
     for name, _ in panels:
         command += ["--label", name]
     sh(command, stdout=f"{stem}.panels.jsonl")
@@ -365,7 +374,9 @@ def main(argv=None):
     )
     result.update(settings=settings, hardware=repro.hardware(), minutes=round(spent, 1),
                   wall_minutes_this_run=round((time.time() - started) / 60, 1),
-                  command=" ".join(map(shlex.quote, [os.path.relpath(sys.argv[0]) if sys.argv[0] else "bench/adaptation.py", *(argv or sys.argv[1:])])))  # fmt: skip
+                  command=" ".join(map(shlex.quote, [
+                      os.path.relpath(sys.argv[0]) if sys.argv[0] else "bench/adaptation.py",
+                      *(argv or sys.argv[1:])])))  # fmt: skip
     with open(stem + ".json", "w") as handle:
         json.dump(result, handle, indent=2)
     section = "\n".join(results_md.adaptation_section(result, args.results, args.results) + merge_table(result)) + "\n"

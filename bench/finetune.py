@@ -44,7 +44,8 @@ import json, sys, time, torch
 s = json.loads(sys.argv[1])
 if s["device"] == "cpu":
     torch.set_num_threads(s["threads"])
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                          TrainingArguments)
 rows = [json.loads(line) for line in open(s["train"], encoding="utf-8")]
 labels = sorted({r["label"] for r in rows})
 tok = AutoTokenizer.from_pretrained(s["model"])
@@ -52,16 +53,21 @@ enc = tok([r["text"] for r in rows], truncation=True, max_length=s["max_length"]
 examples = [{"input_ids": ids, "attention_mask": mask, "labels": labels.index(r["label"])}
             for ids, mask, r in zip(enc["input_ids"], enc["attention_mask"], rows)]
 torch.manual_seed(1)
-model = AutoModelForSequenceClassification.from_pretrained(s["model"], num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                                           label2id={n: i for i, n in enumerate(labels)}, attn_implementation="sdpa")
-args = TrainingArguments(output_dir=s["output"], per_device_train_batch_size=s["batch_size"], num_train_epochs=1, learning_rate=s["lr"],
-    weight_decay=0.01, warmup_steps=0.1, lr_scheduler_type="linear", logging_steps=10**9, save_strategy="no", eval_strategy="no",
-    report_to=[], use_cpu=s["device"] == "cpu", bf16=s["precision"] == "bf16", dataloader_num_workers=0, seed=1, disable_tqdm=True,
-    train_sampling_strategy="group_by_length" if s["group_by_length"] else "random")  # transformers 5.x; 4.x: group_by_length=True
-metrics = Trainer(model=model, args=args, train_dataset=examples, data_collator=DataCollatorWithPadding(tok)).train().metrics
+model = AutoModelForSequenceClassification.from_pretrained(
+    s["model"], num_labels=len(labels), id2label=dict(enumerate(labels)),
+    label2id={n: i for i, n in enumerate(labels)}, attn_implementation="sdpa")
+args = TrainingArguments(output_dir=s["output"], per_device_train_batch_size=s["batch_size"], num_train_epochs=1,
+    learning_rate=s["lr"], weight_decay=0.01, warmup_steps=0.1, lr_scheduler_type="linear", logging_steps=10**9,
+    save_strategy="no", eval_strategy="no", report_to=[], use_cpu=s["device"] == "cpu", bf16=s["precision"] == "bf16",
+    dataloader_num_workers=0, seed=1, disable_tqdm=True,
+    # transformers 5.x; 4.x: group_by_length=True
+    train_sampling_strategy="group_by_length" if s["group_by_length"] else "random")
+metrics = Trainer(model=model, args=args, train_dataset=examples,
+                  data_collator=DataCollatorWithPadding(tok)).train().metrics
 model.save_pretrained(s["output"])
 tok.save_pretrained(s["output"])
-print(json.dumps({"samples_per_s": len(examples) / metrics["train_runtime"], "train_s": metrics["train_runtime"], "loss": metrics["train_loss"]}))
+print(json.dumps({"samples_per_s": len(examples) / metrics["train_runtime"], "train_s": metrics["train_runtime"],
+                  "loss": metrics["train_loss"]}))
 """
 
 
@@ -169,7 +175,8 @@ def padding_shares(train, model, batch_size=BATCH, seed=1):
     from tweetkit.tasks.supervised import bucketed_order
 
     texts = [json.loads(line)["text"] for line in open(train, encoding="utf-8")]
-    lengths = [len(ids) for ids in AutoTokenizer.from_pretrained(model)(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]]  # fmt: skip
+    encoded = AutoTokenizer.from_pretrained(model)(texts, truncation=True, max_length=MAX_LENGTH)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
 
     def share(order, full_only):
         end = len(order) // batch_size * batch_size if full_only else len(order)
@@ -179,7 +186,9 @@ def padding_shares(train, model, batch_size=BATCH, seed=1):
     generator = torch.Generator().manual_seed(seed)
     return {
         "tweetkit finetune": share(bucketed_order(lengths, batch_size, seed, 0), True),
-        "HF Trainer group_by_length": share(list(LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)), False),
+        "HF Trainer group_by_length": share(
+            list(LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)), False
+        ),
         "HF Trainer": share(random.Random(seed).sample(range(len(lengths)), len(lengths)), False),
     }  # fmt: skip
 
@@ -234,7 +243,8 @@ def main():
     train = write_split(data / "train.jsonl", args.tweets, os.path.join(work, "train.jsonl"))
     test = write_split(data / "test.jsonl", args.test_tweets, os.path.join(work, "test.jsonl"))
     print(
-        f"{args.tweets:,} SemEval-2017 train tweets, MiniLM-L6 + 3-class head, 1 epoch, batch {BATCH}, lr {LR}, fp32, {THREADS} threads; work dir {work}"
+        f"{args.tweets:,} SemEval-2017 train tweets, MiniLM-L6 + 3-class head, 1 epoch, batch {BATCH}, lr {LR}, fp32, "
+        f"{THREADS} threads; work dir {work}"
     )
     padding = padding_shares(train, model)
     print("padding per real token: " + ", ".join(f"{name} {share:.1%}" for name, share in padding.items()))

@@ -56,7 +56,8 @@ PEAK_TFLOPS = [
     ("A10G", 70.0),
     ("A10", 125.0),
 ]
-MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
+MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+         "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
 MAX_LENGTH, MASK_PROB = 128, 0.15
 
 
@@ -114,7 +115,8 @@ def pretrain(work, args, device, model_config, shape, vocab, peak):
 
 def finetune(work, args, device):
     """samples/s of tweetkit finetune and the HF Trainer (random, group_by_length), same data."""
-    train = write_normalized(args.data / "semeval2017/train.jsonl", args.finetune_tweets, work / "ft-train.jsonl", fields=("label",))  # fmt: skip
+    train = write_normalized(args.data / "semeval2017/train.jsonl", args.finetune_tweets, work / "ft-train.jsonl",
+                             fields=("label",))  # fmt: skip
     model = predict_bench.minilm_path()
     common = dict(device=device, precision=args.precision, batch_size=args.finetune_batch)
     results = {
@@ -155,7 +157,8 @@ def packed_equals_alone(work, device, model_config, rows=4):
 
     target = torch.device(device)
     tok = load_tokenizer(str(work / "tok"))
-    corpus = tokenize_corpus([str(work / "corpus.jsonl")], tok, StreamOptions(quiet=True), str(work / "cache"), lambda m: None)  # fmt: skip
+    corpus = tokenize_corpus([str(work / "corpus.jsonl")], tok, StreamOptions(quiet=True), str(work / "cache"),
+                             lambda m: None)  # fmt: skip
     model = build_model(model_config, tok, seed=0).to(target).eval()
     task = MLMTask(corpus, None, tok, MAX_LENGTH, MASK_PROB, 0, position_offset(model))
     encoder, result = model.base_model, {}
@@ -233,12 +236,14 @@ def main():
     name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
     peak = args.peak_tflops or (peak_for(name) if device == "cuda" else None)
     log(
-        f"device: {name}; bf16 dense peak: {f'{peak:g} TFLOP/s' if peak else 'unknown (--peak-tflops)'}; work dir {work}"
+        f"device: {name}; bf16 dense peak: "
+        f"{f'{peak:g} TFLOP/s' if peak else 'unknown (--peak-tflops)'}; work dir {work}"
     )
 
     write_normalized(args.data / "semeval2017/train.jsonl", args.pretrain_tweets, work / "corpus.jsonl")
     subprocess.run(TWEETKIT + ["train-bpe", str(work / "corpus.jsonl"), "-o", str(work / "tok"), "--vocab-size",
-                               str(args.vocab_size), "-q"], check=True, env=clean_env(), cwd=REPO, stdout=subprocess.DEVNULL)  # fmt: skip
+                               str(args.vocab_size), "-q"],
+                   check=True, env=clean_env(), cwd=REPO, stdout=subprocess.DEVNULL)  # fmt: skip
     model_config = str(work / "micro.json") if args.smoke else "base"
     from tweetkit.modeling import MODEL_CONFIGS, load_tokenizer
 
@@ -250,7 +255,8 @@ def main():
         ("pretrain", "1. pretraining", lambda: pretrain(work, args, device, model_config, shape, vocab, peak)),
         ("finetune", "2. fine-tuning", lambda: finetune(work, args, device)),
         ("predict", "3. predict", lambda: predict(work, args, device, classifier) if classifier else None),
-        ("packed_equals_alone", "4. packed rows against their tweets", lambda: packed_equals_alone(work, device, model_config)),
+        ("packed_equals_alone", "4. packed rows against their tweets",
+         lambda: packed_equals_alone(work, device, model_config)),
     ]  # fmt: skip
     classifier = None
     for key, title, part in parts:
@@ -287,8 +293,8 @@ def report(results: dict) -> None:
     p = results["pretrain"]
     if p:
         mfu = f"{p['mfu']:.1%} MFU (goal >= 40%)" if p["mfu"] is not None else "MFU: peak unknown"
-        log(f"\npretrain {p['model']} {p['precision']}, {p['batch_rows']} rows x 128: {p['tokens_per_s']:,.0f} real tokens/s, "
-            f"{p['model_tflops']:.1f} model TFLOP/s, {mfu}")  # fmt: skip
+        log(f"\npretrain {p['model']} {p['precision']}, {p['batch_rows']} rows x 128: "
+            f"{p['tokens_per_s']:,.0f} real tokens/s, {p['model_tflops']:.1f} model TFLOP/s, {mfu}")  # fmt: skip
     else:
         log("\npretrain: FAILED")
     for name, r in (results["finetune"] or {}).items():
@@ -302,11 +308,13 @@ def report(results: dict) -> None:
             extra += f", labels = fp32: {agreement:.2%}" if agreement is not None and name != "fp32" else ""
             log(f"predict {name:<9} {pr[name]['tweets_per_s']:,.0f} tweets/s ({extra})")
         log(
-            f"predict fp32 labels differing from the pipeline's: {pr['checks'].get('fp32_vs_pipeline_differing_labels')}"
+            "predict fp32 labels differing from the pipeline's: "
+            f"{pr['checks'].get('fp32_vs_pipeline_differing_labels')}"
         )
     for precision, r in (results["packed_equals_alone"] or {}).items():
         verdict = "equal" if r["equal"] else "NOT equal"
-        log(f"packed row vs its {r['tweets']} tweets alone, {precision}: max |diff| {r['max_abs_diff']:.2e} ({verdict}, tolerance {r['tolerance']:g})")  # fmt: skip
+        log(f"packed row vs its {r['tweets']} tweets alone, {precision}: max |diff| {r['max_abs_diff']:.2e} "
+            f"({verdict}, tolerance {r['tolerance']:g})")  # fmt: skip
 
 
 if __name__ == "__main__":

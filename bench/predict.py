@@ -141,7 +141,8 @@ def whole_process(directory, test, batch_size, threads, modes, repeats=2, log=pr
     for mode in modes:
         runtime, precision = runtime_and_precision(mode)
         commands[mode] = [sys.executable, "-m", "tweetkit", "predict", "--model", directory, "--precision", precision,
-                          "--runtime", runtime, "--threads", str(threads), "--batch-size", str(batch_size), "-q", test]  # fmt: skip
+                          "--runtime", runtime, "--threads", str(threads), "--batch-size", str(batch_size),
+                          "-q", test]  # fmt: skip
     results = {name: {"seconds": float("inf"), "tweets": tweets} for name in commands}
     labels = {}
     for _ in range(repeats):
@@ -251,8 +252,8 @@ def main():
         print(f"\nwhole processes ({len(texts):,} tweets; start-up, loading, tokenising and writing included):")
         for name, r in whole.items():
             print(
-                f"  {'tweetkit predict ' + name if name != 'pipeline' else 'pipeline script':<28} {r['seconds']:>6.1f} s "
-                f"{r['tweets_per_s']:>7.1f} tweets/s {pipe_s / r['seconds']:>5.2f}x pipeline, "
+                f"  {'tweetkit predict ' + name if name != 'pipeline' else 'pipeline script':<28} "
+                f"{r['seconds']:>6.1f} s {r['tweets_per_s']:>7.1f} tweets/s {pipe_s / r['seconds']:>5.2f}x pipeline, "
                 f"labels = pipeline's: {r['labels_equal_pipeline']:.2%}"
             )
         print("\nin-process (the model loaded once, inference alone):")
@@ -273,11 +274,14 @@ def main():
         differ = checks["fp32_vs_pipeline_differing_labels"]
         print(
             f"tweetkit fp32 / pipeline: {fp32 / pipe:.2f}x (goal >= 2x); labels identical to the pipeline's: "
-            f"{'yes' if differ == 0 else f'NO, {differ} differ'}; cheaper modes: goal >= 3x the pipeline, >= 99% agreement"
+            f"{'yes' if differ == 0 else f'NO, {differ} differ'}; "
+            "cheaper modes: goal >= 3x the pipeline, >= 99% agreement"
         )
     print(
-        f"tokens through the model per real token: pipeline {pad['pipeline']:.3f} in {pad['batches']['pipeline']} batches, "
-        f"tweetkit {pad['tweetkit']:.3f} in {pad['batches']['tweetkit']} (windows of {pad['window']:,}, batched by equal length): "
+        "tokens through the model per real token: "
+        f"pipeline {pad['pipeline']:.3f} in {pad['batches']['pipeline']} batches, "
+        f"tweetkit {pad['tweetkit']:.3f} in {pad['batches']['tweetkit']} "
+        f"(windows of {pad['window']:,}, batched by equal length): "
         f"at equal matmul speed, tweetkit fp32 can be at most "
         f"{pad['pipeline'] / pad['tweetkit']:.2f}x the pipeline"
     )
@@ -285,8 +289,9 @@ def main():
     if fp32 and args.device == "cpu":
         bound = roofline(directory, texts, fp32, pad, args.threads)
         print(
-            f"tweetkit fp32 runs the encoder's matmuls at {bound['gflops']:.1f} GFLOP/s, {bound['gflops'] / bound['peak_gflops']:.0%} "
-            f"of this CPU's fp32 matmul peak ({bound['peak_gflops']:.1f} GFLOP/s, 2048x2048): at that peak it would be at most "
+            f"tweetkit fp32 runs the encoder's matmuls at {bound['gflops']:.1f} GFLOP/s, "
+            f"{bound['gflops'] / bound['peak_gflops']:.0%} of this CPU's fp32 matmul peak "
+            f"({bound['peak_gflops']:.1f} GFLOP/s, 2048x2048): at that peak it would be at most "
             f"{bound['rate_at_peak'] / pipe:.2f}x the pipeline"
         )
     if args.output:

@@ -59,7 +59,8 @@ HF_CHILD = """
 import json, sys, torch
 s = json.loads(sys.argv[1])
 torch.set_num_threads(s["threads"])
-from transformers import AutoTokenizer, DataCollatorForLanguageModeling, RobertaConfig, RobertaForMaskedLM, Trainer, TrainingArguments
+from transformers import (AutoTokenizer, DataCollatorForLanguageModeling, RobertaConfig, RobertaForMaskedLM, Trainer,
+                          TrainingArguments)
 tok = AutoTokenizer.from_pretrained(s["tokenizer"])
 texts = [json.loads(line)["text"] for line in open(s["corpus"], encoding="utf-8")]
 enc = tok(texts, truncation=True, max_length=s["max_length"], return_special_tokens_mask=True)
@@ -77,10 +78,12 @@ torch.manual_seed(0)
 config = RobertaConfig(**s["shape"], vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                        eos_token_id=tok.eos_token_id, attn_implementation="sdpa")
 args = TrainingArguments(output_dir=s["output"], per_device_train_batch_size=s["batch_size"], num_train_epochs=1,
-    learning_rate=5e-4, weight_decay=0.01, adam_beta2=0.98, adam_epsilon=1e-6, warmup_steps=0.06,  # 5.x: a float < 1 is a ratio
-    lr_scheduler_type="linear", logging_steps=10**9, save_strategy="no", report_to=[], use_cpu=True, bf16=s["bf16"], max_steps=s["max_steps"],
-    dataloader_num_workers=0, seed=0, disable_tqdm=True)
-metrics = Trainer(model=RobertaForMaskedLM(config), args=args, train_dataset=examples, data_collator=counting).train().metrics
+    learning_rate=5e-4, weight_decay=0.01, adam_beta2=0.98, adam_epsilon=1e-6,
+    warmup_steps=0.06,  # 5.x: a float < 1 is a ratio
+    lr_scheduler_type="linear", logging_steps=10**9, save_strategy="no", report_to=[], use_cpu=True, bf16=s["bf16"],
+    max_steps=s["max_steps"], dataloader_num_workers=0, seed=0, disable_tqdm=True)
+metrics = Trainer(model=RobertaForMaskedLM(config), args=args, train_dataset=examples,
+                  data_collator=counting).train().metrics
 runtime = metrics["train_runtime"]
 print(json.dumps({"tokens_per_s": seen["real"] / runtime, "positions_per_s": seen["positions"] / runtime,
                   "elapsed_s": runtime, "loss": metrics["train_loss"], "real_tokens": seen["real"]}))
@@ -107,8 +110,10 @@ def print_peaks():
     }
     plain_bf16 = matmul_gflops(torch.bfloat16, 1024, repeats=1)
     print(
-        f"matmul peak, {THREADS} threads: fp32 2048x2048 {peaks['fp32']:.1f} GFLOP/s; bf16 2048x2048 (A @ B.T) {peaks['bf16']:.1f} GFLOP/s; "
-        f"bf16 1024x1024 A @ B (B row-major) {plain_bf16:.1f} GFLOP/s; native bf16: {'yes' if cpu_has_native_bf16() else 'no'}"
+        f"matmul peak, {THREADS} threads: fp32 2048x2048 {peaks['fp32']:.1f} GFLOP/s; "
+        f"bf16 2048x2048 (A @ B.T) {peaks['bf16']:.1f} GFLOP/s; "
+        f"bf16 1024x1024 A @ B (B row-major) {plain_bf16:.1f} GFLOP/s; "
+        f"native bf16: {'yes' if cpu_has_native_bf16() else 'no'}"
     )
     return peaks
 
@@ -318,7 +323,8 @@ def main():
     head_params = hidden * hidden + hidden * len(tok)  # lm_head: dense, then the projection to the vocabulary
     print(
         f"{len(texts):,} tweets, {corpus_tokens:,} real tokens (<s> x </s>, <= {MAX_LENGTH}); vocabulary {len(tok):,}; "
-        f"encoder {encoder_params / 1e6:.2f} M parameters (non-embedding); {THREADS} threads; batch {args.batch_size}; work dir {work}"
+        f"encoder {encoder_params / 1e6:.2f} M parameters (non-embedding); {THREADS} threads; batch {args.batch_size}; "
+        f"work dir {work}"
     )
 
     peaks = print_peaks()
@@ -378,7 +384,8 @@ def main():
     if fp32 and bf16:
         diff = (bf16 - fp32) / fp32
         print(
-            f"bf16 validation loss {bf16:.6f} vs fp32 {fp32:.6f} after {schedule}: {diff:+.4%} ({'within' if abs(diff) <= 0.02 else 'NOT within'} 2%; "
+            f"bf16 validation loss {bf16:.6f} vs fp32 {fp32:.6f} after {schedule}: {diff:+.4%} "
+            f"({'within' if abs(diff) <= 0.02 else 'NOT within'} 2%; "
             "validation runs at the training precision, bf16 autocast for the bf16 run)"
         )
     else:

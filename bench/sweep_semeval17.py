@@ -22,7 +22,10 @@ import sys
 import time
 
 TWEETKIT = [sys.executable, "-m", "tweetkit"]
-SPACE = "lr=log:1e-5:2e-4;weight_decay=0:0.1;epochs=int:1:3;batch_size=16,32;beta2=0.98:0.999;eps=log:1e-8:1e-6;warmup_ratio=0:0.2"
+SPACE = (
+    "lr=log:1e-5:2e-4;weight_decay=0:0.1;epochs=int:1:3;batch_size=16,32;"
+    "beta2=0.98:0.999;eps=log:1e-8:1e-6;warmup_ratio=0:0.2"
+)
 DEFAULTS = {"lr": 5e-5, "epochs": 1, "batch_size": 32}  # make repro-semeval17, row (b)
 
 
@@ -161,7 +164,8 @@ def main():
         print(
             f"| {name} | {', '.join(f'{v:.2f}' for v in row['test_avgrec'])} | {row['mean']:.2f} ± {row['std']:.2f} |"
         )
-    print(f"\npaired (best − defaults): {result['paired_difference']['mean']:+.2f} ± {result['paired_difference']['std']:.2f}; "
+    print(f"\npaired (best − defaults): {result['paired_difference']['mean']:+.2f} "
+          f"± {result['paired_difference']['std']:.2f}; "
           f"sweep {result['sweep_minutes']} min, all {result['total_minutes']} min")  # fmt: skip
 
 

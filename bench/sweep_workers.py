@@ -58,11 +58,14 @@ def main():
             "-q",
         ]
     )
-    run(TWEETKIT + ["pretrain", "--train", os.path.join(work, "corpus.jsonl"), "--tokenizer", os.path.join(work, "tok"), "-o", os.path.join(work, "mlm"),
-                    "--model-config", os.path.join(work, "micro.json"), "--max-steps", "0", "--cache-dir", os.path.join(work, "cache"), "-q"])  # fmt: skip
-    base = TWEETKIT + ["finetune", "--model", os.path.join(work, "mlm"), "--task", "classification", "--train", os.path.join(work, "train.jsonl"),
-                       "--validation", os.path.join(work, "val.jsonl"), "--epochs", "2", "--patience", "0", "--sweep-method", "random",
-                       "--search-space", "lr=log:1e-4:1e-2;batch_size=16,32", "--sweep-trials", str(args.trials), "--no-prune", "-q"]  # fmt: skip
+    run(TWEETKIT + ["pretrain", "--train", os.path.join(work, "corpus.jsonl"), "--tokenizer", os.path.join(work, "tok"),
+                    "-o", os.path.join(work, "mlm"), "--model-config", os.path.join(work, "micro.json"),
+                    "--max-steps", "0", "--cache-dir", os.path.join(work, "cache"), "-q"])  # fmt: skip
+    base = TWEETKIT + ["finetune", "--model", os.path.join(work, "mlm"), "--task", "classification",
+                       "--train", os.path.join(work, "train.jsonl"), "--validation", os.path.join(work, "val.jsonl"),
+                       "--epochs", "2", "--patience", "0", "--sweep-method", "random",
+                       "--search-space", "lr=log:1e-4:1e-2;batch_size=16,32", "--sweep-trials", str(args.trials),
+                       "--no-prune", "-q"]  # fmt: skip
     times = {}
     for workers in (1, 2):
         out = os.path.join(work, f"sweep-{workers}")

@@ -45,7 +45,8 @@ def main():
             )
             metric = "f1" if "f1" in scores else "token_accuracy"
             print(
-                f"| {name} | {'balanced' if balanced else 'none'} | {metric} | {100 * scores[metric]:.1f} | {seconds:.0f} |",
+                f"| {name} | {'balanced' if balanced else 'none'} | {metric} | "
+                f"{100 * scores[metric]:.1f} | {seconds:.0f} |",
                 flush=True,
             )
 

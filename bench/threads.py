@@ -25,7 +25,8 @@ Each speed is given as a share of the same setting's alone speed (fair share bes
 busy job: 0.5x on 2 cores) and of the default's alone speed.  Results also go to
 results/bench-threads.json.
 
-    python bench/threads.py [--steps 40] [--settings default,shared,threads-1,spinning] [--companions normalize,same,torch,heavy]
+    python bench/threads.py [--steps 40] [--settings default,shared,threads-1,spinning]
+                            [--companions normalize,same,torch,heavy]
     python bench/threads.py --smoke     # a few steps of a micro model: checks the script, measures nothing
 """
 
@@ -46,7 +47,8 @@ from common import DEFAULT_DATA, clean_env, read_rows, write_normalized  # noqa:
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TWEETKIT = [sys.executable, "-m", "tweetkit"]
-MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
+MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+         "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
 
 
 def cores() -> int:
@@ -229,7 +231,8 @@ def main():
             )
             fmt = lambda x, spec: format(x, spec) if x is not None else "-"  # noqa: E731
             print(
-                f"{setting:<10} {scenario:<10} {fmt(rate, '>9,.0f')} {fmt(own, '>10.2f')}x {fmt(versus_default, '>14.2f')}x"
+                f"{setting:<10} {scenario:<10} {fmt(rate, '>9,.0f')} {fmt(own, '>10.2f')}x "
+                f"{fmt(versus_default, '>14.2f')}x"
             )
     print(
         "fair share beside one busy companion on 2 cores: 0.5x of alone; 'torch' and 'heavy' companions spin "

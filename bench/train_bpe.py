@@ -75,13 +75,15 @@ def main():
             )
             r = results[backend, algorithm] = json.loads(out.stdout.strip().splitlines()[-1])
             print(
-                f"{backend:<14} {algorithm:<9} {r['seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} {r['pieces_per_tweet_mean']:>13.2f} {r['unknown_share']:>10.5f}"
+                f"{backend:<14} {algorithm:<9} {r['seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} "
+                f"{r['pieces_per_tweet_mean']:>13.2f} {r['unknown_share']:>10.5f}"
             )
     os.unlink(path)
     for algorithm in ("bpe", "unigram"):
         hf, sp = results["hf", algorithm], results["sentencepiece", algorithm]
         print(
-            f"{algorithm}: sentencepiece / hf time {sp['seconds'] / hf['seconds']:.2f}x, memory {sp['peak_rss_mb'] / hf['peak_rss_mb']:.2f}x"
+            f"{algorithm}: sentencepiece / hf time {sp['seconds'] / hf['seconds']:.2f}x, "
+            f"memory {sp['peak_rss_mb'] / hf['peak_rss_mb']:.2f}x"
         )
 
 

@@ -719,7 +719,8 @@ def main():
     args.data, args.work = os.path.abspath(args.data), os.path.abspath(args.work)
     corpus, corpus_summary = build_corpus(args, args.work)
     log(
-        f"pretraining corpus: {corpus_summary['tweets']:,} tweets ({corpus_summary['removed_as_test_duplicates']:,} removed as test-set duplicates)"
+        f"pretraining corpus: {corpus_summary['tweets']:,} tweets "
+        f"({corpus_summary['removed_as_test_duplicates']:,} removed as test-set duplicates)"
     )
     paths = task_data(args, args.target, args.work)
     data_used = {name: count_lines(path) for name, path in paths.items()}

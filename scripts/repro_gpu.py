@@ -39,7 +39,8 @@ def main(argv=None):
 
         if not torch.cuda.is_available() and "--allow-cpu" not in argv:
             sys.exit(
-                "repro_gpu: no CUDA GPU here; these settings take many hours on a CPU (--smoke for a toy run, --allow-cpu to insist)"
+                "repro_gpu: no CUDA GPU here; these settings take many hours on a CPU "
+                "(--smoke for a toy run, --allow-cpu to insist)"
             )
         argv = [a for a in argv if a != "--allow-cpu"]
     import adaptation

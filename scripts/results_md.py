@@ -87,7 +87,8 @@ def confusion_tables(result):
         labels = [confusion["labels"][i] for i in order]
         lines += [
             "",
-            f"Confusion matrix of {row['name']} on test, summed over {confusion['seeds']} seed(s) (rows: gold, columns: predicted):",
+            f"Confusion matrix of {row['name']} on test, summed over {confusion['seeds']} seed(s) "
+            "(rows: gold, columns: predicted):",
             "",
             "| gold / predicted | " + " | ".join(labels) + " |",
             "|---|" + "---:|" * len(labels),
@@ -137,7 +138,8 @@ def label_map_from_confusion(result):
     return [
         "",
         f'{METRIC_NAMES.get(metric, metric)} (`--label-map "{text}"`), from each row\'s confusion matrix summed '
-        f"over its seeds (the mean over seeds; this run predates the per-seed mapped scores, which a rerun adds with their spread): "
+        "over its seeds (the mean over seeds; this run predates the per-seed mapped scores, "
+        "which a rerun adds with their spread): "
         f"{figures}{seed}.",
     ]
 
@@ -182,11 +184,15 @@ def target_section(result):
     lines += [
         "",
         f"Data used: {data['train']:,} train / {data['validation']:,} validation / {data['test']:,} test examples "
-        f"(train subsampled to ~{settings['train_limit']:,} when larger; 0 = all). Fine-tuning: {settings['epochs']} epoch(s), lr {settings['lr']}, "
-        f"batch {settings['batch_size']}, best epoch on validation; tiny: {settings['tiny_epochs']} epochs, lr {settings['tiny_lr']}. "
-        f"Seeds {settings['seeds']} (mean ± sample std over seeds). Hardware: {result['hardware']}; from an empty work directory the target "
-        f"takes {result['minutes']:.0f} minutes (the recorded time of each step), {shared:.0f} of them building the corpus and the pretrained "
-        "models that every target shares (a later target reuses them). Minutes per row include pretraining for (c) and (d).",
+        f"(train subsampled to ~{settings['train_limit']:,} when larger; 0 = all). "
+        f"Fine-tuning: {settings['epochs']} epoch(s), lr {settings['lr']}, "
+        f"batch {settings['batch_size']}, best epoch on validation; "
+        f"tiny: {settings['tiny_epochs']} epochs, lr {settings['tiny_lr']}. "
+        f"Seeds {settings['seeds']} (mean ± sample std over seeds). Hardware: {result['hardware']}; "
+        f"from an empty work directory the target takes {result['minutes']:.0f} minutes "
+        f"(the recorded time of each step), {shared:.0f} of them building the corpus and the pretrained "
+        "models that every target shares (a later target reuses them). "
+        "Minutes per row include pretraining for (c) and (d).",
         f"Command: `{result['command']}`",
         "",
     ]
@@ -227,7 +233,8 @@ def adaptation_statement(result):
             else ("trails" if mean < 0 and (len(diffs) < 2 or -mean > std) else "is within the seed spread of")
         )
         lines[0] += (
-            f" (c) continued pretraining {verdict} (b) direct fine-tuning: {name} {c['mean']:.2f} ± {c['std']:.2f} vs {b['mean']:.2f} ± {b['std']:.2f}; "
+            f" (c) continued pretraining {verdict} (b) direct fine-tuning: "
+            f"{name} {c['mean']:.2f} ± {c['std']:.2f} vs {b['mean']:.2f} ± {b['std']:.2f}; "
             f"paired by seed, (c) − (b) = {mean:+.2f} ± {std:.2f} (per seed: {per_seed})."
         )
     else:
@@ -235,7 +242,8 @@ def adaptation_statement(result):
     best = max(rows[key]["test"][metric]["mean"] for key in adapted)
     if goal is not None:
         lines[0] += (
-            f" The goal of {goal:.1f} AvgRec for (c) is {'met' if best >= goal else 'not met'} at these settings (best (c) variant: {best:.2f})."
+            f" The goal of {goal:.1f} AvgRec for (c) is {'met' if best >= goal else 'not met'} at these settings "
+            f"(best (c) variant: {best:.2f})."
         )
     lines.append("")
     for key in adapted:
@@ -244,7 +252,8 @@ def adaptation_statement(result):
             other, mean, std, per_seed, _ = comparison(key)
             label = row["name"].split(" ", 1)[0]
             lines.append(
-                f"- Ablation {row['name']}: {name} {other['mean']:.2f} ± {other['std']:.2f}; {label} − (b) = {mean:+.2f} ± {std:.2f} (per seed: {per_seed})."
+                f"- Ablation {row['name']}: {name} {other['mean']:.2f} ± {other['std']:.2f}; "
+                f"{label} − (b) = {mean:+.2f} ± {std:.2f} (per seed: {per_seed})."
             )
     if lines[-1]:
         lines.append("")
@@ -276,12 +285,16 @@ def pretraining_budget(results):
         head = [r["loss"] for r in records[:3]]
         tail = [r["loss"] for r in records[-3:]]
         return [
-            f"What (c) amounted to: {steps:,} steps of {rows} packed rows of 128 tokens (~{steps * rows * 128 / 1e6:.1f}M tokens"
+            f"What (c) amounted to: {steps:,} steps of {rows} packed rows of 128 tokens "
+            f"(~{steps * rows * 128 / 1e6:.1f}M tokens"
             + (f", {last['epoch']:.0%} of one pass over the corpus" if "epoch" in last else "")
             + f") in {row.get('pretrain_minutes', 0):.0f} minutes on this machine; the MLM loss "
-            f"fell from {sum(head) / len(head):.2f} to {sum(tail) / len(tail):.2f} (mean of the first and last three logged steps). MiniLM-L6 ships "
-            "without an MLM head, so the first steps fit a random head (`pretrain --freeze-base` warms it up first: the opt-in (c'') row). "
-            "With a GPU: tens of thousands of steps over the whole corpus (`PRETRAIN_STEPS=20000 PRECISION=bf16`), the full 49.5k train set "
+            f"fell from {sum(head) / len(head):.2f} to {sum(tail) / len(tail):.2f} "
+            "(mean of the first and last three logged steps). MiniLM-L6 ships "
+            "without an MLM head, so the first steps fit a random head "
+            "(`pretrain --freeze-base` warms it up first: the opt-in (c'') row). "
+            "With a GPU: tens of thousands of steps over the whole corpus "
+            "(`PRETRAIN_STEPS=20000 PRECISION=bf16`), the full 49.5k train set "
             "for 2-3 epochs (`TRAIN_LIMIT=0 EPOCHS=3`), and 5 seeds.",
             "",
         ]
@@ -323,13 +336,17 @@ def adaptation_section(result, results_dir, output_dir):
         b = task["direct"]["test"][metric]
         found = break_even(task)
         verdict = (
-            f"(c) beats (b) beyond the seed spread from {found['tokens']:,} tokens ({found['pretrain_minutes']:.0f} minutes of pretraining here)"
+            f"(c) beats (b) beyond the seed spread from {found['tokens']:,} tokens "
+            f"({found['pretrain_minutes']:.0f} minutes of pretraining here)"
             if found
-            else f"(c) does not beat (b) beyond the seed spread at any budget up to {task['budgets'][-1]['tokens']:,} tokens"
+            else "(c) does not beat (b) beyond the seed spread at any budget up to "
+            f"{task['budgets'][-1]['tokens']:,} tokens"
         )
         lines.append(
-            f"- **{TITLES.get(target, target)}:** (b) {METRIC_NAMES.get(metric, metric)} {b['mean']:.2f} ± {b['std']:.2f}; {verdict}. "
-            f"Data: {task['data']['train']:,} train / {task['data']['validation']:,} validation / {task['data']['test']:,} test; "
+            f"- **{TITLES.get(target, target)}:** (b) {METRIC_NAMES.get(metric, metric)} "
+            f"{b['mean']:.2f} ± {b['std']:.2f}; {verdict}. "
+            f"Data: {task['data']['train']:,} train / {task['data']['validation']:,} validation / "
+            f"{task['data']['test']:,} test; "
             f"fine-tuning {task['epochs']} epoch(s)."
         )
     lines.append("")
@@ -343,15 +360,19 @@ def adaptation_section(result, results_dir, output_dir):
         lines += [
             f"![t-SNE of sentence embeddings]({link(embeddings['svg'])})",
             "",
-            f"Sentence embeddings (`tweetkit embed`: mean of the last hidden states) of {TITLES.get(embeddings['task'], embeddings['task'])} "
-            f"test tweets, coloured by gold label, before and after the largest budget's continued pretraining "
-            f"(`tweetkit plot --embeddings`, t-SNE). Silhouette of the gold labels in the embedding space (cosine): {silhouettes}.",
+            "Sentence embeddings (`tweetkit embed`: mean of the last hidden states) of "
+            f"{TITLES.get(embeddings['task'], embeddings['task'])} "
+            "test tweets, coloured by gold label, before and after the largest budget's continued pretraining "
+            "(`tweetkit plot --embeddings`, t-SNE). "
+            f"Silhouette of the gold labels in the embedding space (cosine): {silhouettes}.",
             "",
         ]
     settings = result["settings"]
     lines += [
-        f"Levers: {result['levers']}; continued pretraining batch {settings['pretrain_batch_size']} rows of 128 tokens, "
-        f"{settings['precision']}; fine-tuning lr {settings['lr']}, batch {settings['batch_size']}, seeds {settings['seeds']} "
+        f"Levers: {result['levers']}; "
+        f"continued pretraining batch {settings['pretrain_batch_size']} rows of 128 tokens, "
+        f"{settings['precision']}; fine-tuning lr {settings['lr']}, batch {settings['batch_size']}, "
+        f"seeds {settings['seeds']} "
         f"(paired by seed: mean ± sample std, per seed in brackets). Hardware: {result['hardware']}; "
         f"{result['minutes']:.0f} minutes in all (the recorded time of each step).",
         f"Command: `{result['command']}`",
@@ -390,7 +411,8 @@ def main():
         "# Results",
         "",
         "Generated by `python scripts/results_md.py` from `results/*.json`, which `make repro-<target>` writes "
-        "(scripts/repro.py). Do not edit by hand. Every score is on the official test split; rows (c) and (d) use tweetkit's "
+        "(scripts/repro.py). Do not edit by hand. Every score is on the official test split; "
+        "rows (c) and (d) use tweetkit's "
         "own pretraining on the unlabeled corpus below.",
         "",
     ]
@@ -409,7 +431,8 @@ def main():
         "## Pretraining corpus",
         "",
         f"{corpus['tweets_in']:,} tweets from {', '.join(corpus['sources'])} → langid (en) | normalize | dedup: "
-        f"{corpus['after_langid_normalize_dedup']:,}; {corpus['removed_as_test_duplicates']:,} more removed as (near-)duplicates of the test sets "
+        f"{corpus['after_langid_normalize_dedup']:,}; "
+        f"{corpus['removed_as_test_duplicates']:,} more removed as (near-)duplicates of the test sets "
         f"({', '.join(corpus['test_sets'])}) by `tweetkit dedup`; {corpus['tweets']:,} tweets remain.",
         "",
     ]
@@ -443,7 +466,8 @@ def main():
             "",
             f"![MLM training loss]({os.path.relpath(svg, os.path.dirname(os.path.abspath(args.output)) or '.')})",
             "",
-            "(c) starts from MiniLM's weights with 2,000 new vocabulary rows initialised from their pieces' mean; (d) from random weights.",
+            "(c) starts from MiniLM's weights with 2,000 new vocabulary rows initialised from their pieces' mean; "
+            "(d) from random weights.",
             "",
         ]
     write(args.output, lines, len(results))
