@@ -88,7 +88,8 @@ def jsonl(*records) -> bytes:
 # --- tiny real models the tests build ---------------------------------------------------
 
 # A RoBERTa small enough to train in seconds; tests that need more capacity pass their own shape.
-MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
+MICRO = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+         "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
 # The same without dropout: runs whose losses are compared across process counts or resumes.
 MICRO_NO_DROPOUT = dict(MICRO, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 # For subprocesses whose results are compared bit for bit: one intra-op thread in each.
@@ -108,8 +109,9 @@ def make_tokenizer(root, texts, vocab_size: int):
 def make_micro_model(root, shape: dict = MICRO):
     """root/micro.json (the shape) and root/mlm: an untrained RoBERTa over root/tok."""
     (root / "micro.json").write_text(json.dumps(shape))
-    argv = ["pretrain", "--train", str(root / "corpus.jsonl"), "--tokenizer", str(root / "tok"), "-o", str(root / "mlm"),
-            "--model-config", str(root / "micro.json"), "--max-steps", "0", "--cache-dir", str(root / "cache"), "-q"]  # fmt: skip
+    argv = ["pretrain", "--train", str(root / "corpus.jsonl"), "--tokenizer", str(root / "tok"),
+            "-o", str(root / "mlm"), "--model-config", str(root / "micro.json"), "--max-steps", "0",
+            "--cache-dir", str(root / "cache"), "-q"]  # fmt: skip
     result = run_cli(argv)
     assert result.exit_code == 0, result.stderr
     return root / "mlm"

@@ -57,8 +57,8 @@ def test_smoke_curve_runs_resumes_and_renders(tmp_path):
 
 def curve(diffs_by_budget):
     budgets = [
-        {"tokens": tokens, "steps": tokens // 4096, "pretrain_minutes": tokens / 1e5, "paired": {"mean": sum(d) / len(d),
-         "std": (max(d) - min(d)) / 2, "values": d}}
+        {"tokens": tokens, "steps": tokens // 4096, "pretrain_minutes": tokens / 1e5,
+         "paired": {"mean": sum(d) / len(d), "std": (max(d) - min(d)) / 2, "values": d}}
         for tokens, d in diffs_by_budget
     ]  # fmt: skip
     task = {"metric": "macro_recall", "budgets": budgets, "epochs": "1",

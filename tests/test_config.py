@@ -36,13 +36,15 @@ def data(tmp_path_factory):
 
 
 def pretrain_argv(data, out, *args):
-    return ["pretrain", "--train", str(data / "corpus.jsonl"), "--tokenizer", str(data / "tok"), "-o", str(out), "--cache-dir", str(data / "cache"),
-            "--model-config", str(data / "micro.json"), "--batch-size", "8", "--lr", "1e-3", "--max-steps", "6", "--log-every", "1", "-q", *args]  # fmt: skip
+    return ["pretrain", "--train", str(data / "corpus.jsonl"), "--tokenizer", str(data / "tok"), "-o", str(out),
+            "--cache-dir", str(data / "cache"), "--model-config", str(data / "micro.json"), "--batch-size", "8",
+            "--lr", "1e-3", "--max-steps", "6", "--log-every", "1", "-q", *args]  # fmt: skip
 
 
 def finetune_argv(data, model, out, *args):
-    return ["finetune", "--model", str(model), "--task", "classification", "--train", str(data / "train.jsonl"), "--validation", str(data / "val.jsonl"),
-            "-o", str(out), "--epochs", "8", "--batch-size", "16", "--lr", "1e-2", "--patience", "0", "-q", *args]  # fmt: skip
+    return ["finetune", "--model", str(model), "--task", "classification", "--train", str(data / "train.jsonl"),
+            "--validation", str(data / "val.jsonl"), "-o", str(out), "--epochs", "8", "--batch-size", "16",
+            "--lr", "1e-2", "--patience", "0", "-q", *args]  # fmt: skip
 
 
 def losses(result):

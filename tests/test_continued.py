@@ -24,9 +24,11 @@ def setup(tmp_path_factory):
     texts = [normalize(r["text"]) for r in read_jsonl(sliced("semeval2017/train.jsonl"), 700)]
     (root / "train.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[:600]]))
     (root / "valid.jsonl").write_bytes(jsonl(*[{"text": t} for t in texts[600:]]))
-    extend = ["train-bpe", str(root / "train.jsonl"), "-o", str(root / "ext"), "--extend", minilm(), "--vocab-size", "100", "-q"]  # fmt: skip
+    extend = ["train-bpe", str(root / "train.jsonl"), "-o", str(root / "ext"), "--extend", minilm(),
+              "--vocab-size", "100", "-q"]  # fmt: skip
     assert run_cli(extend).exit_code == 0
-    assert run_cli(["train-bpe", str(root / "train.jsonl"), "-o", str(root / "tok"), "--vocab-size", "600", "-q"]).exit_code == 0  # fmt: skip
+    assert run_cli(["train-bpe", str(root / "train.jsonl"), "-o", str(root / "tok"),
+                    "--vocab-size", "600", "-q"]).exit_code == 0  # fmt: skip
     (root / "micro.json").write_text(json.dumps(MICRO))
     return root
 

@@ -120,7 +120,8 @@ def test_real_pipe_to_head_is_quiet(command):
         [
             "bash",
             "-c",
-            f'{sys.executable} -m tweetkit {name} {" ".join(extra)} | head -1; echo "tweetkit exit ${{PIPESTATUS[0]}}" >&2',
+            f"{sys.executable} -m tweetkit {name} {' '.join(extra)} | head -1; "
+            'echo "tweetkit exit ${PIPESTATUS[0]}" >&2',
         ],
         input=lines,
         capture_output=True,

@@ -62,8 +62,9 @@ def test_bad_syntax_is_a_one_line_usage_error(emotion, command, bad):
 
 
 def test_finetune_learns_the_mapped_labels(emotion, tmp_path):
-    result = run_cli(["finetune", "--model", "linear", "--task", "classification", "--train", str(emotion / "train.jsonl"),
-                      "--validation", str(emotion / "test.jsonl"), "-o", str(tmp_path / "three"), "--label-map", THREE, "-q"])  # fmt: skip
+    result = run_cli(["finetune", "--model", "linear", "--task", "classification",
+                      "--train", str(emotion / "train.jsonl"), "--validation", str(emotion / "test.jsonl"),
+                      "-o", str(tmp_path / "three"), "--label-map", THREE, "-q"])  # fmt: skip
     assert result.exit_code == 0, result.stderr
     info = json.loads((tmp_path / "three" / "tweetkit_model.json").read_text())
     assert info["labels"] == ["anger", "joy", "sadness"]
@@ -75,8 +76,9 @@ def test_finetune_learns_the_mapped_labels(emotion, tmp_path):
     assert json.loads(mapped.stdout)["confusion_matrix"]["labels"] == ["anger", "joy", "sadness"]
     unmapped = run_cli(["evaluate", "-q", "--model", str(tmp_path / "three"), str(emotion / "test.jsonl")])
     assert unmapped.exit_code == 1 and "optimism" in unmapped.stderr
-    regression = run_cli(["finetune", "--model", "linear", "--task", "regression", "--train", str(emotion / "train.jsonl"),
-                          "-o", str(tmp_path / "r"), "--label-map", THREE])  # fmt: skip
+    regression = run_cli(["finetune", "--model", "linear", "--task", "regression",
+                          "--train", str(emotion / "train.jsonl"), "-o", str(tmp_path / "r"),
+                          "--label-map", THREE])  # fmt: skip
     assert regression.exit_code == 2 and "--label-map" in regression.stderr
 
 

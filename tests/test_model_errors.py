@@ -34,7 +34,8 @@ def test_finetune_names_what_the_model_is(models):
     clf, lintag = models / "clf", models / "lintag"
     two = ["--task", "classification", "--train", models / "two.jsonl", "-o", models / "out", "-q"]
     assert error_of("finetune", "--model", clf, *two) == (
-        f"tweetkit finetune: cannot load model {clf} (a classifier with 3 labels): its head does not fit this data's 2 labels"
+        f"tweetkit finetune: cannot load model {clf} (a classifier with 3 labels): "
+        "its head does not fit this data's 2 labels"
     )
     assert error_of("finetune", "--model", lintag, *two) == (
         f"tweetkit finetune: --model {lintag}: a linear tagger with 2 labels, not a transformer to fine-tune "
@@ -64,5 +65,6 @@ def test_inference_commands_name_what_the_model_is(models):
         f"tweetkit predict: {models / 'mlm'}: a masked language model, not a fine-tuned classifier or tagger"
     )
     assert error_of("evaluate", "--mlm", "--model", models / "lintag", models / "three.jsonl") == (
-        f"tweetkit evaluate: cannot load tokenizer {models / 'lintag'}: a linear tagger with 2 labels, with no tokenizer"
+        f"tweetkit evaluate: cannot load tokenizer {models / 'lintag'}: "
+        "a linear tagger with 2 labels, with no tokenizer"
     )

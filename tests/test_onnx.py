@@ -15,7 +15,8 @@ from tweetkit.modeling import INT8_FP32_LAYERS
 from tweetkit.onnx_runtime import CACHE_DIR
 
 # Four layers: int8 keeps the first INT8_FP32_LAYERS in fp32 and quantizes the rest.
-SHAPE = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
+SHAPE = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 128,
+         "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
 EXPORTING = "exporting the model to ONNX"
 
 
@@ -74,7 +75,9 @@ def test_fp32_graph_predicts_the_labels_of_torch(models):
 def test_tagger_graph_predicts_the_tags_of_torch(models):
     """A tagger's batches are padded: its graph takes the attention mask, with dynamic lengths."""
     torch_tags = [r["pred_tags"] for r in predict(models / "pos", models / "tags-test.jsonl").records()]
-    onnx_tags = [r["pred_tags"] for r in predict(models / "pos", models / "tags-test.jsonl", "--runtime", "onnx").records()]  # fmt: skip
+    onnx_tags = [
+        r["pred_tags"] for r in predict(models / "pos", models / "tags-test.jsonl", "--runtime", "onnx").records()
+    ]
     assert onnx_tags == torch_tags
     assert len({len(tags) for tags in torch_tags}) > 10  # many lengths through one graph
     graph = onnx.load(str(models / "pos" / CACHE_DIR / cached(models / "pos", "fp32")[0]))

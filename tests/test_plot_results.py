@@ -146,8 +146,8 @@ def test_results_md_table_and_paired_seed_difference(tmp_path):
     # paired by seed: +1.0, +1.5, +0.5 -> +1.00 ± 0.50: beats
     assert "(c) continued pretraining beats (b) direct fine-tuning" in text and "(c) − (b) = +1.00 ± 0.50" in text
     assert (
-        "Ablation (c') MiniLM + tweets, base vocabulary: AvgRec 68.00 ± 1.00; (c') − (b) = -1.00 ± 1.00 (per seed: -1.00, +0.00, -2.00)."
-        in text
+        "Ablation (c') MiniLM + tweets, base vocabulary: AvgRec 68.00 ± 1.00; "
+        "(c') − (b) = -1.00 ± 1.00 (per seed: -1.00, +0.00, -2.00)." in text
     )
     assert "What (c) amounted to: 300 steps of 32 packed rows of 128 tokens (~1.2M tokens) in 10 minutes" in text
     assert "the MLM loss fell from 3.90 to 3.10" in text
@@ -222,8 +222,9 @@ def test_results_md_named_run_beside_the_default_and_ablation_without_c(tmp_path
     )
     assert default < named
     assert (
-        "**Domain adaptation on SemEval-2017 4A sentiment, semeval17-full:** (b) direct fine-tuning: AvgRec 70.90 ± 0.00. The goal of 72.0 AvgRec for (c) is met at these settings (best (c) variant: 72.40)."
-        in text
+        "**Domain adaptation on SemEval-2017 4A sentiment, semeval17-full:** "
+        "(b) direct fine-tuning: AvgRec 70.90 ± 0.00. "
+        "The goal of 72.0 AvgRec for (c) is met at these settings (best (c) variant: 72.40)." in text
     )
     assert "(c'') − (b) = +1.50 ± 0.00 (per seed: +1.50)." in text
 

@@ -9,7 +9,8 @@ from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cl
 
 from tweetkit.errors import ConfigError
 
-SHAPE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
+SHAPE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
+         "max_position_embeddings": 130, "type_vocab_size": 1}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

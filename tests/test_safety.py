@@ -357,7 +357,8 @@ def test_a_second_ctrl_c_stops_at_once(data, tmp_path):
     shape = dict(MICRO, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
     (tmp_path / "shape.json").write_text(json.dumps(shape))
     out = tmp_path / "run"
-    args = pretrain_args(data, out, "--max-steps", "100", "--batch-size", "64", "--model-config", str(tmp_path / "shape.json"))  # fmt: skip
+    args = pretrain_args(data, out, "--max-steps", "100", "--batch-size", "64",
+                         "--model-config", str(tmp_path / "shape.json"))  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SUBPROCESS_ENV
     )

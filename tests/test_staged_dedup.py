@@ -422,8 +422,9 @@ def test_ray_local_starts_its_own_instance(tmp_path):
     paths = planted_files(tmp_path, count=2, per_file=100)
     local, local_dropped, _ = staged(paths, tmp_path / "local", "--workers", "2")
     env = dict(SUBPROCESS_ENV, RAY_USAGE_STATS_ENABLED="0")
-    command = [sys.executable, "-m", "tweetkit", "dedup", "-o", f"{tmp_path}/ray/", "--dropped", f"{tmp_path}/ray-dropped/",
-               "--ray", "local", "--workers", "2", "--progress", *paths]  # fmt: skip
+    command = [sys.executable, "-m", "tweetkit", "dedup", "-o", f"{tmp_path}/ray/",
+               "--dropped", f"{tmp_path}/ray-dropped/", "--ray", "local", "--workers", "2", "--progress",
+               *paths]  # fmt: skip
     process = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
     assert "on Ray (local, 2 CPUs)" in process.stderr

@@ -44,6 +44,7 @@ def test_data_commands_import_no_heavy_library(tmp_path, argv):
 
 def test_predict_with_a_linear_model_does_not_import_torch(tmp_path):
     trained = run_cli(["finetune", "--model", "linear", "--task", "classification", "-q",
-                       "--train", str(ROOT / "examples" / "sentiment_train.jsonl"), "-o", str(tmp_path / "m")])  # fmt: skip
+                       "--train", str(ROOT / "examples" / "sentiment_train.jsonl"),
+                       "-o", str(tmp_path / "m")])  # fmt: skip
     assert trained.exit_code == 0, trained.stderr
     assert heavy_imports(tmp_path, "predict", "--model", str(tmp_path / "m")) == ["scipy", "sklearn"]

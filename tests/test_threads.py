@@ -75,8 +75,9 @@ OUR_VARIABLES = ("TWEETKIT_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE", thre
 def pretrain_env(corpus, tmp_path, args, **env):
     """`tweetkit pretrain --max-steps 0` in a fresh process, with libgomp printing its settings."""
     clean = {k: v for k, v in os.environ.items() if k not in (*OUR_VARIABLES, *threads.WAIT_CHOICES)}
-    argv = ["pretrain", "--train", str(corpus / "corpus.jsonl"), "--tokenizer", str(corpus / "tok"), "-o", str(tmp_path / "mlm"),
-            "--model-config", str(corpus / "micro.json"), "--max-steps", "0", "--cache-dir", str(tmp_path / "cache"), *args]  # fmt: skip
+    argv = ["pretrain", "--train", str(corpus / "corpus.jsonl"), "--tokenizer", str(corpus / "tok"),
+            "-o", str(tmp_path / "mlm"), "--model-config", str(corpus / "micro.json"), "--max-steps", "0",
+            "--cache-dir", str(tmp_path / "cache"), *args]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-m", "tweetkit", *argv],
         capture_output=True,
@@ -104,7 +105,8 @@ def test_children_inherit_the_setting():
         "import subprocess, sys\n"
         "from tweetkit import threads\n"
         "threads.apply(1)\n"
-        'child = \'import os, torch; print(os.environ["TWEETKIT_THREADS"], os.environ["OMP_WAIT_POLICY"], torch.get_num_threads())\'\n'
+        "child = 'import os, torch; "
+        'print(os.environ["TWEETKIT_THREADS"], os.environ["OMP_WAIT_POLICY"], torch.get_num_threads())\'\n'
         "subprocess.run([sys.executable, '-c', child], check=True)\n"
     )
     clean = {k: v for k, v in os.environ.items() if k not in (*OUR_VARIABLES, *threads.WAIT_CHOICES)}

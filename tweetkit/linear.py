@@ -209,5 +209,6 @@ def load(directory: str) -> tuple[dict, object]:
         return info, make_pipeline(vectorizer, classifier)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ConfigError(
-            f"{directory}: unreadable linear model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"{directory}: unreadable linear model "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None

@@ -44,7 +44,8 @@ def check_compatible(start_dir: str, start: dict, adapted_dir: str, adapted: dic
     for key in SHAPE:
         if start.get(key) != adapted.get(key):
             raise ConfigError(
-                f"--start {start_dir} and --adapted {adapted_dir} differ in {key} ({start.get(key)} vs {adapted.get(key)}): "
+                f"--start {start_dir} and --adapted {adapted_dir} differ in {key} "
+                f"({start.get(key)} vs {adapted.get(key)}): "
                 "only models of one shape and vocabulary interpolate"
             )
     if load_tokenizer(start_dir).get_vocab() != load_tokenizer(adapted_dir).get_vocab():

@@ -38,7 +38,8 @@ ON_ERROR = click.option(
     type=click.Choice(["fail", "skip"]),
     default="fail",
     show_default=True,
-    help="Bad lines (not JSON, not an object, no text field, bad UTF-8, bad label): stop with file:line, or count and skip them.",
+    help="Bad lines (not JSON, not an object, no text field, bad UTF-8, bad label): "
+    "stop with file:line, or count and skip them.",
 )
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress, logs or summary on stderr.")
 # Inference precision of predict and evaluate (training's --precision is a TrainConfig field).

@@ -58,7 +58,8 @@ def line_chart(
         return TOP + plot_h - (y - y0) / ((y1 - y0) or 1) * plot_h
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        'font-family="sans-serif" font-size="12">',
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
         f'<text x="{LEFT + plot_w / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>',
     ]
@@ -82,7 +83,8 @@ def line_chart(
             out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
         legend_y = TOP + 8 + 18 * number
         out.append(
-            f'<line x1="{WIDTH - RIGHT + 12}" y1="{legend_y}" x2="{WIDTH - RIGHT + 32}" y2="{legend_y}" stroke="{colour}" stroke-width="2"/>'
+            f'<line x1="{WIDTH - RIGHT + 12}" y1="{legend_y}" x2="{WIDTH - RIGHT + 32}" y2="{legend_y}" '
+            f'stroke="{colour}" stroke-width="2"/>'
         )
         out.append(f'<text x="{WIDTH - RIGHT + 38}" y="{legend_y + 4}">{escape(name)}</text>')
     out.append("</svg>")
@@ -131,8 +133,8 @@ def embedding_panels(panels: list[tuple[str, object, list[str]]], path_stem: str
             for label in labels:
                 chosen = [i for i, n in enumerate(names) if n == label]
                 if chosen:
-                    axis.scatter(points[chosen, 0], points[chosen, 1], s=5, color=colours[label], label=label, alpha=0.7,
-                                 linewidths=0)  # fmt: skip
+                    axis.scatter(points[chosen, 0], points[chosen, 1], s=5, color=colours[label], label=label,
+                                 alpha=0.7, linewidths=0)  # fmt: skip
             axis.set_title(name)
             axis.set_xticks([])
             axis.set_yticks([])

@@ -112,7 +112,8 @@ def train_sentencepiece(texts: list[str], algorithm: str, vocab_size: int):
         limit = re.search(r"value <= (\d+)", str(exc))
         if limit:
             raise ConfigError(
-                f"--vocab-size: this corpus fills at most {int(limit.group(1)):,} pieces; ask for fewer or give more text"
+                f"--vocab-size: this corpus fills at most {int(limit.group(1)):,} pieces; "
+                "ask for fewer or give more text"
             ) from None
         raise ConfigError(f"sentencepiece: {str(exc).splitlines()[0]}") from None
     processor = spm.SentencePieceProcessor(model_proto=buffer.getvalue())

@@ -100,7 +100,8 @@ def markdown(summary: dict) -> str:
     lines = [
         f"## {summary['title']}: {model}",
         "",
-        f"Test split, {len(summary['seeds'])} seed(s) ({', '.join(map(str, summary['seeds']))}); mean ± std in percent.",
+        f"Test split, {len(summary['seeds'])} seed(s) ({', '.join(map(str, summary['seeds']))}); "
+        "mean ± std in percent.",
         "",
         "| task | official metric | " + " | ".join([model, *systems]) + " |",
         "|---|---|" + "---:|" * (1 + len(systems)),

@@ -248,8 +248,9 @@ def run_unit(unit: Unit, runtime: Runtime, processes: Processes) -> dict:
     path = lambda name: os.path.join(unit.directory, name)  # noqa: E731
     model_dir = path("model")
     processes.call(finetune_args(unit, runtime, model_dir), path("finetune.jsonl"), path("finetune.log"), unit)
-    predict = tweetkit("predict", "--model", model_dir, "--field", required_fields(unit.task)[0], unit.settings["data"]["test"]["path"],
-                       "-o", path(PREDICTIONS + ".tmp"), "--threads", runtime.threads, "--device", runtime.device, "-q")  # fmt: skip
+    predict = tweetkit("predict", "--model", model_dir, "--field", required_fields(unit.task)[0],
+                       unit.settings["data"]["test"]["path"], "-o", path(PREDICTIONS + ".tmp"),
+                       "--threads", runtime.threads, "--device", runtime.device, "-q")  # fmt: skip
     processes.call(predict, os.devnull, path("predict.log"), unit)
     os.replace(path(PREDICTIONS + ".tmp"), path(PREDICTIONS))
     metrics = evaluate(unit, unit.task.label_map, "test.metrics.json", processes)

@@ -62,7 +62,8 @@ def plot_embeddings(inputs, names, output, settings: dict, title: str, on_error:
     read = [read_embeddings(p, settings["embedding_field"], settings["label_field"], on_error) for p in inputs]
     if any(len(records) != len(read[0]) for records in read) or not read[0]:
         raise ConfigError(
-            f"--embeddings: the inputs hold {', '.join(str(len(r)) for r in read)} records; embed the same file with each model"
+            f"--embeddings: the inputs hold {', '.join(str(len(r)) for r in read)} records; "
+            "embed the same file with each model"
         )
     positions = sample_positions(len(read[0]), settings["max_points"], settings["seed"])
     labels = [read[0][i][1] for i in positions]

@@ -44,12 +44,15 @@ class PredictStep:
 
 @click.command(
     "predict",
-    epilog="""\b
-Examples:
-  tweetkit normalize < new.jsonl | tweetkit predict --model sent/ > predicted.jsonl
-  tweetkit predict --model sent/ --precision int8 --threads 1 new.jsonl > predicted.jsonl   # a cron job
-  tweetkit predict --model sent/ --runtime onnx new.jsonl > predicted.jsonl   # ONNX Runtime (pip install 'tweetkit[onnx]')
-  tweetkit predict --model ner/ wnut17/test.jsonl | tweetkit evaluate      # a tagger reads the tokens field""",
+    epilog=(
+        "\b\n"
+        "Examples:\n"
+        "  tweetkit normalize < new.jsonl | tweetkit predict --model sent/ > predicted.jsonl\n"
+        "  tweetkit predict --model sent/ --precision int8 --threads 1 new.jsonl > predicted.jsonl   # a cron job\n"
+        "  tweetkit predict --model sent/ --runtime onnx new.jsonl > predicted.jsonl   "
+        "# ONNX Runtime (pip install 'tweetkit[onnx]')\n"
+        "  tweetkit predict --model ner/ wnut17/test.jsonl | tweetkit evaluate      # a tagger reads the tokens field"
+    ),
 )
 @threads_option
 @click.option("--model", "model_path", required=True, help="A fine-tuned model directory (finetune output).")

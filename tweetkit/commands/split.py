@@ -45,7 +45,8 @@ Examples:
   tweetkit split --tag-only corpus.jsonl > tagged.jsonl  # adds "split" to each record""",
 )
 @data_options(
-    output_help="Output PREFIX: PREFIX.NAME.jsonl per split, or DIR/NAME.jsonl when PREFIX is a directory (created as needed)."
+    output_help="Output PREFIX: PREFIX.NAME.jsonl per split, "
+    "or DIR/NAME.jsonl when PREFIX is a directory (created as needed)."
 )
 @click.option(
     "--ratios",

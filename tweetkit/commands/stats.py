@@ -96,7 +96,8 @@ def print_table(stats: dict) -> None:
     console.print(table)
     console.print(
         f"max length covering 99.9%: {stats['max_length_for_99.9%']} {stats['max_length_unit']}; "
-        f"with mention {stats['share_with_mention']:.1%}, URL {stats['share_with_url']:.1%}, emoji {stats['share_with_emoji']:.1%}"
+        f"with mention {stats['share_with_mention']:.1%}, URL {stats['share_with_url']:.1%}, "
+        f"emoji {stats['share_with_emoji']:.1%}"
     )
     if "languages" in stats:
         top = ", ".join(f"{lang} {n:,}" for lang, n in list(stats["languages"].items())[:10])

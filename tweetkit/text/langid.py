@@ -75,7 +75,8 @@ class LanguageIdentifier:
         if unknown:
             named = [f"{code} (did you mean {hint}?)" if (hint := _code_for(code, known)) else code for code in unknown]
             raise ConfigError(
-                f"--keep: {', '.join(named)} not among this model's {len(known)} language codes (e.g. {', '.join(sorted(known)[:6])})"
+                f"--keep: {', '.join(named)} not among this model's {len(known)} language codes "
+                f"(e.g. {', '.join(sorted(known)[:6])})"
             )
         return frozenset(known[code.lower()] for code in codes)
 

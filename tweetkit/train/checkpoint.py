@@ -179,13 +179,15 @@ def find_resumable(output_dir: str, current_config: dict, log) -> dict | None:
             loaded = load(path)
         except (OSError, ValueError, KeyError, SafetensorError) as exc:
             log(
-                f"warning: {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); trying the previous checkpoint"
+                f"warning: {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); "
+                "trying the previous checkpoint"
             )
             continue
         changed = differences(loaded["config"], current_config, may_differ(current_config))
         if changed:
             raise ConfigError(
-                f"--resume: {path} was written with other settings ({'; '.join(changed)}); use the same settings, or --overwrite to start again"
+                f"--resume: {path} was written with other settings ({'; '.join(changed)}); "
+                "use the same settings, or --overwrite to start again"
             )
         return loaded
     raise ConfigError(f"--resume: no readable checkpoint in {output_dir}; remove them or run with --overwrite")

@@ -37,8 +37,8 @@ class TrainConfig:
     warmup_ratio: float = setting(0.06, "Share of the steps spent warming up when --warmup-steps is 0.")
     head_warmup_steps: int = setting(
         0,
-        "With --init-from: train only the new MLM head (and new vocabulary rows) for the first N steps, then everything "
-        "(LP-FT); each phase gets its own learning-rate warm-up and decay.",
+        "With --init-from: train only the new MLM head (and new vocabulary rows) for the first N steps, "
+        "then everything (LP-FT); each phase gets its own learning-rate warm-up and decay.",
     )
     max_grad_norm: float = setting(1.0, "Gradient clipping; 0 disables.")
     precision: str = setting(
