@@ -41,7 +41,8 @@ Examples:
     help="With --model, gold labels the model never saw: stop with file:line, or score them as errors.",
 )
 @label_map_option(
-    "Rename labels before scoring, gold and predicted alike, e.g. 'Extremely Positive=Positive,Extremely Negative=Negative': "
+    "Rename labels before scoring, gold and predicted alike, e.g. "
+    "'Extremely Positive=Positive,Extremely Negative=Negative': "
     "a 5-class COVID model scored as 3 classes (its prediction mapped, as collapsing its confusion matrix would)."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)

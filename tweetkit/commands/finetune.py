@@ -10,8 +10,8 @@ from tweetkit.options import ON_ERROR, QUIET, config_options, label_map_option, 
 from tweetkit.sweep import DEFAULT_SPACE
 
 TRAIN_FLAGS = [
-    "batch_size", "epochs", "max_steps", "lr", "weight_decay", "betas", "eps", "warmup_ratio", "precision", "keep_checkpoints",
-    "resume", "overwrite", "seed", "device", "dist_timeout", "compile",
+    "batch_size", "epochs", "max_steps", "lr", "weight_decay", "betas", "eps", "warmup_ratio", "precision",
+    "keep_checkpoints", "resume", "overwrite", "seed", "device", "dist_timeout", "compile",
 ]  # fmt: skip
 
 
@@ -32,7 +32,8 @@ Examples:
 @click.option(
     "--model",
     required=True,
-    help="Model directory or name, or 'linear' (alias 'tfidf') for the linear baseline: TF-IDF n-grams, or per-word features for tagging, + logistic regression.",
+    help="Model directory or name, or 'linear' (alias 'tfidf') for the linear baseline: TF-IDF n-grams, or "
+    "per-word features for tagging, + logistic regression.",
 )
 @click.option("--task", "kind", type=click.Choice(kinds.NAMES), required=True)
 @click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False))
@@ -89,7 +90,8 @@ Examples:
         "seed": 1,
     },
     helps={
-        "keep_checkpoints": "Keep the N newest epoch checkpoints (with optimizer state) after training; 0: only the best model.",
+        "keep_checkpoints": "Keep the N newest epoch checkpoints (with optimizer state) after training; "
+        "0: only the best model.",
         "warmup_ratio": "Share of the steps spent in linear warm-up, before linear decay to 0.",
     },
 )
@@ -102,12 +104,14 @@ Examples:
 @click.option(
     "--sweep-method",
     type=click.Choice(["grid", "random", "tpe"]),
-    help="Search (Optuna): the --sweep grid, or random or TPE (Bayesian) samples of --search-space [default: grid with --sweep].",
+    help="Search (Optuna): the --sweep grid, or random or TPE (Bayesian) samples of --search-space "
+    "[default: grid with --sweep].",
 )
 @click.option(
     "--search-space",
     # The default spaced after each ';' so that the help wraps between parameters, not inside one.
-    help=f"For random/tpe: NAME=lo:hi, log:lo:hi, int:lo:hi or a,b,c, ';'-separated [default: {DEFAULT_SPACE.replace(';', '; ')}].",
+    help="For random/tpe: NAME=lo:hi, log:lo:hi, int:lo:hi or a,b,c, ';'-separated "
+    f"[default: {DEFAULT_SPACE.replace(';', '; ')}].",
 )
 @click.option(
     "--sweep-trials",
@@ -128,7 +132,8 @@ Examples:
     "--prune/--no-prune",
     default=True,
     show_default=True,
-    help="Median pruning: stop a trial whose validation metric is below the median of earlier trials at the same epoch.",
+    help="Median pruning: stop a trial whose validation metric is below the median of earlier trials at the "
+    "same epoch.",
 )
 @click.option(
     "--linear-c",

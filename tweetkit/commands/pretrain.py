@@ -10,8 +10,8 @@ from tweetkit.recipes.pretrain import PretrainConfig
 
 TRAIN_FLAGS = [
     "max_steps", "epochs", "batch_size", "micro_batch_size", "lr", "weight_decay", "betas", "eps", "warmup_steps",
-    "head_warmup_steps", "max_grad_norm", "precision", "save_every", "keep_checkpoints", "eval_every", "log_every", "resume", "overwrite",
-    "seed", "device", "dist_timeout", "compile",
+    "head_warmup_steps", "max_grad_norm", "precision", "save_every", "keep_checkpoints", "eval_every", "log_every",
+    "resume", "overwrite", "seed", "device", "dist_timeout", "compile",
 ]  # fmt: skip
 
 
@@ -67,13 +67,14 @@ Examples:
 @click.option(
     "--freeze-base",
     is_flag=True,
-    help="Train only the masked-LM head, the base model frozen: warms up a new head (MiniLM ships none) before continued pretraining, so its random start does not disturb the encoder.",
+    help="Train only the masked-LM head, the base model frozen: warms up a new head (MiniLM ships none) before "
+    "continued pretraining, so its random start does not disturb the encoder.",
 )
 @click.option(
     "--keep-best",
     is_flag=True,
-    help="Save the weights of the lowest validation loss of the objective (scored every --eval-every steps and at the end) "
-    "instead of the last; its step and loss go to DIR/validation_metrics.json.",
+    help="Save the weights of the lowest validation loss of the objective (scored every --eval-every steps and at "
+    "the end) instead of the last; its step and loss go to DIR/validation_metrics.json.",
 )
 @FIELD
 @ON_ERROR

@@ -60,9 +60,10 @@ def check_objective(objective: str, init_from, head_warmup_steps: int, freeze_ba
     name = {"simcse": "SimCSE", "tsdae": "TSDAE"}.get(objective)
     if name is None:
         return
-    for given, flag in ((objective == "simcse" and not init_from, "without --init-from: SimCSE adapts a pretrained encoder"),
-                        (head_warmup_steps, f"with --head-warmup-steps: {name} trains no head"),
-                        (freeze_base, f"with --freeze-base: {name} trains the encoder, not a head")):  # fmt: skip
+    refusals = ((objective == "simcse" and not init_from, "without --init-from: SimCSE adapts a pretrained encoder"),
+                (head_warmup_steps, f"with --head-warmup-steps: {name} trains no head"),
+                (freeze_base, f"with --freeze-base: {name} trains the encoder, not a head"))  # fmt: skip
+    for given, flag in refusals:
         if given:
             raise UsageError(f"--objective {objective} cannot run {flag}")
 
@@ -245,9 +246,8 @@ def pretraining_model(setup: dict, tok, seed: int, head_warmup_steps: int, log):
         # The output projection is tied to the frozen input embeddings: what trains is
         # the head's transform and bias, and no gradient flows into the encoder at all.
         model.base_model.requires_grad_(False)
-        log(
-            f"base model frozen: training {sum(p.numel() for p in model.parameters() if p.requires_grad):,} head parameters"
-        )
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log(f"base model frozen: training {trained:,} head parameters")
     phases = None
     if head_warmup_steps and new is not None:
         from tweetkit.train.continued import HeadWarmup
