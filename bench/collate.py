@@ -48,7 +48,7 @@ def main(argv=None):
     tokenizer = load_tokenizer(minilm_path())
     corpus = tokenize_corpus([str(corpus_path)], tokenizer, StreamOptions(quiet=True), str(work), lambda m: None)
     tasks = {
-        "mlm": MLMTask(corpus, None, tokenizer, 128, 0.15, 1, 0),
+        "mlm": MLMTask(corpus, None, tokenizer, 128, 1, 0, mask_prob=0.15),
         "simcse": SimCSETask(corpus, None, tokenizer, 128, 1, 0),
     }
     unit = "native bf16 (AVX512-BF16/AMX)" if cpu_has_native_bf16() else "no native bf16 (AVX2)"

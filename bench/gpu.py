@@ -160,7 +160,7 @@ def packed_equals_alone(work, device, model_config, rows=4):
     corpus = tokenize_corpus([str(work / "corpus.jsonl")], tok, StreamOptions(quiet=True), str(work / "cache"),
                              lambda m: None)  # fmt: skip
     model = build_model(model_config, tok, seed=0).to(target).eval()
-    task = MLMTask(corpus, None, tok, MAX_LENGTH, MASK_PROB, 0, position_offset(model))
+    task = MLMTask(corpus, None, tok, MAX_LENGTH, 0, position_offset(model), mask_prob=MASK_PROB)
     encoder, result = model.base_model, {}
     for precision in ("fp32", "bf16"):
         worst, tweets = 0.0, 0

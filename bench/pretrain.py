@@ -196,7 +196,7 @@ def mask_cost(work, corpus_path, tok_dir, cache, batch_size, steps):
     best = {}
     for block_diagonal in (False, True, False, True):  # alternate, best of two: the machine is noisy
         model = build_model("tiny", tok, seed=0)
-        task = MLMTask(corpus, None, tok, MAX_LENGTH, MASK_PROB, 0, position_offset(model))
+        task = MLMTask(corpus, None, tok, MAX_LENGTH, 0, position_offset(model), mask_prob=MASK_PROB)
         task.block_diagonal = block_diagonal
         config = TrainConfig(
             output_dir=tempfile.mkdtemp(dir=work), batch_size=batch_size, max_steps=steps, log_every=10**9

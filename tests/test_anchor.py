@@ -23,9 +23,9 @@ def base(tmp_path_factory):
 
 def anchored_task(base, weights, objective="mlm"):
     """(anchored task, its inner task, the model) on the micro model, as pretrain builds them."""
-    from tweetkit.commands.pretrain import pretraining_task
     from tweetkit.io import StreamOptions
     from tweetkit.modeling import load_tokenizer, position_offset
+    from tweetkit.recipes.pretrain import PretrainConfig, pretraining_task
     from tweetkit.tasks.anchor import AnchoredTask
     from tweetkit.tasks.mlm import split_mlm_model, tokenize_corpus
     from tweetkit.train.continued import load_for_continued_pretraining
@@ -34,8 +34,9 @@ def anchored_task(base, weights, objective="mlm"):
     corpus = tokenize_corpus([str(base / "train.jsonl")], tok, StreamOptions(quiet=True), str(base / "cache"),
                              log=lambda m: None)  # fmt: skip
     model, _ = load_for_continued_pretraining(str(base / "mlm"), tok, "mean", 0, log=lambda m: None)
-    setup = {"objective": objective, "max_length": 64, "mask_prob": 0.15, "temperature": 0.05}
-    inner = pretraining_task(setup, corpus, None, tok, 0, position_offset(model))
+    config = PretrainConfig([str(base / "train.jsonl")], str(base / "tok"), str(base / "out"), objective=objective,
+                            max_length=64, mask_prob=0.15, temperature=0.05)  # fmt: skip
+    inner = pretraining_task(config, corpus, None, tok, 0, position_offset(model))
     return AnchoredTask(inner, split_mlm_model(model)[0], weights), inner, model
 
 

@@ -34,7 +34,7 @@ def make_task(setup, temperature=0.05):
     )
     model, _ = load_for_continued_pretraining(minilm(), tok, "mean", 0, log=lambda m: None)
     model.eval()
-    return SimCSETask(corpus, None, tok, 128, 0, position_offset(model), temperature), model, tok
+    return SimCSETask(corpus, None, tok, 128, 0, position_offset(model), temperature=temperature), model, tok
 
 
 def alone(model, tok, texts):

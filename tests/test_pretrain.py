@@ -108,7 +108,7 @@ def make_task(setup, seed=0):
         [str(setup / "train.jsonl")], tok, StreamOptions(quiet=True), str(setup / "cache"), log=lambda m: None
     )
     model = build_model(str(setup / "micro-nodrop.json"), tok, seed)
-    return MLMTask(corpus, None, tok, 128, 0.15, seed, position_offset(model)), model, tok
+    return MLMTask(corpus, None, tok, 128, seed, position_offset(model), mask_prob=0.15), model, tok
 
 
 def test_packed_rows_never_attend_across_tweets(setup):

@@ -171,6 +171,34 @@ def test_search_space_ranges_are_checked_like_the_flags(data, tmp_path, space, e
     assert not (tmp_path / "s").exists()  # refused before any trial
 
 
+def test_the_sweep_grid_is_the_search_space_grammar_with_values():
+    from tweetkit.sweep import parse_grid
+
+    assert parse_grid("lr=1e-5,3e-5;batch-size=16,32;beta2=0.98,0.999") == {
+        "lr": [1e-5, 3e-5],
+        "batch_size": [16, 32],
+        "beta2": [0.98, 0.999],
+    }
+
+
+@pytest.mark.parametrize(
+    "grid, error",
+    [
+        ("foo=1", "--sweep: cannot search 'foo=1' (one of batch_size, beta1, beta2, epochs, eps, linear_c, lr, "
+                  "max_length, warmup_ratio, weight_decay)"),
+        ("lr=1e-5:1e-3", "--sweep: a grid lists values (NAME=a,b,c), not a range (lr); ranges are for "
+                         "--search-space with --sweep-method random or tpe"),
+        ("epochs=0,1", "--sweep 'epochs=0,1': epochs must be > 0 (got 0)"),
+    ],
+)  # fmt: skip
+def test_a_bad_sweep_grid_is_one_line_before_anything_runs(data, tmp_path, grid, error):
+    argv = ["finetune", "--model", "linear", "--task", "classification", "--train", str(data / "train.jsonl"),
+            "--validation", str(data / "val.jsonl"), "-o", str(tmp_path / "s"), "--sweep", grid, "-q"]  # fmt: skip
+    result = run_cli(argv)
+    assert result.exit_code == 1 and result.stderr == f"tweetkit finetune: {error}\n"
+    assert not (tmp_path / "s").exists()
+
+
 def test_an_interrupted_trial_is_failed_and_removed_not_left_for_resume(tmp_path):
     import optuna
 

@@ -33,7 +33,7 @@ def make_task(base, deletion=0.6):
     corpus = tokenize_corpus([str(base / "train.jsonl")], tok, StreamOptions(quiet=True), str(base / "cache"),
                              log=lambda m: None)  # fmt: skip
     model, _ = load_for_continued_pretraining(str(base / "mlm"), tok, "mean", 0, log=lambda m: None)
-    task = TSDAETask(corpus, None, tok, 64, 0, position_offset(model), deletion)
+    task = TSDAETask(corpus, None, tok, 64, 0, position_offset(model), deletion=deletion)
     return task, TSDAEModel(model, build_decoder(model, 0)), tok
 
 

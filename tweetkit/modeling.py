@@ -335,6 +335,31 @@ def load_for_inference(
     return LoadedModel(kind, labels, model, tokenizer, max_length, precision, runtime, path)
 
 
+def load_masked_lm(path: str, device: str = "auto", precision: str = "fp32"):
+    """(model, tokenizer, device): a masked LM with its own head, on the device at `precision`."""
+    from transformers import AutoModelForMaskedLM
+
+    from tweetkit.threads import configure_torch
+
+    configure_torch()
+    target = resolve_device(device)
+    check_precision(precision, target)
+    tokenizer = load_tokenizer(path)
+    model, info = load_pretrained(AutoModelForMaskedLM, path, output_loading_info=True)
+    if info.get("missing_keys"):
+        # A model saved without its MLM head (a sentence encoder, a classifier) would be
+        # scored with a random head: a meaningless number that changes from run to run.
+        missing = sorted(info["missing_keys"])
+        raise ConfigError(
+            f"{path}: no masked-LM head to evaluate ({len(missing)} weights missing, e.g. {missing[0]}); "
+            "pretrain it first"
+        )
+    model.to(target)
+    if precision == "int8":
+        model = quantize_int8(model, target)
+    return model, tokenizer, target
+
+
 def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: float = 0.5) -> list:
     """Per input: (pred, scores) for sequence tasks, or a tag list for tagging."""
     if loaded.is_linear:  # before any torch import: a linear model never needs it

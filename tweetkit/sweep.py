@@ -54,8 +54,9 @@ class SweepSettings:
     overwrite: bool = False  # start the study again (--overwrite)
 
 
-def parse_space(text: str) -> dict:
-    """'lr=log:1e-5:1e-3;epochs=int:1:5;batch_size=16,32;weight_decay=0:0.1' -> Optuna distributions."""
+def parse_space(text: str, flag: str = "--search-space") -> dict:
+    """'lr=log:1e-5:1e-3;epochs=int:1:5;batch_size=16,32;weight_decay=0:0.1' -> Optuna distributions;
+    `flag` names where the text came from in errors."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     space = {}
@@ -63,9 +64,7 @@ def parse_space(text: str) -> dict:
         name, _, spec = part.partition("=")
         name = name.strip().replace("-", "_")
         if name not in TRAIN_PARAMS | JOB_PARAMS or not spec:
-            raise ConfigError(
-                f"--search-space: cannot search {part!r} (one of {', '.join(sorted(TRAIN_PARAMS | JOB_PARAMS))})"
-            )
+            raise ConfigError(f"{flag}: cannot search {part!r} (one of {', '.join(sorted(TRAIN_PARAMS | JOB_PARAMS))})")
         try:
             kind, *bounds = spec.split(":") if ":" in spec else ("cat", spec)
             if kind == "cat":
@@ -81,9 +80,21 @@ def parse_space(text: str) -> dict:
             else:  # lo:hi
                 space[name] = FloatDistribution(float(kind), float(bounds[0]))
         except (ValueError, IndexError):
-            raise ConfigError(f"--search-space: bad range in {part!r} (lo:hi, log:lo:hi, int:lo:hi or a,b,c)") from None
-        check_range(name, bounds_of(space[name]), f"--search-space {part!r}")
+            raise ConfigError(f"{flag}: bad range in {part!r} (lo:hi, log:lo:hi, int:lo:hi or a,b,c)") from None
+        check_range(name, bounds_of(space[name]), f"{flag} {part!r}")
     return space
+
+
+def parse_grid(text: str) -> dict[str, list]:
+    """--sweep 'lr=1e-5,3e-5;batch-size=16,32': the --search-space grammar, each parameter a list of values."""
+    space = parse_space(text, "--sweep")
+    ranges = [name for name, distribution in space.items() if not hasattr(distribution, "choices")]
+    if ranges:
+        raise ConfigError(
+            f"--sweep: a grid lists values (NAME=a,b,c), not a range ({ranges[0]}); "
+            "ranges are for --search-space with --sweep-method random or tpe"
+        )
+    return {name: list(distribution.choices) for name, distribution in space.items()}
 
 
 def bounds_of(distribution) -> list:

@@ -184,13 +184,19 @@ def _tuning(entry, where: str, fail) -> dict:
     return out
 
 
-def _task(entry, index: int, defaults: dict, fail) -> Task:
+def _entry_where(entry, place: str, keys: set, fail) -> str:
+    """The prefix of an entry's messages, once it is known to be a table of `keys` only."""
     if not isinstance(entry, dict):
-        fail(f"tasks[{index}] must be a table")
-    where = f"tasks[{index}] ({entry.get('name', '?')}): "
-    unknown = sorted(set(entry) - TASK_KEYS)
+        fail(f"{place} must be a table")
+    where = f"{place} ({entry.get('name', '?')}): "
+    unknown = sorted(set(entry) - keys)
     if unknown:
         fail(f"{where}unknown key {unknown[0]!r}")
+    return where
+
+
+def _task(entry, index: int, defaults: dict, fail) -> Task:
+    where = _entry_where(entry, f"tasks[{index}]", TASK_KEYS, fail)
     text = {key: _string(entry, key, where, fail) for key in TASK_KEYS - set(TUNING) - {"validation"}}
     name, kind = _string(entry, "name", where, fail, required=True), text["type"] or "classification"
     if kind not in KINDS:
@@ -235,12 +241,7 @@ def _splits(entry: dict, text: dict, where: str, fail) -> tuple:
 
 
 def _group(entry, index: int, tasks: tuple[Task, ...], fail) -> Group:
-    if not isinstance(entry, dict):
-        fail(f"groups[{index}] must be a table")
-    where = f"groups[{index}] ({entry.get('name', '?')}): "
-    unknown = sorted(set(entry) - {"name", "title", "metric"})
-    if unknown:
-        fail(f"{where}unknown key {unknown[0]!r}")
+    where = _entry_where(entry, f"groups[{index}]", {"name", "title", "metric"}, fail)
     name = _string(entry, "name", where, fail, required=True)
     members = tuple(t.name for t in tasks if t.group == name)
     if not members:
@@ -250,12 +251,7 @@ def _group(entry, index: int, tasks: tuple[Task, ...], fail) -> Group:
 
 
 def _published(entry, index: int, fail) -> Published:
-    if not isinstance(entry, dict):
-        fail(f"published[{index}] must be a table")
-    where = f"published[{index}] ({entry.get('name', '?')}): "
-    unknown = sorted(set(entry) - {"name", "source", "scores"})
-    if unknown:
-        fail(f"{where}unknown key {unknown[0]!r}")
+    where = _entry_where(entry, f"published[{index}]", {"name", "source", "scores"}, fail)
     scores = entry.get("scores")
     if not isinstance(scores, dict) or not scores:
         fail(f"{where}'scores' must be a table of row = percent")

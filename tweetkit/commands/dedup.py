@@ -86,24 +86,8 @@ Examples:
     is_flag=True,
     help="With -o DIR/: every record of a duplicate cluster, kept or dropped, gets `cluster_id`, the kept tweet's id.",
 )
-def command(
-    stream,
-    mode,
-    threshold,
-    num_perm,
-    bands,
-    min_words,
-    drop_retweets,
-    min_tokens,
-    max_tokens,
-    id_field,
-    num_shards,
-    shard_index,
-    partitions,
-    work_dir,
-    keep_work,
-    cluster_ids,
-):
+def command(stream, mode, threshold, num_perm, bands, min_words, drop_retweets, min_tokens, max_tokens, id_field,
+            num_shards, shard_index, partitions, work_dir, keep_work, cluster_ids):  # fmt: skip
     """Remove retweets, too short/long tweets, and exact and near duplicates.
 
     The first occurrence is kept.  Tweets are compared by a key that ignores case,
@@ -121,15 +105,7 @@ def command(
     from tweetkit.many_files import end_with_slash, wants_directory
     from tweetkit.text.dedup import NearConfig
 
-    if shard_index >= num_shards:
-        raise click.BadParameter("must be below --num-shards", param_hint="--shard-index")
-    if min_tokens is not None and max_tokens is not None and min_tokens > max_tokens:
-        raise click.BadParameter(
-            f"--min-tokens {min_tokens} is above --max-tokens {max_tokens}: every record would be dropped",
-            param_hint="--min-tokens",
-        )
-    if num_perm % bands:
-        raise click.BadParameter("must divide --num-perm", param_hint="--bands")
+    check_numbers(num_shards, shard_index, min_tokens, max_tokens, num_perm, bands)
     config = NearConfig(threshold=threshold, num_perm=num_perm, bands=bands, min_words=min_words)
     if wants_directory(stream.output):
         if num_shards > 1:
@@ -143,19 +119,22 @@ def command(
         )
     from tweetkit.text.steps import dedup_steps
 
-    make_step = functools.partial(
-        dedup_steps,
-        stream.field,
-        id_field,
-        mode,
-        config,
-        drop_retweets,
-        min_tokens,
-        max_tokens,
-        num_shards,
-        shard_index,
-    )
+    filters = (drop_retweets, min_tokens, max_tokens, num_shards, shard_index)
+    make_step = functools.partial(dedup_steps, stream.field, id_field, mode, config, *filters)
     run_stream("dedup", stream, make_step, text_field=stream.field)
+
+
+def check_numbers(num_shards, shard_index, min_tokens, max_tokens, num_perm, bands) -> None:
+    """Numbers that each pass their flag's range but not together."""
+    if shard_index >= num_shards:
+        raise click.BadParameter("must be below --num-shards", param_hint="--shard-index")
+    if min_tokens is not None and max_tokens is not None and min_tokens > max_tokens:
+        raise click.BadParameter(
+            f"--min-tokens {min_tokens} is above --max-tokens {max_tokens}: every record would be dropped",
+            param_hint="--min-tokens",
+        )
+    if num_perm % bands:
+        raise click.BadParameter("must divide --num-perm", param_hint="--bands")
 
 
 def run_staged(

@@ -93,25 +93,25 @@ def command(
     if base:
         result = extend(base, corpus.texts, vocab_size, directory, summary, log)
     else:
-        atomic = list(tk.PLACEHOLDERS)
-        atomic += sorted(tk.known_emoji_names()) if all_emoji_names else sorted(corpus.emoji_names)
-        atomic += [s.strip() for s in user_symbols.split(",") if s.strip()]
-        result = train_new(
-            corpus.texts,
-            algorithm,
-            backend,
-            vocab_size,
-            list(dict.fromkeys(atomic)),
-            directory,
-            model_max_length,
-            summary,
-            log,
-        )
+        atomic = atomic_words(corpus.emoji_names, all_emoji_names, user_symbols)
+        settings = (algorithm, backend, vocab_size, atomic, directory, model_max_length)
+        result = train_new(corpus.texts, *settings, summary, log)
     if other:
         summary["overlap"] = {"other": other, **tk.vocabulary_overlap(result, other_tokenizer)}
     summary["seconds"] = round(time.perf_counter() - start, 1)
     summary["output"] = directory
     emit_json(summary)
+
+
+def atomic_words(emoji_names_found, all_emoji_names: bool, user_symbols: str) -> list[str]:
+    """The words kept as single pieces: the placeholders, the emoji names (those the corpus
+    holds, or all with --all-emoji-names) and --user-symbols, each once."""
+    from tweetkit import tokenizers as tk
+
+    atomic = list(tk.PLACEHOLDERS)
+    atomic += sorted(tk.known_emoji_names()) if all_emoji_names else sorted(emoji_names_found)
+    atomic += [s.strip() for s in user_symbols.split(",") if s.strip()]
+    return list(dict.fromkeys(atomic))
 
 
 def train_new(texts, algorithm, backend, vocab_size, atomic, directory, model_max_length, summary, log):

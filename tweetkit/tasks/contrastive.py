@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tweetkit.tasks.mlm import PackedTweets, TokenizedCorpus, packed_attention, split_mlm_model
+from tweetkit.tasks.mlm import PackedTweets, packed_attention, split_mlm_model
 
 
 class TweetEmbedder(torch.nn.Module):
@@ -80,17 +80,9 @@ def pool_tweets(hidden: torch.Tensor, token_positions, tweet_index, tweets: int)
 
 
 class SimCSETask(PackedTweets):
-    def __init__(
-        self,
-        train: TokenizedCorpus,
-        validation: TokenizedCorpus | None,
-        tokenizer,
-        max_length: int,
-        seed: int,
-        position_offset: int,
-        temperature: float = 0.05,
-    ):
-        super().__init__(train, validation, tokenizer, max_length, seed, position_offset)
+    def __init__(self, *packing, temperature: float = 0.05):
+        """`packing`: PackedTweets' arguments; `temperature`: of the softmax over cosine similarities."""
+        super().__init__(*packing)
         self.temperature = temperature
 
     def wrap(self, model):

@@ -157,6 +157,23 @@ class MaskedPositionsLM(torch.nn.Module):
 # --- the task --------------------------------------------------------------------------
 
 
+def token_scores(task, module, accuracy_name: str) -> dict:
+    """Cross-entropy and accuracy over the tokens `task` predicts on its validation rows
+    (its `logits` of each validation batch against the batch's labels)."""
+    if not task.validation_rows:
+        return {}
+    total, count, correct = 0.0, 0, 0
+    for batch in task.validation_batches():
+        if batch["count"] == 0:
+            continue
+        logits = task.logits(module, batch)
+        labels = batch["labels"].to(logits.device)
+        total += float(F.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(-1) == labels).sum())
+        count += batch["count"]
+    return {"validation_loss": round(total / max(count, 1), 6), accuracy_name: round(correct / max(count, 1), 6)}
+
+
 class PackedTweets:
     """Tweets packed into rows of <= max_length tokens, each tweet wrapped as <s> x </s>,
     with block-diagonal attention and positions that restart per tweet: what the objectives
@@ -171,7 +188,7 @@ class PackedTweets:
         seed: int,
         position_offset: int,
     ):
-        self.train_data, self.validation_data = train, validation
+        self.train_data, self.validation_data, self.tokenizer = train, validation, tokenizer
         self.max_length, self.seed = max_length, seed
         self.position_offset = position_offset  # RoBERTa counts positions from pad_token_id + 1
         self.bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
@@ -232,17 +249,10 @@ class PackedTweets:
 
 
 class MLMTask(PackedTweets):
-    def __init__(
-        self,
-        train: TokenizedCorpus,
-        validation: TokenizedCorpus | None,
-        tokenizer,
-        max_length: int,
-        mask_prob: float,
-        seed: int,
-        position_offset: int,
-    ):
-        super().__init__(train, validation, tokenizer, max_length, seed, position_offset)
+    def __init__(self, *packing, mask_prob: float):
+        """`packing`: PackedTweets' arguments; `mask_prob`: the share of tokens masked (80/10/10)."""
+        super().__init__(*packing)
+        tokenizer = self.tokenizer
         self.mask_prob, self.mask_id = mask_prob, tokenizer.mask_token_id
         if self.mask_id is None:
             raise ConfigError("the tokenizer needs a mask token for MLM")
@@ -301,24 +311,28 @@ class MLMTask(PackedTweets):
         ]
 
     def evaluate(self, module) -> dict:
-        if not self.validation_rows:
-            return {}
-        total, count, correct = 0.0, 0, 0
-        for batch in self.validation_batches():
-            if batch["count"] == 0:
-                continue
-            logits = self.logits(module, batch)
-            labels = batch["labels"].to(logits.device)
-            total += float(F.cross_entropy(logits, labels, reduction="sum"))
-            correct += int((logits.argmax(-1) == labels).sum())
-            count += batch["count"]
-        return {
-            "validation_loss": round(total / max(count, 1), 6),
-            "validation_masked_accuracy": round(correct / max(count, 1), 6),
-        }
+        """The masked-token loss and accuracy on the validation rows (epoch 0's masks)."""
+        return token_scores(self, module, "validation_masked_accuracy")
 
 
 # --- evaluating a masked LM itself -----------------------------------------------------
+
+
+def mask_one_word_each(encoded, rows: int, mask_id: int, rng) -> tuple[torch.Tensor, list[list[tuple]]]:
+    """(input_ids, targets): one word drawn per row with `rng`, all its pieces masked; a row's
+    targets are its masked (position, gold id) pairs, none for a row without words."""
+    input_ids, targets = encoded["input_ids"].clone(), []
+    for row in range(rows):
+        word_ids = encoded.word_ids(row)
+        candidates = sorted({w for w in word_ids if w is not None})
+        if not candidates:
+            targets.append([])
+            continue
+        chosen = rng.choice(candidates)
+        positions = [i for i, w in enumerate(word_ids) if w == chosen]
+        targets.append([(i, int(input_ids[row, i])) for i in positions])
+        input_ids[row, positions] = mask_id
+    return input_ids, targets
 
 
 @torch.no_grad()
@@ -350,17 +364,7 @@ def masked_word_accuracy(
             return_tensors="pt",
             return_offsets_mapping=True,
         )
-        input_ids, targets = encoded["input_ids"].clone(), []
-        for row in range(len(chunk)):
-            word_ids = encoded.word_ids(row)
-            candidates = sorted({w for w in word_ids if w is not None})
-            if not candidates:
-                targets.append([])
-                continue
-            chosen = rng.choice(candidates)
-            positions = [i for i, w in enumerate(word_ids) if w == chosen]
-            targets.append([(i, int(input_ids[row, i])) for i in positions])
-            input_ids[row, positions] = tokenizer.mask_token_id
+        input_ids, targets = mask_one_word_each(encoded, len(chunk), tokenizer.mask_token_id, rng)
         logits = model(input_ids=input_ids.to(device), attention_mask=encoded["attention_mask"].to(device)).logits
         # Only the masked positions' top-k and gold log-probabilities leave the device, not (B, T, vocab).
         chosen = [(row, i, gold) for row, target in enumerate(targets) for i, gold in target]

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from tweetkit.errors import ConfigError
 from tweetkit.tasks.contrastive import encoder_without_head, number_tweets, pool_tweets
-from tweetkit.tasks.mlm import PackedTweets, TokenizedCorpus, packed_attention, split_mlm_model
+from tweetkit.tasks.mlm import PackedTweets, packed_attention, split_mlm_model, token_scores
 
 DELETION = 0.6  # the paper's deletion ratio, its best
 
@@ -104,17 +104,9 @@ class TSDAEModule(torch.nn.Module):
 
 
 class TSDAETask(PackedTweets):
-    def __init__(
-        self,
-        train: TokenizedCorpus,
-        validation: TokenizedCorpus | None,
-        tokenizer,
-        max_length: int,
-        seed: int,
-        position_offset: int,
-        deletion: float = DELETION,
-    ):
-        super().__init__(train, validation, tokenizer, max_length, seed, position_offset)
+    def __init__(self, *packing, deletion: float = DELETION):
+        """`packing`: PackedTweets' arguments; `deletion`: the share of each tweet's tokens deleted."""
+        super().__init__(*packing)
         self.deletion = deletion
 
     def wrap(self, model):
@@ -208,16 +200,4 @@ class TSDAETask(PackedTweets):
 
     def evaluate(self, module) -> dict:
         """The reconstruction loss and token accuracy on the validation tweets (epoch 0's deletions)."""
-        if not self.validation_rows:
-            return {}
-        total, count, correct = 0.0, 0, 0
-        for batch in self.validation_batches():
-            logits = self.logits(module, batch)
-            labels = batch["labels"].to(logits.device)
-            total += float(F.cross_entropy(logits, labels, reduction="sum"))
-            correct += int((logits.argmax(-1) == labels).sum())
-            count += batch["count"]
-        return {
-            "validation_loss": round(total / max(count, 1), 6),
-            "validation_reconstruction_accuracy": round(correct / max(count, 1), 6),
-        }
+        return token_scores(self, module, "validation_reconstruction_accuracy")
