@@ -29,8 +29,10 @@ def data(tmp_path_factory):
 
 
 def sweep_argv(data, out, *args):
-    return ["finetune", "--model", str(data / "mlm"), "--task", "classification", "--train", str(data / "train.jsonl"), "--validation", str(data / "val.jsonl"),
-            "-o", str(out), "--epochs", "4", "--patience", "0", "--sweep-method", "tpe", "--search-space", SPACE, "-q", *args]  # fmt: skip
+    return ["finetune", "--model", str(data / "mlm"), "--task", "classification",
+            "--train", str(data / "train.jsonl"), "--validation", str(data / "val.jsonl"),
+            "-o", str(out), "--epochs", "4", "--patience", "0", "--sweep-method", "tpe", "--search-space", SPACE,
+            "-q", *args]  # fmt: skip
 
 
 def trials_of(lines):
@@ -131,8 +133,10 @@ def test_bad_storage_and_search_space_are_one_line(data, tmp_path):
 
 
 def linear_sweep_argv(data, out, space, trials, *args):
-    return ["finetune", "--model", "linear", "--task", "classification", "--train", str(data / "train.jsonl"), "--validation", str(data / "val.jsonl"),
-            "-o", str(out), "--sweep-method", "tpe", "--search-space", space, "--sweep-trials", str(trials), "-q", *args]  # fmt: skip
+    return ["finetune", "--model", "linear", "--task", "classification",
+            "--train", str(data / "train.jsonl"), "--validation", str(data / "val.jsonl"),
+            "-o", str(out), "--sweep-method", "tpe", "--search-space", space, "--sweep-trials", str(trials),
+            "-q", *args]  # fmt: skip
 
 
 def test_a_changed_search_space_is_refused_before_any_trial(data, tmp_path):

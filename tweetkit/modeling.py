@@ -77,7 +77,10 @@ def bf16_warning(precision: str, device) -> str | None:
         import torch
 
         if not torch.cuda.is_bf16_supported(including_emulation=False):
-            return f"warning: {torch.cuda.get_device_name(device)} has no native bf16 (before Ampere): bf16 is emulated, use fp16"
+            return (
+                f"warning: {torch.cuda.get_device_name(device)} has no native bf16 (before Ampere): "
+                "bf16 is emulated, use fp16"
+            )
     return None
 
 
@@ -97,7 +100,8 @@ def check_precision(precision: str, device) -> None:
     """Refuse a precision the device cannot run, before any model is loaded."""
     if precision == "int8" and device.type != "cpu":
         raise ConfigError(
-            "--precision int8 runs on the CPU only (dynamic quantization); use --device cpu, or --precision bf16 on a GPU"
+            "--precision int8 runs on the CPU only (dynamic quantization); "
+            "use --device cpu, or --precision bf16 on a GPU"
         )
 
 
@@ -125,7 +129,8 @@ def quantize_int8(model, device):
 
 
 def int8_layer_quantized(index: int) -> bool:
-    """Whether int8 under ONNX Runtime quantizes encoder layer `index` (0 the first): all but the first INT8_FP32_LAYERS."""
+    """Whether int8 under ONNX Runtime quantizes encoder layer `index` (0 the first): all but
+    the first INT8_FP32_LAYERS."""
     return index >= INT8_FP32_LAYERS
 
 
@@ -262,7 +267,8 @@ def model_type(directory: str) -> str:
         return "hf"
     if pickled:
         raise ConfigError(
-            f"{directory}: a pickled linear model ({linear.PICKLED}) from an older tweetkit; unpickling can run code, so it is "
+            f"{directory}: a pickled linear model ({linear.PICKLED}) from an older tweetkit; "
+            "unpickling can run code, so it is "
             "not loaded: train it again with finetune --model linear"
         )
     raise ConfigError(f"{directory}: not a model directory (no config.json or {linear.MODEL_INFO})")
@@ -310,7 +316,8 @@ def load_for_inference(
 
     configure_torch()
     check_runtime(runtime, precision, device)
-    # int8 and ONNX Runtime are CPU modes: with --device auto they pick the CPU even where a GPU is (a cron job's default)
+    # int8 and ONNX Runtime are CPU modes: with --device auto they pick the CPU even where a GPU
+    # is (a cron job's default)
     cpu_mode = precision == "int8" or runtime == "onnx"
     target = resolve_device("cpu" if cpu_mode and device == "auto" else device)
     check_precision(precision, target)  # before anything is read

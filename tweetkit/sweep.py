@@ -21,7 +21,10 @@ from tweetkit.records import emit_json
 TRAIN_PARAMS = {"lr", "weight_decay", "epochs", "batch_size", "warmup_ratio", "eps", "beta1", "beta2"}
 JOB_PARAMS = {"max_length", "linear_c"}
 # BERT for Japanese Twitter's search: learning rate, weight decay, epochs, Adam betas and epsilon.
-DEFAULT_SPACE = "lr=log:1e-5:2e-4;weight_decay=0:0.1;epochs=int:1:5;batch_size=16,32;beta2=0.98:0.999;eps=log:1e-9:1e-6;warmup_ratio=0:0.2"
+DEFAULT_SPACE = (
+    "lr=log:1e-5:2e-4;weight_decay=0:0.1;epochs=int:1:5;batch_size=16,32;beta2=0.98:0.999;eps=log:1e-9:1e-6;"
+    "warmup_ratio=0:0.2"
+)
 STUDY_FILE = "study.db"
 TRIAL_DIR = "trial"  # DIR/trial-N: one trial's run
 SPACE_ATTR = "search_space"  # the study's user attribute that records what it searches

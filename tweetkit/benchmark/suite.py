@@ -217,7 +217,10 @@ def _task(entry, index: int, defaults: dict, fail) -> Task:
         test=splits[2],
         metric=text["metric"],
         tuning=tuning,
-        **{key: text[key] for key in ("train_exclude_ids", "select", "positive_label", "label_map", "group", "predictions_of")},
+        **{
+            key: text[key]
+            for key in ("train_exclude_ids", "select", "positive_label", "label_map", "group", "predictions_of")
+        },
     )  # fmt: skip
 
 
@@ -290,7 +293,8 @@ def _check_references(suite: Suite, fail) -> None:
             fail(f"group {group.name}: only classification tasks can be pooled")
         if group.metric not in OFFICIAL_SCORERS and group.metric not in EVALUATE_METRICS["classification"]:
             fail(
-                f"group {group.name}: metric {group.metric!r} is not one of {', '.join([*OFFICIAL_SCORERS, *EVALUATE_METRICS['classification']])}"
+                f"group {group.name}: metric {group.metric!r} is not one of "
+                f"{', '.join([*OFFICIAL_SCORERS, *EVALUATE_METRICS['classification']])}"
             )
     rows = set(suite.rows()) | ({suite.aggregate} if suite.aggregate else set())
     for system in suite.published:

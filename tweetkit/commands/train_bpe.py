@@ -34,7 +34,8 @@ Examples:
     type=click.Choice(["sentencepiece", "hf"]),
     default="sentencepiece",
     show_default=True,
-    help="Library that trains (sentencepiece: faster in bench/train_bpe.py); the output is the same kind of fast HF tokenizer.",
+    help="Library that trains (sentencepiece: faster in bench/train_bpe.py); "
+    "the output is the same kind of fast HF tokenizer.",
 )
 @click.option("--user-symbols", default="", help="Comma-separated extra words to keep as single pieces.")
 @click.option(

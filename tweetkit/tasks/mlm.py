@@ -206,8 +206,9 @@ class PackedTweets:
     def packed(self, indices: list[int], corpus: TokenizedCorpus | None = None, rows=None) -> dict:
         """input_ids, segments (1, 2, ... per tweet of a row; 0 for padding) and position_ids of
         the rows `indices` (of the training corpus unless `corpus` and its `rows` are given);
-        the attention is made from the segments where the model runs (packed_attention).  Built with array operations over
-        all the batch's tokens at once: on a GPU this runs beside every step and must keep up."""
+        the attention is made from the segments where the model runs (packed_attention).  Built
+        with array operations over all the batch's tokens at once: on a GPU this runs beside every
+        step and must keep up."""
         corpus = self.train_data if corpus is None else corpus
         rows = self.train_rows if rows is None else rows
         bounds = np.asarray([rows[i] for i in indices], dtype=np.int64).reshape(-1, 2)
