@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, sliced
+from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, run_subprocess, sliced
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
@@ -443,3 +443,20 @@ def test_inference_batches_hold_one_length_each_and_every_index_once():
     assert [lengths[b[0]] for b in batches] == sorted(lengths[b[0]] for b in batches)  # shortest first
     # one short batch at most per length: about as few batches as padded ones would need
     assert len(batches) <= 1000 // 16 + len(set(lengths))
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: minutes on 2 cores
+def test_compiled_finetune_does_not_recompile_per_length(base, tmp_path, monkeypatch):
+    """finetune's batches hold tweets of one length bucket each, so their shapes change at
+    nearly every step; with dynamic shapes the graph is compiled for the first shapes and
+    reused, not recompiled per length (TORCH_LOGS=recompiles names each recompilation)."""
+    monkeypatch.setenv("TORCH_LOGS", "recompiles")
+    args = ["finetune", "--model", str(base / "mlm"), "-o", str(tmp_path / "out"), "--task", "classification",
+            "--train", str(base / "irony_train.jsonl"), "--epochs", "1", "--batch-size", "16", "-q",
+            "--compile"]  # fmt: skip
+    result = run_subprocess(args)
+    log = result.stderr.decode()
+    assert result.returncode == 0, log[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1])["best"]["best_step"] == 25  # 400 tweets, batches of 16
+    # At most once: the first batch's shapes are compiled static, the next length makes them dynamic.
+    assert log.count("Recompiling function") <= 1, log[-3000:]
