@@ -381,6 +381,43 @@ def adaptation_section(result, results_dir, output_dir):
     return lines
 
 
+def benchmark_sections(results_dir, output_dir):
+    """Each `tweetkit benchmark` run kept in results/benchmark-*/: its table (results.md, which the
+    command writes), the settings it ran with and its picture."""
+    runs = sorted(
+        n for n in os.listdir(results_dir) if n.startswith("benchmark-") and os.path.isdir(os.path.join(results_dir, n))
+    )
+    if not runs:
+        return []
+    lines = [
+        "## Benchmark suites (`tweetkit benchmark`)",
+        "",
+        "Each table is `results.md` as `tweetkit benchmark` wrote it; docs/benchmarks.md gives each run's command, "
+        "machine and time.",
+        "",
+    ]
+    for name in runs:
+        directory = os.path.join(results_dir, name)
+        with open(os.path.join(directory, "results.json"), encoding="utf-8") as handle:
+            about = json.load(handle)
+        with open(os.path.join(directory, "results.md"), encoding="utf-8") as handle:
+            table = handle.read().strip().splitlines()
+        overrides = ", ".join(f"{k} {v}" for k, v in sorted(about.get("overrides", {}).items()))
+        limit = about.get("train_limit")
+        lines += ["#" + table[0], *table[1:], ""]
+        lines.append(
+            f"Settings: {'first ' + format(limit, ',') + ' train tweets a task' if limit else 'full train sets'}"
+            f"{'; ' + overrides if overrides else ''}; the suite's defaults otherwise "
+            f"(`{about['suite_file']}`); seeds {', '.join(map(str, about['seeds']))}."
+        )
+        lines += [
+            "",
+            f"![{table[0].lstrip('# ')}]({os.path.relpath(os.path.join(directory, 'results.svg'), output_dir)})",
+            "",
+        ]
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="results")
@@ -422,6 +459,7 @@ def main():
     output_dir = os.path.dirname(os.path.abspath(args.output))
     for curve in curves:
         lines += adaptation_section(curve, args.results, output_dir)
+    lines += benchmark_sections(args.results, output_dir)
     for result in results:
         lines += target_section(result)
     if not results:
