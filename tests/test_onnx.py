@@ -200,3 +200,22 @@ def test_torch_int8_reports_its_agreement_too(models):
         result.stderr
         == f"tweetkit predict: int8 on torch: labels = fp32's on {share:.2%} of the first {len(fp32):,} inputs\n"
     )
+
+
+def test_weights_key_reads_digests_from_the_memo_until_a_file_changes(models, tmp_path, monkeypatch):
+    """A run takes each weight file's SHA-256 from onnx-cache/digests.json while its stat is unchanged."""
+    from tweetkit import onnx_runtime
+
+    model = tmp_path / "clf"
+    shutil.copytree(models / "clf", model)
+    true_key = onnx_runtime.weights_key(str(model), "fp32")
+    assert not (model / CACHE_DIR / onnx_runtime.DIGESTS).exists()  # files just written: not recorded yet
+    monkeypatch.setattr(onnx_runtime, "RACY_NS", -1)
+    assert onnx_runtime.weights_key(str(model), "fp32") == true_key
+    memo = json.loads((model / CACHE_DIR / onnx_runtime.DIGESTS).read_text())
+    assert sorted(memo) == ["config.json", "model.safetensors"]
+    memo["config.json"]["sha256"] = "00" * 32  # a memo entry is believed while the file's stat holds
+    (model / CACHE_DIR / onnx_runtime.DIGESTS).write_text(json.dumps(memo))
+    assert onnx_runtime.weights_key(str(model), "fp32") != true_key
+    (model / "config.json").write_bytes((model / "config.json").read_bytes())  # the same bytes, a new stat
+    assert onnx_runtime.weights_key(str(model), "fp32") == true_key
