@@ -330,3 +330,23 @@ def test_saved_tokenizer_gives_the_ids_of_the_hf_tokenizer(models, tmp_path, whi
         assert [e.attention_mask for e in got] == expected["attention_mask"]
         assert [e.word_ids for e in got] == [expected.word_ids(i) for i in range(len(words))]
         assert load_backend(str(path), kind, 32).to_str() == backend.to_str()  # read back from the cache
+
+
+def test_weights_key_reads_digests_from_the_memo_until_a_file_changes(models, tmp_path, monkeypatch):
+    """A run takes each weight file's SHA-256 from onnx-cache/digests.json while its stat is unchanged."""
+    from tweetkit import onnx_runtime
+
+    model = tmp_path / "clf"
+    shutil.copytree(models / "clf", model, ignore=shutil.ignore_patterns(CACHE_DIR))
+    (model / CACHE_DIR).mkdir()  # made by the first export
+    true_key = onnx_runtime.weights_key(str(model), "fp32")
+    assert not (model / CACHE_DIR / onnx_runtime.DIGESTS).exists()  # files just written: not recorded yet
+    monkeypatch.setattr(onnx_runtime, "RACY_NS", -1)
+    assert onnx_runtime.weights_key(str(model), "fp32") == true_key
+    memo = json.loads((model / CACHE_DIR / onnx_runtime.DIGESTS).read_text())
+    assert sorted(memo) == ["config.json", "model.safetensors"]
+    memo["config.json"]["sha256"] = "00" * 32  # a memo entry is believed while the file's stat holds
+    (model / CACHE_DIR / onnx_runtime.DIGESTS).write_text(json.dumps(memo))
+    assert onnx_runtime.weights_key(str(model), "fp32") != true_key
+    (model / "config.json").write_bytes((model / "config.json").read_bytes())  # the same bytes, a new stat
+    assert onnx_runtime.weights_key(str(model), "fp32") == true_key
