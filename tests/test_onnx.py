@@ -1,15 +1,18 @@
 """--runtime onnx: the exported graph predicts what torch does (fp32), is cached and exported
 anew for changed weights, quantizes only the encoder layers int8 should (and says how many
-labels moved), and a missing ONNX Runtime is a one-line error naming the extra."""
+labels moved), a cached graph runs without importing torch or transformers (its tokenizer gives
+the HF tokenizer's ids), and a missing ONNX Runtime is a one-line error naming the extra."""
 
 import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import onnx
 import pytest
-from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, sliced
+from conftest import ROOT, jsonl, make_micro_model, make_tokenizer, minilm, read_jsonl, run_cli, sliced
 
 from tweetkit.modeling import INT8_FP32_LAYERS
 from tweetkit.onnx_runtime import CACHE_DIR
@@ -202,12 +205,140 @@ def test_torch_int8_reports_its_agreement_too(models):
     )
 
 
+# Runs tweetkit's main in a fresh interpreter, then says on stderr which heavy modules it imported.
+IMPORTS_AFTER_MAIN = """
+import sys
+from tweetkit.cli import main
+code = 0
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+sys.stderr.write("imported: " + (",".join(m for m in ("torch", "transformers") if m in sys.modules) or "none") + "\\n")
+sys.exit(code)
+"""
+
+
+def imported_by(*argv):
+    """(stdout, the heavy modules a `tweetkit ARGV` process imported) of a process run as a user runs it."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", IMPORTS_AFTER_MAIN, *argv], capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    last = done.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("imported: "), done.stderr.decode()
+    return done.stdout, last.removeprefix("imported: ")
+
+
+@pytest.mark.parametrize("model, data", [("clf", "test.jsonl"), ("pos", "tags-test.jsonl")])
+def test_a_cached_graph_predicts_without_torch_or_transformers(models, tmp_path, model, data):
+    copy = tmp_path / model
+    shutil.copytree(models / model, copy, ignore=shutil.ignore_patterns(CACHE_DIR))
+    onnx_args = ["--model", str(copy), "--runtime", "onnx", str(models / data)]
+    first, heavy = imported_by("predict", "-q", *onnx_args)  # exports: torch is needed once
+    assert heavy == "torch,transformers"
+    again, heavy = imported_by("predict", "-q", *onnx_args)
+    assert heavy == "none" and again == first
+    int8, heavy = imported_by("predict", "--precision", "int8", *onnx_args)  # quantizes from the cached fp32 graph
+    int8, heavy = imported_by("predict", "--precision", "int8", *onnx_args)  # and its agreement with fp32
+    assert heavy == "none"
+    scored, heavy = imported_by("evaluate", "-q", *onnx_args)
+    assert heavy == "none" and json.loads(scored) == json.loads(run_cli(["evaluate", "-q", *onnx_args]).stdout)
+
+
+class TorchSession:
+    """An OnnxModel called as a torch model, as the ONNX Runtime path ran before it did without torch."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, input_ids, attention_mask=None):
+        import types
+
+        import torch
+
+        mask = None if attention_mask is None else attention_mask.numpy()
+        return types.SimpleNamespace(logits=torch.from_numpy(self.model(input_ids.numpy(), mask)))
+
+
+def assert_same_as_through_torch(path, inputs):
+    """The torch-free path's outputs against those of the same session through the torch path
+    (HF tokenizer, torch batches, torch softmax): tags and labels equal, scores to their rounding."""
+    from tweetkit.inference import predict_sequences, predict_tags
+    from tweetkit.modeling import load_for_inference, load_tokenizer, predict
+
+    loaded = load_for_inference(str(path), runtime="onnx", log=lambda message: None)
+    hf = load_tokenizer(str(path), tagging=loaded.kind == "tagging")
+    session = TorchSession(loaded.model)
+    if loaded.kind == "tagging":
+        assert predict(loaded, inputs, 8) == predict_tags(session, hf, inputs, loaded.labels, 8, loaded.max_length)
+        return
+    new = predict(loaded, inputs, 8)
+    old = predict_sequences(session, hf, inputs, loaded.kind, loaded.labels, 8, loaded.max_length)
+    assert [pred for pred, _ in new] == [pred for pred, _ in old]
+    # float64 numpy against torch's float32 exp: at most one unit of the sixth decimal apart
+    assert max(abs(a[k] - b[k]) for (_, a), (_, b) in zip(new, old) for k in a) <= 1.5e-6
+
+
+def test_torch_free_outputs_equal_those_through_torch(models):
+    texts = [r["text"] for r in read_jsonl(models / "test.jsonl")]
+    assert_same_as_through_torch(models / "clf", texts + [" ".join(texts)])  # the last one truncated
+    words = [r["tokens"] for r in read_jsonl(models / "tags-test.jsonl")]
+    assert_same_as_through_torch(models / "pos", words + [sum(words[:20], [])])
+
+
+def test_minilm_classifier_without_torch_equals_through_torch(models, tmp_path):
+    """BERT's WordPiece (lower-cased, accents stripped) through the saved backend, as a
+    classifier of the packaged MiniLM with a seeded head."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from tweetkit.modeling import load_tokenizer, save_model
+
+    torch.manual_seed(0)
+    labels = {0: "negative", 1: "neutral", 2: "positive"}
+    model = AutoModelForSequenceClassification.from_pretrained(minilm(), num_labels=3, id2label=labels)
+    save_model(model, load_tokenizer(minilm()), str(tmp_path / "minilm"))
+    texts = [r["text"] for r in read_jsonl(models / "test.jsonl")][:40]
+    texts += ["Ça VA très Bien 😀 @user http://t.co/x #Ünïcödé", "x " * 300]
+    assert_same_as_through_torch(tmp_path / "minilm", texts)
+
+
+@pytest.mark.parametrize("which", ["bpe", "minilm"])
+def test_saved_tokenizer_gives_the_ids_of_the_hf_tokenizer(models, tmp_path, which):
+    """Ids and word ids of onnx_runtime.load_tokenizer equal modeling.load_tokenizer's, for a
+    train-bpe byte-level BPE and BERT's WordPiece, on whole texts and on pre-split words."""
+    from tweetkit.modeling import load_tokenizer
+    from tweetkit.onnx_runtime import load_tokenizer as load_backend
+
+    source = str(models / "tok") if which == "bpe" else minilm()
+    path = tmp_path / which
+    shutil.copytree(source, path)
+    rows = read_jsonl(models / "tags-test.jsonl")
+    texts = [" ".join(r["tokens"]) for r in rows] + ["  Ça VA très Bien 😀\tÜnïcödé  ", "word " * 200, ""]
+    for kind in ("classification", "tagging"):
+        hf, backend = load_tokenizer(str(path), tagging=kind == "tagging"), load_backend(str(path), kind, 32)
+        saved = sorted(os.listdir(path / CACHE_DIR))
+        assert len(saved) == 1 and saved[0].startswith("tokenizer-")
+        if kind == "classification":
+            expected = hf(texts, truncation=True, max_length=32)["input_ids"]
+            assert [e.ids for e in backend.encode_batch(texts)] == expected
+            continue
+        words = [r["tokens"] for r in rows] + [["Ça", "VA", "😀", "Ünïcödé"], ["word"] * 100]
+        expected = hf(words, is_split_into_words=True, truncation=True, max_length=32, padding=True)
+        got = backend.encode_batch(words, is_pretokenized=True)
+        assert [e.ids for e in got] == expected["input_ids"]
+        assert [e.attention_mask for e in got] == expected["attention_mask"]
+        assert [e.word_ids for e in got] == [expected.word_ids(i) for i in range(len(words))]
+        assert load_backend(str(path), kind, 32).to_str() == backend.to_str()  # read back from the cache
+
+
 def test_weights_key_reads_digests_from_the_memo_until_a_file_changes(models, tmp_path, monkeypatch):
     """A run takes each weight file's SHA-256 from onnx-cache/digests.json while its stat is unchanged."""
     from tweetkit import onnx_runtime
 
     model = tmp_path / "clf"
-    shutil.copytree(models / "clf", model)
+    shutil.copytree(models / "clf", model, ignore=shutil.ignore_patterns(CACHE_DIR))
+    (model / CACHE_DIR).mkdir()  # made by the first export
     true_key = onnx_runtime.weights_key(str(model), "fp32")
     assert not (model / CACHE_DIR / onnx_runtime.DIGESTS).exists()  # files just written: not recorded yet
     monkeypatch.setattr(onnx_runtime, "RACY_NS", -1)

@@ -4,14 +4,17 @@ will be used.
 
 Sequence batches hold texts of one token length, so they need no padding and no attention
 mask; tagging batches are sorted by word count and padded.
+
+Two runtimes share the batching and the making of records: a torch model with an HF tokenizer
+(predict_sequences, predict_tags), and an ONNX Runtime session with a `tokenizers` tokenizer
+and numpy (predict_sequences_onnx, predict_tags_onnx), which import neither torch nor
+transformers: a cached graph then predicts without their start-up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-
-import torch
 
 
 def equal_length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -29,7 +32,9 @@ def equal_length_batches(lengths: list[int], batch_size: int) -> list[list[int]]
 @contextlib.contextmanager
 def inference(model):
     """The device a model's inputs go to, the model in eval mode meanwhile.  A model that is
-    not a torch module (an ONNX Runtime session, tweetkit.onnx_runtime) runs on the CPU."""
+    not a torch module runs on the CPU."""
+    import torch
+
     if not isinstance(model, torch.nn.Module):
         yield torch.device("cpu")
         return
@@ -41,12 +46,13 @@ def inference(model):
         model.train(was_training)
 
 
-@torch.inference_mode()
 def predict_sequences(model, tokenizer, texts, kind, label_names, batch_size, max_length, threshold=0.5) -> list[tuple]:
     """(pred, scores) per text, in input order; each batch holds texts of one length (no padding)."""
+    import torch
+
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     results: list = [None] * len(texts)
-    with inference(model) as device:
+    with inference(model) as device, torch.inference_mode():
         for chunk in equal_length_batches([len(ids) for ids in encoded], batch_size):
             ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)
             logits = model(input_ids=ids).logits.float().cpu()  # no padding: no mask
@@ -55,27 +61,33 @@ def predict_sequences(model, tokenizer, texts, kind, label_names, batch_size, ma
     return results
 
 
-def sequence_result(logits: torch.Tensor, kind: str, label_names, threshold: float) -> tuple:
-    """(pred, scores) of one text's logits."""
+def sequence_result(logits, kind: str, label_names, threshold: float) -> tuple:
+    """(pred, scores) of one text's logits (a torch tensor)."""
+    import torch
+
     if kind == "regression":
         return float(logits[0]), None
+    probs = (torch.sigmoid(logits) if kind == "multilabel" else torch.softmax(logits, -1)).tolist()
+    return scored(probs, kind, label_names, threshold)
+
+
+def scored(probs: list[float], kind: str, label_names, threshold: float) -> tuple:
+    """(pred, scores) of one text's probabilities (sigmoid for multilabel, else softmax): the
+    labels at or above `threshold`, or the most probable one; scores rounded to 6 places."""
+    scores = dict(zip(label_names, [round(p, 6) for p in probs]))
     if kind == "multilabel":
-        probs = torch.sigmoid(logits).tolist()
-        return [label_names[j] for j, p in enumerate(probs) if p >= threshold], dict(
-            zip(label_names, [round(p, 6) for p in probs])
-        )
-    probs = torch.softmax(logits, -1).tolist()
-    best = max(range(len(probs)), key=probs.__getitem__)
-    return label_names[best], dict(zip(label_names, [round(p, 6) for p in probs]))
+        return [label_names[j] for j, p in enumerate(probs) if p >= threshold], scores
+    return label_names[max(range(len(probs)), key=probs.__getitem__)], scores
 
 
-@torch.inference_mode()
 def predict_tags(model, tokenizer, word_lists, label_names, batch_size, max_length, fallback="O") -> list[list[str]]:
     """A tag per word, in input order; words cut off by max_length get `fallback`."""
+    import torch
+
     fallback = fallback if fallback in label_names else label_names[0]
     order = sorted(range(len(word_lists)), key=lambda i: len(word_lists[i]))
     results: list = [None] * len(word_lists)
-    with inference(model) as device:
+    with inference(model) as device, torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             encoded = tokenizer(
@@ -89,13 +101,63 @@ def predict_tags(model, tokenizer, word_lists, label_names, batch_size, max_leng
             logits = model(
                 input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)
             ).logits
-            best = logits.argmax(-1).cpu()
+            best = logits.argmax(-1).cpu().tolist()
             for row, i in enumerate(chunk):
-                tags = [fallback] * len(word_lists[i])
-                previous = None
-                for position, word in enumerate(encoded.word_ids(row)):
-                    if word is not None and word != previous:
-                        tags[word] = label_names[int(best[row, position])]
-                    previous = word
-                results[i] = tags
+                results[i] = word_tags(encoded.word_ids(row), best[row], len(word_lists[i]), label_names, fallback)
+    return results
+
+
+def word_tags(word_ids: list, best: list[int], words: int, label_names, fallback: str) -> list[str]:
+    """A tag per word: the label of its first token (`best`: a label index per token)."""
+    tags = [fallback] * words
+    previous = None
+    for position, word in enumerate(word_ids):
+        if word is not None and word != previous:
+            tags[word] = label_names[best[position]]
+        previous = word
+    return tags
+
+
+# --- ONNX Runtime: the same batches and records with numpy, without torch or transformers -----
+
+
+def predict_sequences_onnx(model, tokenizer, texts, kind, label_names, batch_size, threshold=0.5) -> list[tuple]:
+    """predict_sequences for an onnx_runtime.OnnxModel and a `tokenizers.Tokenizer` that
+    truncates as the HF one does (onnx_runtime.load_tokenizer).  Probabilities in float64: they
+    may differ from torch's float32 ones in the sixth decimal, not in the labels."""
+    import numpy as np
+
+    encoded = [encoding.ids for encoding in tokenizer.encode_batch(texts)]
+    results: list = [None] * len(texts)
+    for chunk in equal_length_batches([len(ids) for ids in encoded], batch_size):
+        logits = model(np.array([encoded[i] for i in chunk], dtype=np.int64)).astype(np.float64)
+        if kind == "multilabel":
+            probs = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            exps = np.exp(logits - logits.max(-1, keepdims=True))
+            probs = exps / exps.sum(-1, keepdims=True)
+        for row, i in enumerate(chunk):
+            if kind == "regression":
+                results[i] = float(np.float32(logits[row, 0])), None
+            else:
+                results[i] = scored(probs[row].tolist(), kind, label_names, threshold)
+    return results
+
+
+def predict_tags_onnx(model, tokenizer, word_lists, label_names, batch_size, fallback="O") -> list[list[str]]:
+    """predict_tags for an onnx_runtime.OnnxModel and a `tokenizers.Tokenizer` that truncates
+    and pads as the HF one does."""
+    import numpy as np
+
+    fallback = fallback if fallback in label_names else label_names[0]
+    order = sorted(range(len(word_lists)), key=lambda i: len(word_lists[i]))
+    results: list = [None] * len(word_lists)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        encodings = tokenizer.encode_batch([word_lists[i] for i in chunk], is_pretokenized=True)
+        ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
+        mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
+        best = model(ids, mask).argmax(-1).tolist()
+        for row, i in enumerate(chunk):
+            results[i] = word_tags(encodings[row].word_ids, best[row], len(word_lists[i]), label_names, fallback)
     return results

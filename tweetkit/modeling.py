@@ -285,7 +285,7 @@ class LoadedModel:
     tokenizer: object = None
     max_length: int = 128
     precision: str = "fp32"  # fp32 | bf16 (autocast) | int8 (quantized Linear layers, CPU)
-    runtime: str = "torch"  # torch | onnx (model is a tweetkit.onnx_runtime.OnnxModel)
+    runtime: str = "torch"  # torch | onnx (model: an onnx_runtime.OnnxModel, tokenizer: a tokenizers.Tokenizer)
     path: str = ""  # the model directory: int8_agreement loads its fp32 model from here
 
     @property
@@ -309,37 +309,68 @@ def load_for_inference(
             raise ConfigError(f"--runtime {runtime}: {path} is a linear model, which scikit-learn runs")
         info, pipeline = linear.load(path)
         return LoadedModel(info["task"], info["labels"], pipeline, path=path)
+    check_runtime(runtime, precision, device)
+    if runtime == "onnx":
+        return load_for_onnx(path, precision, log)
     from transformers import AutoConfig
 
-    from tweetkit import kinds
     from tweetkit.threads import configure_torch
 
     configure_torch()
-    check_runtime(runtime, precision, device)
-    # int8 and ONNX Runtime are CPU modes: with --device auto they pick the CPU even where a GPU
-    # is (a cron job's default)
-    cpu_mode = precision == "int8" or runtime == "onnx"
-    target = resolve_device("cpu" if cpu_mode and device == "auto" else device)
+    # int8 is a CPU mode: with --device auto it picks the CPU even where a GPU is (a cron job's default)
+    target = resolve_device("cpu" if precision == "int8" and device == "auto" else device)
     check_precision(precision, target)  # before anything is read
     config = load_pretrained(AutoConfig, path)
-    found = [kinds.of_architecture(a, config.problem_type) for a in config.architectures or []]
+    task = fine_tuned_kind(path, config.architectures, config.problem_type)
+    model = load_pretrained(task.head(), path, config=config)  # the config read above, not read again
+    model.to(target).eval()
+    if precision == "int8":
+        model = quantize_int8(model, target)
+    labels = None if task.label_names([]) is None else [config.id2label[i] for i in range(config.num_labels)]
+    tokenizer = load_tokenizer(path, tagging=task.name == "tagging")
+    max_length = getattr(config, "max_length_trained", 128)
+    return LoadedModel(task.name, labels, model, tokenizer, max_length, precision, runtime, path)
+
+
+def fine_tuned_kind(path: str, architectures, problem_type):
+    """The kinds registry's entry for a fine-tuned classifier's or tagger's config; an error for any other model."""
+    from tweetkit import kinds
+
+    found = [kinds.of_architecture(a, problem_type) for a in architectures or []]
     task = next((kind for kind in found if kind is not None), None)
     if task is None:
         raise ConfigError(f"{path}: {describe_model(path)}, not a fine-tuned classifier or tagger")
-    kind = task.name
-    if runtime == "onnx":
-        from tweetkit import onnx_runtime
+    return task
 
-        model = onnx_runtime.load(path, kind, precision, log)
-    else:
-        model = load_pretrained(task.head(), path, config=config)  # the config read above, not read again
-        model.to(target).eval()
-        if precision == "int8":
-            model = quantize_int8(model, target)
-    labels = None if task.label_names([]) is None else [config.id2label[i] for i in range(config.num_labels)]
-    tokenizer = load_tokenizer(path, tagging=kind == "tagging")
-    max_length = getattr(config, "max_length_trained", 128)
-    return LoadedModel(kind, labels, model, tokenizer, max_length, precision, runtime, path)
+
+def load_for_onnx(path: str, precision: str, log) -> LoadedModel:
+    """load_for_inference on ONNX Runtime (the CPU): the config read as JSON and the tokenizer
+    through `tokenizers`, so that a cached graph runs without importing torch or transformers."""
+    import json
+
+    from tweetkit import onnx_runtime
+
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+        if not isinstance(config, dict):
+            raise ValueError("config.json is not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load model {path} ({describe_model(path)}): {_one_line(exc)}") from None
+    task = fine_tuned_kind(path, config.get("architectures"), config.get("problem_type"))
+    model = onnx_runtime.load(path, task.name, precision, log)
+    labels = None if task.label_names([]) is None else config_labels(config)
+    max_length = config.get("max_length_trained", 128)
+    tokenizer = onnx_runtime.load_tokenizer(path, task.name, max_length)
+    return LoadedModel(task.name, labels, model, tokenizer, max_length, precision, "onnx", path)
+
+
+def config_labels(config: dict) -> list[str]:
+    """The label names of a config.json, in index order, as transformers' PretrainedConfig reads
+    them: id2label's, else LABEL_0... for num_labels (2 by default)."""
+    id2label = {int(index): name for index, name in (config.get("id2label") or {}).items()}
+    count = len(id2label) if id2label else config.get("num_labels", 2)
+    return [id2label.get(i, f"LABEL_{i}") for i in range(count)]
 
 
 def load_masked_lm(path: str, device: str = "auto", precision: str = "fp32"):
@@ -373,9 +404,17 @@ def predict(loaded: LoadedModel, inputs: list, batch_size: int = 64, threshold: 
         from tweetkit import linear
 
         return linear.predict(loaded.model, loaded.kind, inputs)
+    if loaded.runtime == "onnx":  # numpy: no torch
+        from tweetkit.inference import predict_sequences_onnx, predict_tags_onnx
+
+        if loaded.kind == "tagging":
+            return predict_tags_onnx(loaded.model, loaded.tokenizer, inputs, loaded.labels, batch_size)
+        return predict_sequences_onnx(
+            loaded.model, loaded.tokenizer, inputs, loaded.kind, loaded.labels, batch_size, threshold
+        )
     from tweetkit.inference import predict_sequences, predict_tags
 
-    device = next(loaded.model.parameters()).device if loaded.runtime == "torch" else None  # onnx: fp32 or int8
+    device = next(loaded.model.parameters()).device
     with precision_context(loaded.precision, device):
         if loaded.kind == "tagging":
             return predict_tags(loaded.model, loaded.tokenizer, inputs, loaded.labels, batch_size, loaded.max_length)

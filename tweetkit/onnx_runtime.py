@@ -11,6 +11,12 @@ Nothing runs code from the model directory: the weights load through modeling.lo
 (safetensors, trust_remote_code off), and a cached graph is data that ONNX Runtime interprets
 with its own kernels.  Where the model directory cannot be written, the cache goes under
 $XDG_CACHE_HOME/tweetkit/onnx (~/.cache by default), keyed the same way.
+
+Once the graph is cached, a run imports neither torch nor transformers (their start-up is most
+of a short predict): the config is read as JSON (modeling.load_for_inference), the text
+tokenized by the `tokenizers` library from the HF fast tokenizer's own backend, saved beside
+the graph at export (load_tokenizer), and the logits turned into records with numpy
+(tweetkit.inference.predict_sequences_onnx).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json
 import os
 import re
 import tempfile
-from types import SimpleNamespace
+import time
 
 from tweetkit.errors import ConfigError
 
@@ -44,18 +50,77 @@ def require() -> None:
 def weights_key(path: str, precision: str) -> str:
     """SHA-256 of the weights, the config, the export settings and the versions that made the graph."""
     import onnxruntime
-    import torch
 
     digest = hashlib.sha256()
     names = sorted(n for n in os.listdir(path) if n.endswith(WEIGHT_SUFFIXES) or n == "config.json")
+    digests = file_digests(path, names)
     for name in names:
-        digest.update(name.encode() + b"\0")
-        with open(os.path.join(path, name), "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    settings = {**EXPORT_SETTINGS, "precision": precision, "torch": torch.__version__, "ort": onnxruntime.__version__}
+        digest.update(name.encode() + b"\0" + bytes.fromhex(digests[name]))
+    settings = {**EXPORT_SETTINGS, "precision": precision, "torch": version("torch"), "ort": onnxruntime.__version__}
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
+
+
+def version(package: str) -> str:
+    """An installed package's version without importing it (importing torch takes seconds)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+# The SHA-256 of each file weights_key hashes, under its (size, mtime, ctime, inode), in the
+# model's cache: a run then reads the weights' stat, not their bytes.  A digest is recorded
+# only for a file unchanged for RACY_NS, so a rewrite within the clock's resolution that keeps
+# the size is still hashed anew (git's "racy" rule).
+DIGESTS = "digests.json"
+RACY_NS = 2_000_000_000
+
+
+def file_digests(path: str, names: list[str]) -> dict[str, str]:
+    """{name: hex SHA-256} of the files `names` in `path`, from the memo where their stat matches."""
+    memo_path = os.path.join(path, CACHE_DIR, DIGESTS)
+    try:
+        with open(memo_path, encoding="utf-8") as handle:
+            memo = json.load(handle)
+    except (OSError, ValueError):
+        memo = {}
+    digests, fresh = {}, {}
+    for name in names:
+        stat = os.stat(os.path.join(path, name))
+        stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+        known = memo.get(name) if isinstance(memo, dict) else None
+        if isinstance(known, dict) and known.get("stat") == stamp and isinstance(known.get("sha256"), str):
+            digests[name] = known["sha256"]
+            continue
+        digests[name] = sha256_of(os.path.join(path, name))
+        if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > RACY_NS:
+            fresh[name] = {"stat": stamp, "sha256": digests[name]}
+    if fresh and os.path.isdir(os.path.dirname(memo_path)):
+        kept = {name: memo[name] for name in names if isinstance(memo, dict) and name in memo}
+        write_atomically(memo_path, json.dumps(kept | fresh))
+    return digests
+
+
+def sha256_of(file: str) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomically(file: str, text: str) -> None:
+    """`text` to `file` through a rename; silently nothing where the directory is read-only (a memo)."""
+    try:
+        handle, partial = tempfile.mkstemp(prefix=f".{os.path.basename(file)}.", dir=os.path.dirname(file))
+    except OSError:
+        return
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(partial, file)
 
 
 def cache_dirs(path: str) -> list[str]:
@@ -95,13 +160,13 @@ def graph_path(path: str, kind: str, precision: str, log) -> str:
     raise ConfigError(f"--runtime onnx: no writable cache for the exported graph ({', '.join(cache_dirs(path))})")
 
 
-def remove_stale(directory: str, precision: str, keep: str) -> None:
-    """Graphs of earlier weights at this precision: nothing will load them again.  Only in the
-    model's own cache: the user's is shared by many models."""
+def remove_stale(directory: str, prefix: str, keep: str, suffix: str = ".onnx") -> None:
+    """Graphs of earlier weights at this precision (`prefix`), or tokenizers of earlier files: nothing
+    will load them again.  Only in the model's own cache: the user's is shared by many models."""
     if os.path.basename(directory) != CACHE_DIR:
         return
     for name in os.listdir(directory):
-        if name.startswith(f"{precision}-") and name.endswith(".onnx") and name != keep:
+        if name.startswith(f"{prefix}-") and name.endswith(suffix) and name != keep:
             os.remove(os.path.join(directory, name))
 
 
@@ -122,7 +187,9 @@ def export(path: str, kind: str, output: str) -> None:
 
     from tweetkit import kinds
     from tweetkit.modeling import load_pretrained
+    from tweetkit.threads import configure_torch
 
+    configure_torch()
     model = load_pretrained(kinds.get(kind).head(), path).eval()
     ids = torch.full((2, 8), 5, dtype=torch.long)
     inputs = {"input_ids": ids}
@@ -172,8 +239,7 @@ def quantize(fp32: str, output: str) -> None:
 
 
 class OnnxModel:
-    """An ONNX Runtime session called as predict_sequences/predict_tags call a torch model:
-    model(input_ids=..., attention_mask=...).logits, on the CPU."""
+    """An ONNX Runtime session on the CPU: model(input_ids[, attention_mask]) -> logits, numpy in and out."""
 
     def __init__(self, graph: str, kind: str, threads: int | None = None):
         import onnxruntime
@@ -190,15 +256,13 @@ class OnnxModel:
         self.graph, self.inputs = graph, input_names(kind)
 
     def __call__(self, input_ids, attention_mask=None):
-        import torch
+        import numpy as np
 
-        feed = {"input_ids": input_ids.cpu().numpy()}
+        feed = {"input_ids": input_ids}
         if "attention_mask" in self.inputs:
-            feed["attention_mask"] = (
-                (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).cpu().numpy()
-            )
+            feed["attention_mask"] = attention_mask if attention_mask is not None else np.ones_like(input_ids)
         (logits,) = self.session.run(["logits"], feed)
-        return SimpleNamespace(logits=torch.from_numpy(logits))
+        return logits
 
 
 def load(path: str, kind: str, precision: str, log) -> OnnxModel:
@@ -206,3 +270,65 @@ def load(path: str, kind: str, precision: str, log) -> OnnxModel:
     from tweetkit import threads
 
     return OnnxModel(graph_path(path, kind, precision, log), kind, threads.chosen())
+
+
+# --- the tokenizer, without transformers ------------------------------------------------------
+
+TOKENIZER_FORMAT = 1  # a change in how the tokenizer is saved below: saved anew
+
+
+def tokenizer_key(path: str, tagging: bool) -> str:
+    """SHA-256 of the model's tokenizer files, whether it takes pre-split words, and the versions
+    of the libraries that made and read the saved tokenizer."""
+    from tweetkit.modeling import SAVED_TOKENIZER_FILES
+
+    digest = hashlib.sha256()
+    names = sorted(name for name in SAVED_TOKENIZER_FILES if os.path.isfile(os.path.join(path, name)))
+    for name in names:
+        digest.update(name.encode() + b"\0" + bytes.fromhex(sha256_of(os.path.join(path, name))))
+    settings = {"format": TOKENIZER_FORMAT, "tagging": tagging, "transformers": version("transformers"),
+                "tokenizers": version("tokenizers")}  # fmt: skip
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:20]
+
+
+def load_tokenizer(path: str, kind: str, max_length: int):
+    """A `tokenizers.Tokenizer` that gives the ids (and a tagger's word ids) of modeling.load_tokenizer's
+    HF tokenizer, truncating at `max_length` (a tagger's batches also padded as HF pads them).
+
+    It is the HF fast tokenizer's own backend, saved once in the cache beside the graph: the
+    settings transformers applies as it loads (a prefix space for pre-split words, lower-casing,
+    the special tokens' template) are then in the file, whatever the model directory holds
+    (tokenizer.json or only vocab.txt).  Saving it imports transformers; reading it does not."""
+    from tokenizers import Tokenizer
+
+    tagging = kind == "tagging"
+    name = f"tokenizer-{tokenizer_key(path, tagging)}.json"
+    found = next((os.path.join(d, name) for d in cache_dirs(path) if os.path.isfile(os.path.join(d, name))), None)
+    tokenizer = Tokenizer.from_file(found) if found else save_tokenizer(path, tagging, name)
+    tokenizer.enable_truncation(max_length)  # as HF truncates one sequence (longest_first, stride 0, right)
+    if not tagging:
+        tokenizer.no_padding()  # classifier batches hold one length each
+    return tokenizer
+
+
+def save_tokenizer(path: str, tagging: bool, name: str):
+    """The backend of modeling.load_tokenizer's HF tokenizer, padding as its padding=True does,
+    written to the first writable cache as `name`."""
+    from tweetkit.modeling import load_tokenizer
+
+    hf = load_tokenizer(path, tagging=tagging)
+    backend = hf.backend_tokenizer
+    backend.no_truncation()
+    backend.enable_padding(direction=hf.padding_side, pad_id=hf.pad_token_id, pad_type_id=hf.pad_token_type_id,
+                           pad_token=hf.pad_token)  # fmt: skip
+    for directory in cache_dirs(path):
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError:
+            continue
+        write_atomically(os.path.join(directory, name), backend.to_str())
+        if os.path.isfile(os.path.join(directory, name)):
+            remove_stale(directory, "tokenizer", name, suffix=".json")
+            break
+    return backend
