@@ -114,6 +114,10 @@ class InterruptGuard:
     def handle(self, signum, frame):
         if not self.requested:
             self.requested = True
+            if os.environ.get("RANK", "0") == "0":  # under torchrun the first process speaks for the job
+                # os.write, not print: the handler may run while the main thread is inside a write to stderr.
+                again = "" if self.under_launcher else " (Ctrl-C again: stop at once, without one)"
+                os.write(2, f"tweetkit: stopping at the end of this step, with a checkpoint{again}\n".encode())
             return
         if self.saving or self.under_launcher:
             return
