@@ -257,11 +257,18 @@ def run_process(args):
     return [json.loads(line) for line in process.stdout.splitlines()]
 
 
+def as_from_a_terminal():
+    """In the child before it starts: Ctrl-C's default action, as a command typed at a terminal has it
+    (a test runner may pass SIGINT on ignored, and a process started so keeps ignoring it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_after(args, lines):
     """Run tweetkit in a process, send SIGINT after `lines` lines of stdout; (exit status, stderr)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SUBPROCESS_ENV
-    )
+        [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SUBPROCESS_ENV,
+        preexec_fn=as_from_a_terminal,
+    )  # fmt: skip
     for _ in range(lines):
         process.stdout.readline()
     process.send_signal(signal.SIGINT)
@@ -351,6 +358,22 @@ def test_token_cache_keeps_on_error_apart(data, tmp_path):
     assert strict.exit_code == 1 and f"{bad}:21: invalid JSON" in strict.stderr
 
 
+def test_a_background_job_started_with_sigint_ignored_keeps_ignoring_it(data, tmp_path):
+    """`tweetkit pretrain ... &` in a script, or under nohup: SIGINT is ignored from the start, and a
+    Ctrl-C meant for the foreground neither stops nor checkpoints it."""
+    args = pretrain_args(data, tmp_path / "run", "--max-steps", "30")
+    ignoring = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SUBPROCESS_ENV,
+        preexec_fn=ignoring,
+    )  # fmt: skip
+    process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0 and b"stopping" not in err, err.decode()
+    assert json.loads(out.splitlines()[-1])["step"] == 30
+
+
 def test_a_second_ctrl_c_stops_at_once(data, tmp_path):
     # Steps of seconds: the first Ctrl-C, early in step 2, asks for a checkpoint at its end and says so on
     # stderr; the second, sent once that notice is out, stops the process there and then, with no checkpoint.
@@ -361,8 +384,9 @@ def test_a_second_ctrl_c_stops_at_once(data, tmp_path):
     args = pretrain_args(data, out, "--max-steps", "100", "--batch-size", "64",
                          "--model-config", str(tmp_path / "shape.json"))  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SUBPROCESS_ENV
-    )
+        [sys.executable, "-m", "tweetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SUBPROCESS_ENV,
+        preexec_fn=as_from_a_terminal,
+    )  # fmt: skip
     first = json.loads(process.stdout.readline())  # step 1 is done, step 2 has begun
     step = first["elapsed_s"]
     assert step > 2, f"steps of {step} s are too short for this test: make the shape bigger"

@@ -106,7 +106,9 @@ class InterruptGuard:
     def __enter__(self):
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self.handle)
+                # A signal this process was started ignoring (a background job's SIGINT, nohup) stays ignored.
+                if signal.getsignal(sig) != signal.SIG_IGN:
+                    self.previous[sig] = signal.signal(sig, self.handle)
         except ValueError:  # not the main thread: leave signals alone
             self.previous = {}
         return self
