@@ -397,10 +397,3 @@ def config_options(func):
         click.option("--print-config", is_flag=True, help="Print the resolved flags as JSON and stop."),
     ]
     return _apply(wrapper, options)
-
-
-def log_for(command: str, quiet: bool):
-    """The stderr log of a command; silent with -q."""
-    if quiet:
-        return lambda message: None
-    return lambda message: print(f"tweetkit {command}: {message}", file=sys.stderr)

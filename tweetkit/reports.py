@@ -35,3 +35,10 @@ def print_study_table(study, best: int) -> None:
         table.add_row(("*" if t.number == best else "") + str(t.number), t.state.name.lower(), value, *cells)
     # Not a terminal (a log file, a cron mail): wide enough for every column, not 80.
     stderr_console(width=None if sys.stderr.isatty() else 240).print(table)
+
+
+def log_for(command: str, quiet: bool):
+    """The stderr log of a command; silent with -q."""
+    if quiet:
+        return lambda message: None
+    return lambda message: print(f"tweetkit {command}: {message}", file=sys.stderr)

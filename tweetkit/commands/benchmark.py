@@ -10,8 +10,9 @@ import time
 
 import click
 
-from tweetkit.options import QUIET, device_option, log_for, output_option
+from tweetkit.options import QUIET, device_option, output_option
 from tweetkit.records import emit_json
+from tweetkit.reports import log_for
 
 
 class Progress:

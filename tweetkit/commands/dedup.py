@@ -145,7 +145,7 @@ def run_staged(
     from tweetkit.executors import make_executor
     from tweetkit.io import report_counts
     from tweetkit.many_files import FileOutputs
-    from tweetkit.options import log_for
+    from tweetkit.reports import log_for
     from tweetkit.text import staged_dedup
 
     files = FileOutputs.of(stream)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from tweetkit.options import QUIET, log_for, output_option
+from tweetkit.options import QUIET, output_option
 from tweetkit.records import emit_json
+from tweetkit.reports import log_for
 
 
 @click.command(

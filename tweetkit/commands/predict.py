@@ -6,7 +6,8 @@ import functools
 
 import click
 
-from tweetkit.options import PRECISION, RUNTIME, data_options, device_option, log_for, threads_option
+from tweetkit.options import PRECISION, RUNTIME, data_options, device_option, threads_option
+from tweetkit.reports import log_for
 
 # Lines batched by length together: a wider window gives fuller batches (classifiers: of one
 # length; taggers: less padding), for a little memory and a later first output line.

@@ -7,8 +7,9 @@ import time
 import click
 
 from tweetkit.errors import ConfigError
-from tweetkit.options import data_options, log_for
+from tweetkit.options import data_options
 from tweetkit.records import emit_json
+from tweetkit.reports import log_for
 
 
 @click.command(

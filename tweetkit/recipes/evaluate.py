@@ -34,7 +34,7 @@ class EvaluateConfig:
 def evaluate(config: EvaluateConfig) -> dict:
     """{"task": kind, **scores}: the one JSON object `evaluate` prints."""
     from tweetkit.errors import UsageError
-    from tweetkit.options import log_for
+    from tweetkit.reports import log_for
 
     log = log_for("evaluate", config.quiet)
     check_inference_flags(config, log)

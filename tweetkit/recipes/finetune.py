@@ -342,8 +342,8 @@ def check_job(config: FinetuneConfig) -> None:
 def run(config: FinetuneConfig) -> None:
     """The job: its data read and checked, then one run, one per seed or a sweep; under
     torchrun, every process trains and the first writes (the linear baseline: the first alone)."""
-    from tweetkit.options import log_for
     from tweetkit.output_dir import prepare_output_dir
+    from tweetkit.reports import log_for
     from tweetkit.train import distributed
 
     check_job(config)

@@ -113,8 +113,8 @@ def run(config: PretrainConfig) -> None:
     """The recipe: tokenize (rank 0 first, the others read its cache), build or load the
     model, train on the shared core, save the model beside its tokenizer and config."""
     from tweetkit.io import StreamOptions
-    from tweetkit.options import log_for
     from tweetkit.output_dir import prepare_output_dir
+    from tweetkit.reports import log_for
     from tweetkit.train import distributed
 
     weights = check_config(config)
