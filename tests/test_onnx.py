@@ -214,7 +214,8 @@ try:
     main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code
-sys.stderr.write("imported: " + (",".join(m for m in ("torch", "transformers") if m in sys.modules) or "none") + "\\n")
+heavy = ("torch", "transformers", "onnx")
+sys.stderr.write("imported: " + (",".join(m for m in heavy if m in sys.modules) or "none") + "\\n")
 sys.exit(code)
 """
 
@@ -235,7 +236,7 @@ def test_a_cached_graph_predicts_without_torch_or_transformers(models, tmp_path,
     shutil.copytree(models / model, copy, ignore=shutil.ignore_patterns(CACHE_DIR))
     onnx_args = ["--model", str(copy), "--runtime", "onnx", str(models / data)]
     first, heavy = imported_by("predict", "-q", *onnx_args)  # exports: torch is needed once
-    assert heavy == "torch,transformers"
+    assert heavy == "torch,transformers,onnx"
     again, heavy = imported_by("predict", "-q", *onnx_args)
     assert heavy == "none" and again == first
     int8, heavy = imported_by("predict", "--precision", "int8", *onnx_args)  # quantizes from the cached fp32 graph

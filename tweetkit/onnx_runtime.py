@@ -39,12 +39,17 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
 def require() -> None:
-    """A one-line error naming the extra when ONNX Runtime is not installed."""
+    """A one-line error naming the extra when ONNX Runtime is not installed.  `onnx` is only
+    looked for, not imported: export and quantization need it, a cached graph does not, and
+    its import is a large share of a short run's start-up."""
+    import importlib.util
+
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
+        import onnxruntime  # noqa: F401  (every run needs it)
     except ImportError:
         raise ConfigError(f"--runtime onnx needs ONNX Runtime, which is not installed: {INSTALL}") from None
+    if importlib.util.find_spec("onnx") is None:
+        raise ConfigError(f"--runtime onnx needs the onnx package, which is not installed: {INSTALL}")
 
 
 def weights_key(path: str, precision: str) -> str:
