@@ -29,6 +29,7 @@ import tempfile
 import time
 
 from tweetkit.errors import ConfigError
+from tweetkit.files import sha256_of, write_atomically
 
 INSTALL = "pip install 'tweetkit[onnx]'"
 # What a cached graph depends on besides the weights: a change here exports anew.
@@ -105,27 +106,11 @@ def file_digests(path: str, names: list[str]) -> dict[str, str]:
             fresh[name] = {"stat": stamp, "sha256": digests[name]}
     if fresh and os.path.isdir(os.path.dirname(memo_path)):
         kept = {name: memo[name] for name in names if isinstance(memo, dict) and name in memo}
-        write_atomically(memo_path, json.dumps(kept | fresh))
+        try:
+            write_atomically(memo_path, json.dumps(kept | fresh))
+        except OSError:  # a read-only model directory: the memo only saves time
+            pass
     return digests
-
-
-def sha256_of(file: str) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_atomically(file: str, text: str) -> None:
-    """`text` to `file` through a rename; silently nothing where the directory is read-only (a memo)."""
-    try:
-        handle, partial = tempfile.mkstemp(prefix=f".{os.path.basename(file)}.", dir=os.path.dirname(file))
-    except OSError:
-        return
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(partial, file)
 
 
 def cache_dirs(path: str) -> list[str]:
@@ -330,9 +315,9 @@ def save_tokenizer(path: str, tagging: bool, name: str):
     for directory in cache_dirs(path):
         try:
             os.makedirs(directory, exist_ok=True)
+            write_atomically(os.path.join(directory, name), backend.to_str())
         except OSError:
-            continue
-        write_atomically(os.path.join(directory, name), backend.to_str())
+            continue  # not writable: the user's cache next
         if os.path.isfile(os.path.join(directory, name)):
             remove_stale(directory, "tokenizer", name, suffix=".json")
             break

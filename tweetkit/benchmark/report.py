@@ -158,7 +158,7 @@ def plot(summary: dict, stem: str) -> list[str]:
 
 
 def write(summary: dict, output: str) -> list[str]:
-    from tweetkit.benchmark.units import write_atomically
+    from tweetkit.files import write_atomically
 
     paths = [os.path.join(output, "results.json"), os.path.join(output, "results.md")]
     write_atomically(paths[0], json.dumps(summary, indent=2) + "\n")

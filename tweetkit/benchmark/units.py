@@ -7,7 +7,6 @@ runs again those whose settings changed."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import time
 
 from tweetkit.benchmark.suite import Suite, Task
 from tweetkit.errors import ConfigError
+from tweetkit.files import sha256_of, write_atomically
 
 UNIT_FILE = "unit.json"
 SETTINGS_FILE = "settings.json"
@@ -106,22 +106,6 @@ def prepare_train(task: Task, data: str, output: str, train_limit: int | None) -
     return target
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Write to a temporary name, then rename: a reader (or a rerun) never sees half a file."""
-    partial = f"{path}.{os.getpid()}.tmp"
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(partial, path)
-
-
-def digest(path: str) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
-
-
 def model_fingerprint(model: str) -> object:
     """What tells one model directory's contents from another's, cheaply: its files'
     names, sizes and modification times (a retrained model in the same place differs)."""
@@ -146,7 +130,7 @@ def plan(
         train = prepare_train(task, data, output, options["train_limit"])
         paths = {"train": train, "validation": task.validation and os.path.join(data, task.validation),
                  "test": os.path.join(data, task.test)}  # fmt: skip
-        files = {split: {"path": os.path.abspath(p), "sha256": digest(p)} for split, p in paths.items() if p}
+        files = {split: {"path": os.path.abspath(p), "sha256": sha256_of(p)} for split, p in paths.items() if p}
         views = tuple(t for t in suite.tasks if t.predictions_of == task.name)
         for seed in seeds:
             settings = {
