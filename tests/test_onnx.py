@@ -12,7 +12,17 @@ import sys
 
 import onnx
 import pytest
-from conftest import ROOT, jsonl, make_micro_model, make_tokenizer, minilm, read_jsonl, run_cli, sliced
+from conftest import (
+    ROOT,
+    jsonl,
+    make_micro_model,
+    make_tokenizer,
+    minilm,
+    read_jsonl,
+    run_cli,
+    sliced,
+    write_question_task,
+)
 
 from tweetkit.modeling import INT8_FP32_LAYERS
 from tweetkit.onnx_runtime import CACHE_DIR
@@ -27,13 +37,7 @@ EXPORTING = "exporting the model to ONNX"
 def models(tmp_path_factory):
     """A micro RoBERTa fine-tuned as a classifier (tweets with a '?' or not) and as a POS tagger."""
     root = tmp_path_factory.mktemp("onnx")
-    rows = read_jsonl(sliced("tweeteval/irony/train.jsonl")) + read_jsonl(sliced("semeval2017/train.jsonl"))
-    questions = [r for r in rows if "?" in r["text"]][:200]
-    statements = [r for r in rows if "?" not in r["text"]][:200]
-    mixed = [row for pair in zip(questions, statements) for row in pair]
-    labelled = [{"text": r["text"], "label": "question" if "?" in r["text"] else "statement"} for r in mixed]
-    (root / "train.jsonl").write_bytes(jsonl(*labelled[:300]))
-    (root / "test.jsonl").write_bytes(jsonl(*labelled[300:]))
+    mixed = write_question_task(root)
     tagged = read_jsonl(sliced("ark_pos/train.jsonl"))
     (root / "tags.jsonl").write_bytes(jsonl(*tagged[:200]))
     (root / "tags-test.jsonl").write_bytes(jsonl(*tagged[200:]))

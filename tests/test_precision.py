@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import jsonl, make_micro_model, make_tokenizer, read_jsonl, run_cli, sliced
+from conftest import make_micro_model, make_tokenizer, read_jsonl, run_cli, write_question_task
 
 from tweetkit.errors import ConfigError
 
@@ -18,13 +18,7 @@ def classifier(tmp_path_factory):
     """A micro RoBERTa fine-tuned to tell real tweets with a '?' from those without
     (balanced), so that its predictions vary and are mostly confident."""
     root = tmp_path_factory.mktemp("precision")
-    rows = read_jsonl(sliced("tweeteval/irony/train.jsonl")) + read_jsonl(sliced("semeval2017/train.jsonl"))
-    questions = [r for r in rows if "?" in r["text"]][:200]
-    statements = [r for r in rows if "?" not in r["text"]][:200]
-    mixed = [row for pair in zip(questions, statements) for row in pair]
-    labelled = [{"text": r["text"], "label": "question" if "?" in r["text"] else "statement"} for r in mixed]
-    (root / "train.jsonl").write_bytes(jsonl(*labelled[:300]))
-    (root / "test.jsonl").write_bytes(jsonl(*labelled[300:]))
+    mixed = write_question_task(root)
     make_tokenizer(root, [r["text"] for r in mixed], 600)
     make_micro_model(root, SHAPE)
     argv = ["finetune", "--model", str(root / "mlm"), "--task", "classification", "--train", str(root / "train.jsonl"),
